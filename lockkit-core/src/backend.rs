@@ -1,0 +1,128 @@
+//! The trait every backend implements, and the values that cross it.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::capabilities::Capabilities;
+use crate::error::Result;
+use crate::fence::FencingToken;
+use crate::name::LockName;
+use crate::owner::OwnerToken;
+
+/// How long an acquire may wait for a lock held by someone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Do not wait: a held lock fails with [`Contended`](crate::ErrorKind::Contended).
+    No,
+    /// Wait until this instant, then fail with [`Timeout`](crate::ErrorKind::Timeout).
+    Until(Instant),
+    /// Wait as long as it takes.
+    Forever,
+}
+
+impl Wait {
+    /// Waiting at most `wait` from now; a wait too long for the clock to
+    /// represent its deadline means waiting forever.
+    pub fn at_most(wait: Duration) -> Self {
+        Instant::now()
+            .checked_add(wait)
+            .map_or(Self::Forever, Self::Until)
+    }
+}
+
+/// One acquire, validated by [`Locker`](crate::Locker) before the backend sees it.
+#[derive(Debug, Clone)]
+pub struct AcquireRequest {
+    /// The lock's name (already validated).
+    pub name: LockName,
+    /// The owner token the backend stores with the grant.
+    pub owner: OwnerToken,
+    /// How long the grant lives unless extended (within the backend's
+    /// [`min_ttl`](Capabilities::min_ttl)..=[`max_ttl`](Capabilities::max_ttl)).
+    /// Session backends may ignore it.
+    pub ttl: Duration,
+    /// How long to wait if the lock is held.
+    pub wait: Wait,
+}
+
+/// What a backend returns for a successful acquire.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    /// The grant's fencing token.
+    pub token: FencingToken,
+    /// Until when the grant is certainly held: the instant the granting
+    /// request was *sent*, plus the TTL, minus the drift allowance. `None` for
+    /// a session grant with no time bound.
+    pub valid_until: Option<Instant>,
+    /// Whether the lock was held by someone else when this acquire began.
+    pub contended: bool,
+}
+
+/// What a holder presents to extend or release: the backend acts only if the
+/// owner token still matches.
+#[derive(Clone)]
+pub struct Claim {
+    /// The lock's name.
+    pub name: LockName,
+    /// The owner token given at acquire.
+    pub owner: OwnerToken,
+    /// The fencing token of the grant.
+    pub token: FencingToken,
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// A lock service: the few operations that differ between backends.
+///
+/// Everything composed from them — waiting policy, `try_acquire`,
+/// `with_lock`, automatic renewal, release on drop, instrumentation — lives
+/// once in [`Locker`](crate::Locker) and [`Lease`](crate::Lease). The trait is
+/// object-safe; `Locker` holds it as `Arc<dyn LockBackend>`.
+///
+/// Every implementation must keep the guarantees the
+/// [`conformance`](crate#conformance) suite checks; in particular:
+/// - `acquire` grants only if the lock is free (or expired), and is
+///   cancellation-safe: dropping its future at any await point leaves no lock
+///   held beyond its TTL or session;
+/// - `extend` and `release` act only if `claim.owner` still owns the lock and
+///   otherwise return [`NotHeld`](crate::ErrorKind::NotHeld) having changed nothing;
+/// - an operation the backend cannot perform returns
+///   [`Unsupported`](crate::ErrorKind::Unsupported).
+#[async_trait]
+pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
+    /// The backend's short name (`memory`, `redis`, …), used in errors, spans and metrics.
+    fn name(&self) -> &'static str;
+
+    /// What this backend can do and promise.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Grants `request.name` to `request.owner`, waiting as `request.wait` allows.
+    ///
+    /// Fails with `Contended` (for [`Wait::No`]) or `Timeout` (at the deadline)
+    /// while someone else holds the lock.
+    async fn acquire(&self, request: AcquireRequest) -> Result<Grant>;
+
+    /// Extends a held lock to `ttl` from now; returns the new validity bound,
+    /// computed from the instant the request was sent.
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant>;
+
+    /// Releases a held lock and wakes its waiters.
+    async fn release(&self, claim: &Claim) -> Result<()>;
+
+    /// Ends this client's connections or sessions. Session grants end with
+    /// them; TTL grants expire on their own. Backends with nothing to close
+    /// return `Ok`.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}

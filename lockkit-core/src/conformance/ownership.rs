@@ -1,0 +1,117 @@
+//! Ownership: only the current owner can extend or release.
+
+use std::time::Duration;
+
+use super::{claim_of, expect_error, unique_name, Target, Timing};
+use crate::{Acquire, ErrorKind, LeaseModel};
+
+/// A holder whose lease ended cannot release or extend the next holder's
+/// lock — through its lease or straight at the backend.
+pub async fn stale_owner_cannot_release_or_extend_next_holder(target: &impl Target) {
+    let (stale_client, next_client, probe) = (
+        target.client().await,
+        target.client().await,
+        target.client().await,
+    );
+    let timing = Timing::of(&stale_client);
+    let name = unique_name("stale-owner");
+    let stale = stale_client
+        .acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    let stale_claim = claim_of(&stale);
+    match stale_client.capabilities().lease {
+        LeaseModel::Session => stale_client.close().await.unwrap(),
+        _ => {
+            stale.lost().await;
+        }
+    }
+    let next = next_client
+        .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.ttl * 20))
+        .await
+        .expect("the lock is free once the stale lease ended");
+    assert!(next.fencing_token() > stale.fencing_token());
+
+    let backend = stale_client.backend();
+    expect_error(
+        backend.release(&stale_claim).await,
+        ErrorKind::NotHeld,
+        "stale release at the backend",
+    );
+    if stale_client.capabilities().extend {
+        expect_error(
+            backend.extend(&stale_claim, timing.long_ttl).await,
+            ErrorKind::NotHeld,
+            "stale extend at the backend",
+        );
+    }
+    let error = expect_error(
+        stale.release().await,
+        ErrorKind::NotHeld,
+        "stale release through its lease",
+    );
+    assert!(
+        error.message().contains(&name),
+        "error does not name the lock: {error}"
+    );
+
+    assert!(next.is_held());
+    let blocked = probe
+        .try_acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    assert!(
+        blocked.is_none(),
+        "the stale owner freed the next holder's lock"
+    );
+    next.release()
+        .await
+        .expect("the next holder still owns its lock");
+}
+
+/// Extending an expired lease is `NotHeld`, locally and at the backend.
+pub async fn extend_after_expiry_is_not_held(target: &impl Target) {
+    let locks = target.client().await;
+    let capabilities = locks.capabilities().clone();
+    let timing = Timing::of(&locks);
+    if !capabilities.extend || capabilities.lease == LeaseModel::Session {
+        let lease = locks
+            .acquire(&unique_name("extend-unsupported"), Acquire::ttl(timing.ttl))
+            .await
+            .unwrap();
+        expect_error(
+            lease.extend(timing.ttl).await,
+            ErrorKind::Unsupported,
+            "extend on a session backend",
+        );
+        lease.release().await.unwrap();
+        return;
+    }
+    let name = unique_name("extend-expired");
+    let lease = locks
+        .acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    let claim = claim_of(&lease);
+    lease.lost().await;
+    let error = expect_error(
+        lease.extend(timing.ttl).await,
+        ErrorKind::NotHeld,
+        "extend of an expired lease",
+    );
+    assert!(
+        error.message().contains("expired"),
+        "error does not say the lease expired: {error}"
+    );
+    // The server-side key outlives the local bound by the drift allowance.
+    tokio::time::sleep(capabilities.drift * 2 + Duration::from_millis(20)).await;
+    expect_error(
+        locks.backend().extend(&claim, timing.ttl).await,
+        ErrorKind::NotHeld,
+        "extend of an expired lock at the backend",
+    );
+    assert!(
+        lease.release().await.is_err(),
+        "release of an expired lease reported success"
+    );
+}

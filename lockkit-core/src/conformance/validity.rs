@@ -1,0 +1,141 @@
+//! Validity: TTL expiry, extension, the monotonic bound and the lost signal.
+
+use std::time::{Duration, Instant};
+
+use super::{expect_error, unique_name, Target, Timing};
+use crate::{Acquire, ErrorKind, LeaseModel, LeaseState};
+
+/// An unreleased lock frees itself: at its TTL, or when its client closes
+/// (session backends) — and never before its holder's validity ends.
+pub async fn expiry_frees_the_lock(target: &impl Target) {
+    let (first, second) = (target.client().await, target.client().await);
+    let timing = Timing::of(&first);
+    let name = unique_name("expiry");
+    let held = first
+        .acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    if first.capabilities().lease == LeaseModel::Session {
+        first.close().await.unwrap();
+    }
+    let next = second
+        .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.ttl * 20))
+        .await
+        .expect("an expired lock is granted again");
+    if let Some(bound) = held.valid_until() {
+        assert!(
+            Instant::now() >= bound,
+            "granted again before the holder's validity ended"
+        );
+    }
+    assert_eq!(held.state(), LeaseState::Lost);
+    next.release().await.unwrap();
+    assert!(
+        held.release().await.is_err(),
+        "release of an expired lease reported success"
+    );
+}
+
+/// `valid_until` lies within [sent + ttl − drift, returned + ttl].
+pub async fn validity_is_measured_from_request_send(target: &impl Target) {
+    let locks = target.client().await;
+    let capabilities = locks.capabilities().clone();
+    let ttl = Timing::of(&locks).long_ttl;
+    let before = Instant::now();
+    let lease = locks
+        .acquire(&unique_name("validity"), Acquire::ttl(ttl))
+        .await
+        .unwrap();
+    let after = Instant::now();
+    match (capabilities.lease, lease.valid_until()) {
+        (_, Some(bound)) => {
+            assert!(
+                bound <= after + ttl,
+                "validity measured from after the reply"
+            );
+            assert!(
+                bound >= before + ttl - capabilities.drift,
+                "validity shorter than ttl − drift"
+            );
+            assert!(lease.remaining().unwrap() <= ttl);
+        }
+        (LeaseModel::Session, None) => {}
+        (LeaseModel::Ttl, None) => panic!("a TTL lease has no validity bound"),
+    }
+    lease.release().await.unwrap();
+}
+
+/// Extending moves the validity bound; the lock stays held past the old one.
+pub async fn extend_prolongs_validity(target: &impl Target) {
+    let (locks, probe) = (target.client().await, target.client().await);
+    let timing = Timing::of(&locks);
+    let name = unique_name("extend");
+    let lease = locks
+        .acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    if !locks.capabilities().extend {
+        expect_error(
+            lease.extend(timing.ttl).await,
+            ErrorKind::Unsupported,
+            "extend",
+        );
+        lease.release().await.unwrap();
+        return;
+    }
+    let first_bound = lease
+        .valid_until()
+        .expect("a lease that extends has a bound");
+    lease.extend(timing.ttl * 4).await.unwrap();
+    let extended = lease.valid_until().unwrap();
+    assert!(extended > first_bound, "extend did not move the bound");
+    tokio::time::sleep_until((first_bound + timing.ttl / 2).into()).await;
+    assert_eq!(
+        lease.state(),
+        LeaseState::Held,
+        "lease lost at its old bound"
+    );
+    let blocked = probe
+        .try_acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    assert!(
+        blocked.is_none(),
+        "lock free at its old bound despite extend"
+    );
+    lease.release().await.unwrap();
+}
+
+/// `not_held` and `lost` resolve at the validity bound, not before, and the state says Lost.
+pub async fn lost_signal_fires_on_expiry(target: &impl Target) {
+    let locks = target.client().await;
+    let timing = Timing::of(&locks);
+    let lease = locks
+        .acquire(&unique_name("lost-signal"), Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    assert_eq!(lease.state(), LeaseState::Held);
+    if locks.capabilities().lease == LeaseModel::Session {
+        locks.close().await.unwrap();
+    }
+    let state = tokio::time::timeout(timing.ttl * 20, lease.not_held())
+        .await
+        .expect("not_held never resolved");
+    assert_eq!(state, LeaseState::Lost);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), lease.lost()).await,
+        Ok(LeaseState::Lost)
+    );
+    if let Some(bound) = lease.valid_until() {
+        assert!(
+            Instant::now() >= bound,
+            "lost signal fired before the bound"
+        );
+    }
+    assert_eq!(lease.state(), LeaseState::Lost);
+    assert!(!lease.is_held());
+    assert!(
+        lease.release().await.is_err(),
+        "release of a lost lease reported success"
+    );
+}

@@ -1,0 +1,164 @@
+//! Waiting: prompt handoff, deadlines, and cancellation and drop leaving nothing behind.
+
+use std::time::{Duration, Instant};
+
+use super::{expect_error, unique_name, Target, Timing};
+use crate::{Acquire, ErrorKind, WaitMode};
+
+/// A blocked waiter gets the lock promptly after release: within 50 ms for
+/// backends that notify or queue waiters, within one TTL for polling ones.
+pub async fn waiter_acquires_promptly_after_release(target: &impl Target) {
+    let (holder, waiter) = (target.client().await, target.client().await);
+    let timing = Timing::of(&holder);
+    let name = unique_name("handoff");
+    let held = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    let waiting = {
+        let name = name.clone();
+        tokio::spawn(async move {
+            let lease = waiter
+                .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.long_ttl))
+                .await;
+            (lease, Instant::now())
+        })
+    };
+    let mut waiting = Box::pin(waiting);
+    let early = tokio::time::timeout(Duration::from_millis(100), &mut waiting).await;
+    assert!(early.is_err(), "the waiter got a held lock");
+    let released_at = Instant::now();
+    held.release().await.unwrap();
+    let (lease, granted_at) = waiting.await.unwrap();
+    let lease = lease.expect("the waiter gets the released lock");
+    let handoff = granted_at - released_at;
+    let bound = match holder.capabilities().waiting {
+        WaitMode::Poll => timing.ttl,
+        _ => Duration::from_millis(50),
+    };
+    assert!(
+        handoff <= bound,
+        "handoff took {handoff:?}, bound {bound:?}"
+    );
+    lease.release().await.unwrap();
+}
+
+/// A wait with a deadline fails with `Timeout` close to the deadline — not
+/// before it, and not long after.
+pub async fn wait_deadline_returns_timeout_near_it(target: &impl Target) {
+    let (holder, waiter) = (target.client().await, target.client().await);
+    let timing = Timing::of(&holder);
+    let name = unique_name("deadline");
+    let held = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    let deadline = timing.ttl * 2;
+    let started = Instant::now();
+    let outcome = waiter
+        .acquire(&name, Acquire::ttl(timing.long_ttl).wait(deadline))
+        .await;
+    let waited = started.elapsed();
+    let error = expect_error(outcome, ErrorKind::Timeout, "wait on a held lock");
+    assert!(
+        error.message().contains(&name),
+        "error does not name the lock: {error}"
+    );
+    assert!(error.is_retryable());
+    assert!(
+        waited >= deadline,
+        "gave up after {waited:?}, before the deadline {deadline:?}"
+    );
+    assert!(
+        waited <= deadline + Duration::from_millis(250),
+        "gave up {waited:?} after a {deadline:?} deadline"
+    );
+    let still_held = waiter
+        .try_acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    assert!(
+        still_held.is_none(),
+        "the timed-out waiter left the lock free"
+    );
+    held.release().await.unwrap();
+}
+
+/// Acquires cancelled at any point — waiting or in flight — leave no lock
+/// held beyond its TTL, and do not stall later waiters.
+pub async fn cancelled_acquire_leaves_nothing_held(target: &impl Target) {
+    let (holder, canceller, next) = (
+        target.client().await,
+        target.client().await,
+        target.client().await,
+    );
+    let timing = Timing::of(&holder);
+    let name = unique_name("cancelled");
+    let held = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            canceller.acquire(&name, Acquire::ttl(timing.ttl)),
+        )
+        .await;
+        assert!(cancelled.is_err(), "a waiter got a held lock");
+    }
+    let queued = {
+        let (next, name) = (next.clone(), name.clone());
+        tokio::spawn(async move {
+            next.acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.long_ttl))
+                .await
+        })
+    };
+    held.release().await.unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(5), queued)
+        .await
+        .expect("cancelled waiters stalled the queue")
+        .unwrap()
+        .unwrap();
+    lease.release().await.unwrap();
+
+    // Cancel uncontended acquires at every point of their flight; whatever
+    // a cancelled one may have been granted lapses within its TTL.
+    for step in 0..40u64 {
+        let attempt = tokio::time::timeout(
+            Duration::from_micros(step * 25),
+            canceller.acquire(&name, Acquire::ttl(timing.ttl)),
+        )
+        .await;
+        if let Ok(lease) = attempt {
+            lease.unwrap().release().await.unwrap();
+        }
+    }
+    let lease = next
+        .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.ttl * 3))
+        .await
+        .expect("a cancelled acquire left the lock held past its TTL");
+    lease.release().await.unwrap();
+}
+
+/// A lease dropped without release is released in the background, long
+/// before its TTL.
+pub async fn dropped_lease_frees_the_lock(target: &impl Target) {
+    let (holder, next) = (target.client().await, target.client().await);
+    let timing = Timing::of(&holder);
+    let name = unique_name("dropped");
+    let lease = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    drop(lease);
+    let started = Instant::now();
+    let lease = next
+        .acquire(
+            &name,
+            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(5)),
+        )
+        .await
+        .expect("a dropped lease was not released");
+    assert!(started.elapsed() < timing.long_ttl / 2);
+    lease.release().await.unwrap();
+}

@@ -1,0 +1,422 @@
+//! A held lock: its tokens, its validity, its state and the signal when it is lost.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::backend::{Claim, Grant, LockBackend};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fence::FencingToken;
+use crate::options::{check_ttl, ResolvedRenewal};
+use crate::owner::OwnerToken;
+use crate::renewal::RenewalTask;
+use crate::telemetry;
+
+/// Where a lease stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeaseState {
+    /// Held and within its validity.
+    Held,
+    /// Still within its validity, but renewal is failing or the backend
+    /// session is suspended: the lease may be lost before it can be renewed.
+    Uncertain,
+    /// No longer held: expired, taken over, or its session ended.
+    Lost,
+    /// Released by its holder.
+    Released,
+}
+
+impl LeaseState {
+    /// Whether the lease may still be relied on (Held or Uncertain).
+    pub fn is_valid(self) -> bool {
+        matches!(self, Self::Held | Self::Uncertain)
+    }
+}
+
+/// The lease's state and validity bound, as shared with its observers.
+#[derive(Debug, Clone, Copy)]
+struct Status {
+    state: LeaseState,
+    valid_until: Option<Instant>,
+}
+
+impl Status {
+    /// The state at `now`: a valid lease past its bound is lost.
+    fn at(self, now: Instant) -> LeaseState {
+        match self.valid_until {
+            Some(bound) if self.state.is_valid() && now >= bound => LeaseState::Lost,
+            _ => self.state,
+        }
+    }
+}
+
+/// What the lease, its views and its renewal task share.
+pub(crate) struct LeaseCore {
+    pub(crate) backend: Arc<dyn LockBackend>,
+    pub(crate) claim: Claim,
+    pub(crate) granted_at: Instant,
+    status: watch::Sender<Status>,
+    finished: AtomicBool,
+}
+
+impl LeaseCore {
+    pub(crate) fn state(&self) -> LeaseState {
+        self.status.borrow().at(Instant::now())
+    }
+
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
+        self.status.borrow().valid_until
+    }
+
+    /// Records a successful extension sent at `sent`. A lease that was
+    /// already past its bound when the extension was sent stays lost: a
+    /// holder that saw `Lost` must never see `Held` again.
+    pub(crate) fn extended(&self, sent: Instant, valid_until: Instant) {
+        self.status.send_modify(|status| match status.at(sent) {
+            LeaseState::Held | LeaseState::Uncertain => {
+                status.state = LeaseState::Held;
+                status.valid_until = Some(valid_until);
+            }
+            LeaseState::Lost => status.state = LeaseState::Lost,
+            LeaseState::Released => {}
+        });
+    }
+
+    /// Renewal is failing; the lease stays valid until its bound.
+    pub(crate) fn mark_uncertain(&self) {
+        self.status.send_if_modified(|status| {
+            let uncertain = status.state == LeaseState::Held;
+            if uncertain {
+                status.state = LeaseState::Uncertain;
+            }
+            uncertain
+        });
+    }
+
+    /// The backend says the lock is no longer ours.
+    pub(crate) fn mark_lost(&self) {
+        self.status.send_if_modified(|status| {
+            let lost = status.state.is_valid();
+            if lost {
+                status.state = LeaseState::Lost;
+            }
+            lost
+        });
+    }
+
+    /// Ends the lease once: publishes the final state and records hold time
+    /// and, for a lost lease, the loss.
+    fn finish(&self, final_state: LeaseState) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.status.send_modify(|status| status.state = final_state);
+        let backend = self.backend.name();
+        telemetry::record_hold(backend, self.granted_at.elapsed());
+        if final_state == LeaseState::Lost {
+            telemetry::record_loss(backend);
+        }
+    }
+
+    /// Resolves with the first state for which `done` holds.
+    async fn until(&self, done: impl Fn(LeaseState) -> bool) -> LeaseState {
+        let mut changes = self.status.subscribe();
+        loop {
+            let status = *changes.borrow_and_update();
+            let state = status.at(Instant::now());
+            if done(state) {
+                return state;
+            }
+            // The sender lives in `self`, so `changed` cannot fail while we borrow it.
+            match status.valid_until {
+                Some(bound) => tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep_until(bound.into()) => {}
+                },
+                None => {
+                    let _ = changes.changed().await;
+                }
+            }
+        }
+    }
+
+    /// A `NotHeld` error explaining, from the lease's own clock, why.
+    fn not_held(&self, state: LeaseState, action: &str) -> Error {
+        let name = &self.claim.name;
+        let why = match (state, self.valid_until()) {
+            (LeaseState::Released, _) => "it was already released".to_owned(),
+            (_, Some(bound)) if Instant::now() >= bound => {
+                format!("its lease expired {:?} ago", bound.elapsed())
+            }
+            _ => "it was lost".to_owned(),
+        };
+        Error::new(
+            ErrorKind::NotHeld,
+            self.backend.name(),
+            format!("cannot {action} lock `{name}`: {why}"),
+        )
+    }
+}
+
+/// A read-only view of a lease: its tokens, state and loss signal.
+///
+/// Cheap to clone; handed to the closure of
+/// [`Locker::with_lock`](crate::Locker::with_lock), and reachable from a
+/// [`Lease`] through `Deref`.
+#[derive(Clone)]
+pub struct LeaseView {
+    core: Arc<LeaseCore>,
+}
+
+impl LeaseView {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        self.core.claim.name.as_str()
+    }
+
+    /// The grant's fencing token: pass it to the protected resource, which
+    /// must refuse any token lower than the highest it has seen.
+    pub fn fencing_token(&self) -> FencingToken {
+        self.core.claim.token
+    }
+
+    /// The grant's owner token.
+    pub fn owner(&self) -> OwnerToken {
+        self.core.claim.owner
+    }
+
+    /// The backend's name.
+    pub fn backend(&self) -> &'static str {
+        self.core.backend.name()
+    }
+
+    /// Until when the lease is certainly held, on the monotonic clock; `None`
+    /// for a session lease with no time bound.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.core.valid_until()
+    }
+
+    /// How much validity is left (zero once expired); `None` without a time bound.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.valid_until()
+            .map(|bound| bound.saturating_duration_since(Instant::now()))
+    }
+
+    /// The lease's state now.
+    pub fn state(&self) -> LeaseState {
+        self.core.state()
+    }
+
+    /// Whether the state is [`Held`](LeaseState::Held).
+    pub fn is_held(&self) -> bool {
+        self.state() == LeaseState::Held
+    }
+
+    /// Resolves when the lease stops being [`Held`](LeaseState::Held) —
+    /// Uncertain, Lost or Released — with that state. Use it in
+    /// `tokio::select!` to abort a critical section at the first sign of trouble.
+    pub async fn not_held(&self) -> LeaseState {
+        self.core.until(|state| state != LeaseState::Held).await
+    }
+
+    /// Resolves when the lease is Lost (or Released), with that state.
+    pub async fn lost(&self) -> LeaseState {
+        self.core.until(|state| !state.is_valid()).await
+    }
+}
+
+impl fmt::Debug for LeaseView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("backend", &self.backend())
+            .field("name", &self.core.claim.name)
+            .field("fencing_token", &self.fencing_token())
+            .field("state", &self.state())
+            .field("valid_until", &self.valid_until())
+            .finish()
+    }
+}
+
+/// A held lock.
+///
+/// Release it with [`release`](Self::release), which reports errors. A lease
+/// dropped while held is released in the background (with a warning in the
+/// log); its TTL or session end is the backstop. Read-only accessors come
+/// from [`LeaseView`].
+pub struct Lease {
+    view: LeaseView,
+    renewal: Option<RenewalTask>,
+    ended: bool,
+}
+
+impl Lease {
+    pub(crate) fn start(
+        backend: Arc<dyn LockBackend>,
+        claim: Claim,
+        grant: Grant,
+        renewal: Option<ResolvedRenewal>,
+    ) -> Self {
+        let (status, _) = watch::channel(Status {
+            state: LeaseState::Held,
+            valid_until: grant.valid_until,
+        });
+        let core = Arc::new(LeaseCore {
+            backend,
+            claim,
+            granted_at: Instant::now(),
+            status,
+            finished: AtomicBool::new(false),
+        });
+        let renewal = renewal.map(|policy| RenewalTask::spawn(Arc::clone(&core), policy));
+        Self {
+            view: LeaseView { core },
+            renewal,
+            ended: false,
+        }
+    }
+
+    /// A cheap, cloneable view of this lease.
+    pub fn view(&self) -> LeaseView {
+        self.view.clone()
+    }
+
+    /// Extends the lease to `ttl` from now.
+    ///
+    /// Fails with `NotHeld` without I/O if the lease already expired or was
+    /// lost (a lease that reported `Lost` never becomes `Held` again), and
+    /// with `NotHeld` if the backend finds another owner.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        let core = &self.view.core;
+        let capabilities = core.backend.capabilities();
+        let backend = core.backend.name();
+        if !capabilities.extend {
+            return Err(Error::unsupported(
+                backend,
+                "extend: this backend's leases are kept alive by their session",
+            ));
+        }
+        check_ttl(ttl, capabilities, backend)?;
+        let state = core.state();
+        if !state.is_valid() {
+            return Err(core.not_held(state, "extend"));
+        }
+        let sent = Instant::now();
+        match core.backend.extend(&core.claim, ttl).await {
+            Ok(valid_until) => {
+                core.extended(sent, valid_until);
+                Ok(())
+            }
+            Err(error) => {
+                if error.kind() == ErrorKind::NotHeld {
+                    core.mark_lost();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Releases the lock, after stopping its renewal.
+    ///
+    /// Returns `NotHeld` if the lease had expired or been lost before the
+    /// release — the critical section overran its lease and its writes may
+    /// have raced another holder's (the fencing token is the defence).
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.stop().await;
+        }
+        let core = Arc::clone(&self.view.core);
+        let state = core.state();
+        // Even an expired lease is released: owner-checked, it frees what is
+        // left of the key (drift allowance) and never touches a new holder's.
+        let outcome = core.backend.release(&core.claim).await;
+        self.ended = true;
+        match outcome {
+            Ok(()) if state.is_valid() => {
+                core.finish(LeaseState::Released);
+                Ok(())
+            }
+            Ok(()) => {
+                core.finish(LeaseState::Lost);
+                Err(core.not_held(state, "release"))
+            }
+            Err(error) if error.kind() == ErrorKind::NotHeld => {
+                core.finish(LeaseState::Lost);
+                Err(error)
+            }
+            Err(error) => {
+                // The lock stays until its TTL or session ends; the lease is gone.
+                core.finish(LeaseState::Released);
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Deref for Lease {
+    type Target = LeaseView;
+
+    fn deref(&self) -> &LeaseView {
+        &self.view
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.view, f)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let core = Arc::clone(&self.view.core);
+        let renewal = self.renewal.take();
+        let name = &core.claim.name;
+        let backend = core.backend.name();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!(
+                    backend,
+                    lock = %name,
+                    "lease dropped without release; releasing it in the background"
+                );
+                runtime.spawn(async move {
+                    if let Some(renewal) = renewal {
+                        renewal.stop().await;
+                    }
+                    let state = core.state();
+                    let final_state = match core.backend.release(&core.claim).await {
+                        Ok(()) if state.is_valid() => LeaseState::Released,
+                        Err(error) if error.kind() != ErrorKind::NotHeld => {
+                            tracing::warn!(
+                                backend = core.backend.name(),
+                                lock = %core.claim.name,
+                                %error,
+                                "background release failed; the lock lapses at its TTL or session end"
+                            );
+                            LeaseState::Released
+                        }
+                        _ => LeaseState::Lost,
+                    };
+                    core.finish(final_state);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    backend,
+                    lock = %name,
+                    "lease dropped without release outside a tokio runtime; \
+                     the lock lapses at its TTL or session end"
+                );
+                core.finish(core.state());
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! `LockConfig`: which backend, under which namespace, with which guarantees.
+
+use std::fmt;
+use std::time::Duration;
+
+use lockkit_core::{Error, ErrorKind, Result, SafetyClass, DEFAULT_TTL};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// The namespace (key prefix) used when a configuration names none.
+pub const DEFAULT_NAMESPACE: &str = "lockkit";
+
+/// The longest namespace accepted, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 256;
+
+/// How an application picks its lock backend: by configuration, not by code.
+///
+/// Read from TOML ([`from_toml`](Self::from_toml)), JSON
+/// ([`from_json`](Self::from_json)) or the environment
+/// ([`from_env`](Self::from_env)); unknown fields are refused. `Debug` never
+/// prints a password.
+///
+/// ```toml
+/// url = "memory://"
+/// namespace = "billing"        # key prefix, default "lockkit"
+/// require = "correctness"      # refuse backends weaker than this
+/// default_ttl = "30s"          # TTL of acquires that name none
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    /// Where the locks live: `memory://`, `redis://…`, `redlock://…`,
+    /// `postgres://…`, `etcd://…` or `zk://…`.
+    pub url: String,
+    /// Prefix of every key the backend writes, so applications sharing a
+    /// server never see each other's locks.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The weakest safety class the application accepts; `connect` refuses a
+    /// backend below it, saying why.
+    #[serde(default, deserialize_with = "safety_class")]
+    pub require: Option<SafetyClass>,
+    /// The TTL of acquires whose options name none.
+    #[serde(default = "default_ttl", deserialize_with = "duration")]
+    pub default_ttl: Duration,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_owned()
+}
+
+fn default_ttl() -> Duration {
+    DEFAULT_TTL
+}
+
+impl LockConfig {
+    /// A configuration for `url` with every other field at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            namespace: default_namespace(),
+            require: None,
+            default_ttl: DEFAULT_TTL,
+        }
+    }
+
+    /// Sets the namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Refuses backends below `safety`.
+    pub fn require(mut self, safety: SafetyClass) -> Self {
+        self.require = Some(safety);
+        self
+    }
+
+    /// Sets the default TTL.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// Parses a TOML document; errors name the offending field.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let document = toml::Deserializer::parse(text)
+            .map_err(|error| config_error(format!("TOML: {}", error.message())))?;
+        serde_path_to_error::deserialize(document).map_err(|error| field_error(&error))
+    }
+
+    /// Parses a JSON document; errors name the offending field.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let mut document = serde_json::Deserializer::from_str(text);
+        let config: Self =
+            serde_path_to_error::deserialize(&mut document).map_err(|error| field_error(&error))?;
+        document
+            .end()
+            .map_err(|error| config_error(format!("JSON: {error}")))?;
+        Ok(config)
+    }
+
+    /// Reads `LOCKKIT_URL` (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`
+    /// and `LOCKKIT_DEFAULT_TTL` from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let url = var("LOCKKIT_URL").ok_or_else(|| {
+            config_error("LOCKKIT_URL is not set; it names the lock backend, e.g. memory://")
+        })?;
+        let mut config = Self::new(url);
+        if let Some(namespace) = var("LOCKKIT_NAMESPACE") {
+            config.namespace = namespace;
+        }
+        if let Some(require) = var("LOCKKIT_REQUIRE") {
+            config.require = Some(require.parse().map_err(|_: Error| {
+                config_error(format!(
+                    "LOCKKIT_REQUIRE: expected `efficiency` or `correctness`, got `{require}`"
+                ))
+            })?);
+        }
+        if let Some(ttl) = var("LOCKKIT_DEFAULT_TTL") {
+            config.default_ttl = parse_duration(&ttl)
+                .map_err(|why| config_error(format!("LOCKKIT_DEFAULT_TTL: {why}")))?;
+        }
+        Ok(config)
+    }
+
+    /// Checks the fields that do not depend on the backend.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let namespace = &self.namespace;
+        if namespace.is_empty() {
+            return Err(config_error("namespace is empty"));
+        }
+        if namespace.len() > MAX_NAMESPACE_BYTES {
+            return Err(config_error(format!(
+                "namespace is {} bytes long; the limit is {MAX_NAMESPACE_BYTES} bytes",
+                namespace.len()
+            )));
+        }
+        if namespace.chars().any(char::is_control) {
+            return Err(config_error("namespace contains a control character"));
+        }
+        if self.default_ttl.is_zero() {
+            return Err(config_error("default_ttl must be greater than zero"));
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for LockConfig {
+    fn from(url: &str) -> Self {
+        Self::new(url)
+    }
+}
+
+impl From<String> for LockConfig {
+    fn from(url: String) -> Self {
+        Self::new(url)
+    }
+}
+
+impl From<&LockConfig> for LockConfig {
+    fn from(config: &LockConfig) -> Self {
+        config.clone()
+    }
+}
+
+impl fmt::Debug for LockConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockConfig")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("require", &self.require)
+            .field("default_ttl", &self.default_ttl)
+            .finish()
+    }
+}
+
+/// `url` with every password replaced by `***`: the password of each
+/// `user:password@host` (Redlock and etcd URLs list several hosts) and the
+/// value of any query parameter whose name mentions a password, secret or token.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = match location.find('/') {
+        Some(at) => location.split_at(at),
+        None => (location, ""),
+    };
+    let hosts: Vec<String> = authority
+        .split(',')
+        .map(|host| match host.rsplit_once('@') {
+            Some((user_info, address)) => match user_info.split_once(':') {
+                Some((user, _password)) => format!("{user}:***@{address}"),
+                None => host.to_owned(),
+            },
+            None => host.to_owned(),
+        })
+        .collect();
+    let mut redacted = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        redacted.push_str(scheme);
+        redacted.push_str("://");
+    }
+    redacted.push_str(&hosts.join(","));
+    redacted.push_str(path);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+    }
+    redacted
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|secret| key.contains(secret))
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, "lockkit", message)
+}
+
+fn field_error<E: fmt::Display>(error: &serde_path_to_error::Error<E>) -> Error {
+    let path = error.path().to_string();
+    let inner = error.inner().to_string();
+    if path == "." {
+        config_error(format!("config: {inner}"))
+    } else {
+        config_error(format!("config field `{path}`: {inner}"))
+    }
+}
+
+/// Parses a duration written with its unit: `30s`, `250ms`, `1m 30s`.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!(
+            "`{text}` is negative; durations must be zero or more"
+        ));
+    }
+    humantime::parse_duration(trimmed).map_err(|error| {
+        format!("`{text}` is not a duration such as \"30s\" or \"250ms\" ({error})")
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
+    struct DurationText;
+
+    impl Visitor<'_> for DurationText {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration with its unit, such as \"30s\" or \"250ms\"")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<Duration, E> {
+            parse_duration(text).map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_str(DurationText)
+}
+
+fn safety_class<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<SafetyClass>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(|_| {
+        de::Error::custom(format!(
+            "expected `efficiency` or `correctness`, got `{text}`"
+        ))
+    })
+}

@@ -1,0 +1,109 @@
+//! lockkit: one async lock API over Redis, Redlock, PostgreSQL, etcd,
+//! ZooKeeper and memory — picked by configuration, with fencing tokens.
+//!
+//! ```
+//! use std::time::Duration;
+//! use lockkit::Acquire;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> lockkit::Result<()> {
+//! let locks = lockkit::connect("memory://").await?;
+//! let lease = locks
+//!     .acquire("billing:user-42", Acquire::ttl(Duration::from_secs(30)).wait(Duration::from_secs(5)))
+//!     .await?;
+//! // Hand the token to the protected resource; it refuses lower ones.
+//! println!("token {}", lease.fencing_token());
+//! lease.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Which backend to choose:
+//! 1. The protected work is idempotent or de-duplicated → an efficiency
+//!    lock (Redis) is enough.
+//! 2. The work lives in PostgreSQL → a transaction-scoped advisory lock:
+//!    the lock and the work commit together.
+//! 3. Otherwise → make the work idempotent if at all possible; else a
+//!    correctness backend (etcd, ZooKeeper, PostgreSQL) **with the fencing
+//!    token checked at the resource**.
+//! 4. Leader election and long workflows across services → etcd or ZooKeeper.
+//!
+//! Network backends are compiled in by features named after them (`redis`,
+//! `redlock`, `postgres`, `etcd`, `zk`, or `full`); the memory backend is
+//! always present.
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod scheme;
+
+use std::sync::Arc;
+
+pub use config::{redact_url, LockConfig, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES};
+pub use lockkit_core::*;
+pub use scheme::Scheme;
+
+/// Connects to the lock service a URL or a [`LockConfig`] names.
+///
+/// Refuses, with a [`Config`](ErrorKind::Config) error saying why: an
+/// unknown scheme (listing the known ones), a backend not compiled into this
+/// build (naming the feature), a backend weaker than `require`, and a
+/// namespace or default TTL the backend cannot use.
+///
+/// The memory backend (`memory://`) is private to the returned [`Locker`]:
+/// clone the locker to share its locks.
+pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
+    let config = config.into();
+    config.validate()?;
+    let scheme = Scheme::of(&config.url)?;
+    if !scheme.is_compiled_in() {
+        return Err(scheme.not_compiled_in());
+    }
+    let backend: Arc<dyn LockBackend> = match scheme {
+        Scheme::Memory => {
+            let rest = &config.url["memory://".len()..];
+            if !rest.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "lockkit",
+                    format!("url: memory:// takes no host, path or options, got `{rest}`"),
+                ));
+            }
+            Arc::new(MemoryBackend::new())
+        }
+        other => return Err(other.not_compiled_in()),
+    };
+    let capabilities = backend.capabilities();
+    if let Some(required) = config.require {
+        if capabilities.safety < required {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "lockkit",
+                format!(
+                    "require: the configuration requires {required} locks, but backend {} \
+                     offers {} locks (it may admit two holders after a failover or a long pause); \
+                     choose a correctness backend (postgres, etcd, zk) or relax `require`",
+                    backend.name(),
+                    capabilities.safety
+                ),
+            ));
+        }
+    }
+    if config.default_ttl < capabilities.min_ttl || config.default_ttl > capabilities.max_ttl {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "lockkit",
+            format!(
+                "default_ttl: {:?} is outside backend {}'s range of {:?} to {:?}",
+                config.default_ttl,
+                backend.name(),
+                capabilities.min_ttl,
+                capabilities.max_ttl
+            ),
+        ));
+    }
+    tracing::debug!(config = ?config, backend = backend.name(), "lockkit connected");
+    Ok(Locker::from_backend(backend).with_default_ttl(config.default_ttl))
+}
