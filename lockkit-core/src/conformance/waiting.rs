@@ -106,6 +106,11 @@ pub async fn cancelled_acquire_leaves_nothing_held(target: &impl Target) {
         .await;
         assert!(cancelled.is_err(), "a waiter got a held lock");
     }
+    // A waiter that queued, was woken by the release and is dropped before
+    // taking the lock must hand its turn on.
+    let mut woken_then_dropped = Box::pin(canceller.acquire(&name, Acquire::ttl(timing.long_ttl)));
+    let first_poll = tokio::time::timeout(Duration::from_millis(20), &mut woken_then_dropped).await;
+    assert!(first_poll.is_err(), "a waiter got a held lock");
     let queued = {
         let (next, name) = (next.clone(), name.clone());
         tokio::spawn(async move {
@@ -113,7 +118,11 @@ pub async fn cancelled_acquire_leaves_nothing_held(target: &impl Target) {
                 .await
         })
     };
+    let mut queued = Box::pin(queued);
+    let early = tokio::time::timeout(Duration::from_millis(50), &mut queued).await;
+    assert!(early.is_err(), "a waiter got a held lock");
     held.release().await.unwrap();
+    drop(woken_then_dropped);
     let lease = tokio::time::timeout(Duration::from_secs(5), queued)
         .await
         .expect("cancelled waiters stalled the queue")
