@@ -75,6 +75,13 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
         }
         other => return Err(other.not_compiled_in()),
     };
+    check_backend(&config, backend.as_ref())?;
+    tracing::debug!(config = ?config, backend = backend.name(), "lockkit connected");
+    Ok(Locker::from_backend(backend).with_default_ttl(config.default_ttl))
+}
+
+/// Refuses a backend weaker than `require`, or one that cannot honour the default TTL.
+fn check_backend(config: &LockConfig, backend: &dyn LockBackend) -> Result<()> {
     let capabilities = backend.capabilities();
     if let Some(required) = config.require {
         if capabilities.safety < required {
@@ -104,6 +111,69 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
             ),
         ));
     }
-    tracing::debug!(config = ?config, backend = backend.name(), "lockkit connected");
-    Ok(Locker::from_backend(backend).with_default_ttl(config.default_ttl))
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::time::{Duration, Instant};
+
+    /// The memory backend, presenting itself as an efficiency-class lock.
+    #[derive(Debug)]
+    struct EfficiencyOnly {
+        inner: MemoryBackend,
+        capabilities: Capabilities,
+    }
+
+    #[async_trait]
+    impl LockBackend for EfficiencyOnly {
+        fn name(&self) -> &'static str {
+            "efficiency-only"
+        }
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
+        }
+        async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
+            self.inner.acquire(request).await
+        }
+        async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
+            self.inner.extend(claim, ttl).await
+        }
+        async fn release(&self, claim: &Claim) -> Result<()> {
+            self.inner.release(claim).await
+        }
+    }
+
+    fn efficiency_only() -> EfficiencyOnly {
+        let inner = MemoryBackend::new();
+        let mut capabilities = inner.capabilities().clone();
+        capabilities.safety = SafetyClass::Efficiency;
+        EfficiencyOnly {
+            inner,
+            capabilities,
+        }
+    }
+
+    #[test]
+    fn require_correctness_refuses_an_efficiency_backend_saying_why() {
+        let backend = efficiency_only();
+        let config = LockConfig::new("memory://").require(SafetyClass::Correctness);
+        let error = check_backend(&config, &backend).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.message().contains("requires correctness"), "{error}");
+        assert!(error.message().contains("offers efficiency"), "{error}");
+        let relaxed = LockConfig::new("memory://").require(SafetyClass::Efficiency);
+        assert!(check_backend(&relaxed, &backend).is_ok());
+        assert!(check_backend(&LockConfig::new("memory://"), &backend).is_ok());
+    }
+
+    #[test]
+    fn a_default_ttl_outside_the_backends_range_is_refused() {
+        let backend = efficiency_only();
+        let config = LockConfig::new("memory://").default_ttl(Duration::from_secs(400 * 24 * 3600));
+        let error = check_backend(&config, &backend).unwrap_err();
+        assert!(error.message().starts_with("default_ttl"), "{error}");
+    }
 }

@@ -3,12 +3,23 @@
 //!
 //! A backend crate runs all of it with one macro call in a test file:
 //!
-//! ```ignore
-//! async fn target() -> Option<impl lockkit_core::conformance::Target> {
-//!     let url = lockkit_core::conformance::server_from_env("LOCKKIT_TEST_REDIS_URL")?;
-//!     Some(move || { let url = url.clone(); async move { connect_redis(&url).await } })
+//! ```
+//! use lockkit_core::conformance::Target;
+//! use lockkit_core::{Locker, MemoryBackend};
+//!
+//! async fn target() -> Option<impl Target> {
+//!     // A network backend reads its server from the environment, and skips
+//!     // (or fails, under LOCKKIT_TEST_REQUIRE=1) without it:
+//!     // let url = lockkit_core::conformance::server_from_env("LOCKKIT_TEST_REDIS_URL")?;
+//!     let backend = MemoryBackend::new();
+//!     Some(move || {
+//!         let backend = backend.clone();
+//!         async move { Locker::new(backend) }
+//!     })
 //! }
+//!
 //! lockkit_core::conformance_suite!(target());
+//! # fn main() {}
 //! ```
 //!
 //! The macro expands one `#[tokio::test]` per case on a multi-threaded

@@ -1,0 +1,145 @@
+//! LockConfig: parsed from TOML, JSON and the environment; every refusal names its field.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use lockkit::{redact_url, ErrorKind, LockConfig, SafetyClass};
+
+#[test]
+fn toml_with_every_field_parses() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "memory://"
+        namespace = "billing"
+        require = "correctness"
+        default_ttl = "1m 30s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.url, "memory://");
+    assert_eq!(config.namespace, "billing");
+    assert_eq!(config.require, Some(SafetyClass::Correctness));
+    assert_eq!(config.default_ttl, Duration::from_secs(90));
+}
+
+#[test]
+fn omitted_fields_take_their_defaults() {
+    let config = LockConfig::from_json(r#"{"url": "memory://"}"#).unwrap();
+    assert_eq!(config, LockConfig::new("memory://"));
+    assert_eq!(config.namespace, "lockkit");
+    assert_eq!(config.require, None);
+    assert_eq!(config.default_ttl, Duration::from_secs(30));
+}
+
+fn refusal(result: lockkit::Result<LockConfig>) -> String {
+    let error = result.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    error.message().to_owned()
+}
+
+#[test]
+fn unknown_fields_are_refused_by_name() {
+    let message = refusal(LockConfig::from_toml(
+        "url = \"memory://\"\nnamespase = \"x\"\n",
+    ));
+    assert!(message.contains("namespase"), "{message}");
+    let message = refusal(LockConfig::from_json(
+        r#"{"url": "memory://", "ttl": "5s"}"#,
+    ));
+    assert!(message.contains("`ttl`"), "{message}");
+}
+
+#[test]
+fn bad_durations_are_refused_naming_the_field() {
+    for (text, why) in [
+        (r#"default_ttl = "-5s""#, "negative"),
+        (r#"default_ttl = "soon""#, "not a duration"),
+        ("default_ttl = 30", "with its unit"),
+    ] {
+        let message = refusal(LockConfig::from_toml(&format!(
+            "url = \"memory://\"\n{text}\n"
+        )));
+        assert!(message.contains("default_ttl"), "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+    let message = refusal(LockConfig::from_json(
+        r#"{"url": "memory://", "default_ttl": "-1ms"}"#,
+    ));
+    assert!(
+        message.contains("`default_ttl`") && message.contains("negative"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_bad_require_is_refused_naming_the_field() {
+    let message = refusal(LockConfig::from_toml(
+        "url = \"memory://\"\nrequire = \"strong\"\n",
+    ));
+    assert!(
+        message.contains("require") && message.contains("`strong`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_missing_url_is_refused_by_name() {
+    let message = refusal(LockConfig::from_json(r#"{"namespace": "x"}"#));
+    assert!(message.contains("url"), "{message}");
+    let message = refusal(LockConfig::from_json("{\"url\": \"memory://\"} trailing"));
+    assert!(message.contains("JSON"), "{message}");
+}
+
+#[test]
+fn the_environment_provides_a_config() {
+    let vars: HashMap<&str, &str> = [
+        ("LOCKKIT_URL", "memory://"),
+        ("LOCKKIT_NAMESPACE", "jobs"),
+        ("LOCKKIT_REQUIRE", "efficiency"),
+        ("LOCKKIT_DEFAULT_TTL", "250ms"),
+    ]
+    .into();
+    let config = LockConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+    assert_eq!(config.namespace, "jobs");
+    assert_eq!(config.require, Some(SafetyClass::Efficiency));
+    assert_eq!(config.default_ttl, Duration::from_millis(250));
+
+    let message = refusal(LockConfig::from_vars(|_| None));
+    assert!(message.contains("LOCKKIT_URL"), "{message}");
+    let message = refusal(LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("memory://".into()),
+        "LOCKKIT_DEFAULT_TTL" => Some("-3s".into()),
+        _ => None,
+    }));
+    assert!(message.contains("LOCKKIT_DEFAULT_TTL"), "{message}");
+    let message = refusal(LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("memory://".into()),
+        "LOCKKIT_REQUIRE" => Some("maybe".into()),
+        _ => None,
+    }));
+    assert!(message.contains("LOCKKIT_REQUIRE"), "{message}");
+}
+
+#[test]
+fn debug_never_prints_a_password() {
+    let secrets = [
+        "redis://:hunter2@127.0.0.1:6379/0",
+        "postgres://app:hunter2@db.internal:5432/locks?sslmode=require",
+        "redlock://u:hunter2@h1:7001,u:hunter2@h2:7002,h3:7003",
+        "etcd://h1:2379?password=hunter2&timeout=5s",
+        "rediss://user:p%40ss:hunter2@h:6380",
+    ];
+    for url in secrets {
+        let shown = format!("{:?}", LockConfig::new(url));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
+    assert_eq!(
+        redact_url("postgres://app:pw@db:5432/locks?sslmode=require"),
+        "postgres://app:***@db:5432/locks?sslmode=require"
+    );
+    assert_eq!(
+        redact_url("redis://127.0.0.1:6379"),
+        "redis://127.0.0.1:6379"
+    );
+}
