@@ -117,43 +117,14 @@ fn check_backend(config: &LockConfig, backend: &dyn LockBackend) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use std::time::{Duration, Instant};
+    use lockkit_core::conformance::ProbedBackend;
+    use std::time::Duration;
 
-    /// The memory backend, presenting itself as an efficiency-class lock.
-    #[derive(Debug)]
-    struct EfficiencyOnly {
-        inner: MemoryBackend,
-        capabilities: Capabilities,
-    }
-
-    #[async_trait]
-    impl LockBackend for EfficiencyOnly {
-        fn name(&self) -> &'static str {
-            "efficiency-only"
-        }
-        fn capabilities(&self) -> &Capabilities {
-            &self.capabilities
-        }
-        async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
-            self.inner.acquire(request).await
-        }
-        async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
-            self.inner.extend(claim, ttl).await
-        }
-        async fn release(&self, claim: &Claim) -> Result<()> {
-            self.inner.release(claim).await
-        }
-    }
-
-    fn efficiency_only() -> EfficiencyOnly {
+    fn efficiency_only() -> ProbedBackend {
         let inner = MemoryBackend::new();
         let mut capabilities = inner.capabilities().clone();
         capabilities.safety = SafetyClass::Efficiency;
-        EfficiencyOnly {
-            inner,
-            capabilities,
-        }
+        ProbedBackend::new(Arc::new(inner)).with_capabilities(capabilities)
     }
 
     #[test]

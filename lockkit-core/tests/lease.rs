@@ -1,61 +1,21 @@
 //! Lease behaviour that lives in lockkit-core above every backend: renewal
 //! failure, metrics, and drop outside a runtime. The backend is the real
-//! memory backend; where a failure is needed, a wrapper injects it.
+//! memory backend; where a failure is needed, `ProbedBackend` injects it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use lockkit_core::{
-    telemetry, Acquire, AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LeaseState,
-    LockBackend, Locker, MemoryBackend, Result,
-};
+use lockkit_core::conformance::ProbedBackend;
+use lockkit_core::{telemetry, Acquire, ErrorKind, LeaseState, Locker, MemoryBackend};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-/// The memory backend, with extend failing as `Unavailable` while `failing` is set.
-#[derive(Debug)]
-struct FlakyExtend {
-    inner: MemoryBackend,
-    failing: AtomicBool,
-}
-
-#[async_trait]
-impl LockBackend for FlakyExtend {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
-        self.inner.acquire(request).await
-    }
-
-    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                "memory",
-                "injected outage",
-            ));
-        }
-        self.inner.extend(claim, ttl).await
-    }
-
-    async fn release(&self, claim: &Claim) -> Result<()> {
-        self.inner.release(claim).await
-    }
+fn flaky_memory() -> Arc<ProbedBackend> {
+    Arc::new(ProbedBackend::new(Arc::new(MemoryBackend::new())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_renewal_makes_the_lease_uncertain_then_lost_at_its_bound() {
-    let backend = Arc::new(FlakyExtend {
-        inner: MemoryBackend::new(),
-        failing: AtomicBool::new(false),
-    });
+    let backend = flaky_memory();
     let locks = Locker::from_backend(backend.clone());
     let ttl = Duration::from_millis(300);
     let lease = locks
@@ -65,7 +25,7 @@ async fn failed_renewal_makes_the_lease_uncertain_then_lost_at_its_bound() {
         )
         .await
         .unwrap();
-    backend.failing.store(true, Ordering::SeqCst);
+    backend.fail_extends(true);
     let bound = lease.valid_until().unwrap();
     assert_eq!(lease.not_held().await, LeaseState::Uncertain);
     assert!(
@@ -79,7 +39,7 @@ async fn failed_renewal_makes_the_lease_uncertain_then_lost_at_its_bound() {
         "Lost must not come before the bound"
     );
     // Recovery of the backend does not resurrect a lease that reported Lost.
-    backend.failing.store(false, Ordering::SeqCst);
+    backend.fail_extends(false);
     assert_eq!(lease.state(), LeaseState::Lost);
     let error = lease.extend(ttl).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NotHeld);
@@ -87,10 +47,8 @@ async fn failed_renewal_makes_the_lease_uncertain_then_lost_at_its_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_recovers_from_uncertain_when_the_backend_answers_again() {
-    let backend = Arc::new(FlakyExtend {
-        inner: MemoryBackend::new(),
-        failing: AtomicBool::new(true),
-    });
+    let backend = flaky_memory();
+    backend.fail_extends(true);
     let locks = Locker::from_backend(backend.clone());
     let lease = locks
         .acquire(
@@ -100,7 +58,7 @@ async fn renewal_recovers_from_uncertain_when_the_backend_answers_again() {
         .await
         .unwrap();
     assert_eq!(lease.not_held().await, LeaseState::Uncertain);
-    backend.failing.store(false, Ordering::SeqCst);
+    backend.fail_extends(false);
     let mut changes = 0;
     while lease.state() != LeaseState::Held {
         tokio::time::sleep(Duration::from_millis(10)).await;

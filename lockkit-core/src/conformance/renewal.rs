@@ -1,16 +1,10 @@
 //! Renewal: keeps a lease alive, stops with release and drop, respects max_hold.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-
-use super::{expect_error, unique_name, Target, Timing};
-use crate::{
-    Acquire, AcquireRequest, Capabilities, Claim, ErrorKind, Grant, LeaseModel, LeaseState,
-    LockBackend, Locker, Result,
-};
+use super::{expect_error, unique_name, ProbedBackend, Target, Timing};
+use crate::{Acquire, ErrorKind, LeaseModel, LeaseState, Locker};
 
 /// Auto-renewal keeps a lease held across several TTLs.
 pub async fn auto_renewal_keeps_the_lease_alive(target: &impl Target) {
@@ -47,10 +41,7 @@ pub async fn renewal_stops_after_release_and_drop(target: &impl Target) {
     if !client.capabilities().extend || client.capabilities().lease == LeaseModel::Session {
         return extend_is_refused_or_unneeded(&client).await;
     }
-    let counter = Arc::new(ExtendCounter {
-        inner: Arc::clone(client.backend()),
-        extends: AtomicUsize::new(0),
-    });
+    let counter = Arc::new(ProbedBackend::new(Arc::clone(client.backend())));
     let locks = Locker::from_backend(counter.clone());
     let timing = Timing::of(&locks);
     let every = timing.ttl / 5;
@@ -60,8 +51,8 @@ pub async fn renewal_stops_after_release_and_drop(target: &impl Target) {
             .acquire(&name, Acquire::ttl(timing.ttl).renew_every(every))
             .await
             .unwrap();
-        let start = counter.extends.load(Ordering::SeqCst);
-        while counter.extends.load(Ordering::SeqCst) < start + 2 {
+        let start = counter.extends();
+        while counter.extends() < start + 2 {
             tokio::time::sleep(every).await;
         }
         if drop_it {
@@ -78,10 +69,10 @@ pub async fn renewal_stops_after_release_and_drop(target: &impl Target) {
         } else {
             lease.release().await.unwrap();
         }
-        let after = counter.extends.load(Ordering::SeqCst);
+        let after = counter.extends();
         tokio::time::sleep(every * 5).await;
         assert_eq!(
-            counter.extends.load(Ordering::SeqCst),
+            counter.extends(),
             after,
             "renewal ran on after release (drop: {drop_it})"
         );
@@ -157,36 +148,5 @@ async fn extend_is_refused_or_unneeded(locks: &Locker) {
         _ => {
             expect_error(outcome, ErrorKind::Unsupported, "auto_renew without extend");
         }
-    }
-}
-
-/// A real backend, with its extend calls counted.
-#[derive(Debug)]
-struct ExtendCounter {
-    inner: Arc<dyn LockBackend>,
-    extends: AtomicUsize,
-}
-
-#[async_trait]
-impl LockBackend for ExtendCounter {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
-        self.inner.acquire(request).await
-    }
-
-    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
-        self.extends.fetch_add(1, Ordering::SeqCst);
-        self.inner.extend(claim, ttl).await
-    }
-
-    async fn release(&self, claim: &Claim) -> Result<()> {
-        self.inner.release(claim).await
     }
 }

@@ -1,0 +1,83 @@
+//! A real backend wrapped for tests of the logic above it.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::{AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBackend, Result};
+
+/// A real backend with its `extend` calls counted, extend failures
+/// injectable, and its capabilities replaceable — for testing renewal and
+/// configuration checks against a real lock service, not a mock.
+#[derive(Debug)]
+pub struct ProbedBackend {
+    inner: Arc<dyn LockBackend>,
+    capabilities: Capabilities,
+    extends: AtomicUsize,
+    failing_extends: AtomicBool,
+}
+
+impl ProbedBackend {
+    /// Wraps `inner`, changing nothing until told to.
+    pub fn new(inner: Arc<dyn LockBackend>) -> Self {
+        Self {
+            capabilities: inner.capabilities().clone(),
+            inner,
+            extends: AtomicUsize::new(0),
+            failing_extends: AtomicBool::new(false),
+        }
+    }
+
+    /// Presents `capabilities` instead of the inner backend's.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// How many times `extend` has been called.
+    pub fn extends(&self) -> usize {
+        self.extends.load(Ordering::SeqCst)
+    }
+
+    /// While `failing`, `extend` fails with `Unavailable` without reaching the backend.
+    pub fn fail_extends(&self, failing: bool) {
+        self.failing_extends.store(failing, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl LockBackend for ProbedBackend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
+        self.inner.acquire(request).await
+    }
+
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
+        self.extends.fetch_add(1, Ordering::SeqCst);
+        if self.failing_extends.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                self.inner.name(),
+                "extend failure injected by ProbedBackend",
+            ));
+        }
+        self.inner.extend(claim, ttl).await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<()> {
+        self.inner.release(claim).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}
