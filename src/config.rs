@@ -144,9 +144,6 @@ impl LockConfig {
         if namespace.chars().any(char::is_control) {
             return Err(config_error("namespace contains a control character"));
         }
-        if self.default_ttl.is_zero() {
-            return Err(config_error("default_ttl must be greater than zero"));
-        }
         Ok(())
     }
 }

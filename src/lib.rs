@@ -98,19 +98,9 @@ fn check_backend(config: &LockConfig, backend: &dyn LockBackend) -> Result<()> {
             ));
         }
     }
-    if config.default_ttl < capabilities.min_ttl || config.default_ttl > capabilities.max_ttl {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "lockkit",
-            format!(
-                "default_ttl: {:?} is outside backend {}'s range of {:?} to {:?}",
-                config.default_ttl,
-                backend.name(),
-                capabilities.min_ttl,
-                capabilities.max_ttl
-            ),
-        ));
-    }
+    capabilities
+        .check_ttl("default_ttl", config.default_ttl, backend.name())
+        .map_err(|refusal| Error::new(ErrorKind::Config, "lockkit", refusal.message()))?;
     Ok(())
 }
 

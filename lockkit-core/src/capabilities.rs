@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
+
 /// Why a lock is safe to rely on (Kleppmann's two reasons to lock).
 ///
 /// Ordered: `Efficiency < Correctness`, so a configuration's `require` can
@@ -128,17 +130,48 @@ impl Capabilities {
             drift: Duration::ZERO,
         }
     }
+
+    /// Refuses a TTL this backend cannot honour — zero, below
+    /// [`min_ttl`](Self::min_ttl) or above [`max_ttl`](Self::max_ttl) — with
+    /// [`InvalidInput`](crate::ErrorKind::InvalidInput) naming `field`.
+    pub fn check_ttl(&self, field: &str, ttl: Duration, backend: &'static str) -> Result<()> {
+        if ttl.is_zero() {
+            return Err(Error::invalid_input(
+                backend,
+                format!("{field} must be greater than zero"),
+            ));
+        }
+        if ttl < self.min_ttl {
+            return Err(Error::invalid_input(
+                backend,
+                format!(
+                    "{field} {ttl:?} is below this backend's minimum of {:?}",
+                    self.min_ttl
+                ),
+            ));
+        }
+        if ttl > self.max_ttl {
+            return Err(Error::invalid_input(
+                backend,
+                format!(
+                    "{field} {ttl:?} is above this backend's maximum of {:?}",
+                    self.max_ttl
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl std::str::FromStr for SafetyClass {
-    type Err = crate::Error;
+    type Err = Error;
 
     /// Parses `efficiency` or `correctness`, as written in configuration.
-    fn from_str(text: &str) -> crate::Result<Self> {
+    fn from_str(text: &str) -> Result<Self> {
         match text {
             "efficiency" => Ok(Self::Efficiency),
             "correctness" => Ok(Self::Correctness),
-            other => Err(crate::Error::new(
+            other => Err(Error::new(
                 crate::ErrorKind::Config,
                 "lockkit",
                 format!("require: expected `efficiency` or `correctness`, got `{other}`"),

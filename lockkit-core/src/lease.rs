@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::backend::{Claim, Grant, LockBackend};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fence::FencingToken;
-use crate::options::{check_ttl, ResolvedRenewal};
+use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
 use crate::renewal::RenewalTask;
 use crate::telemetry;
@@ -300,7 +300,7 @@ impl Lease {
                 "extend: this backend's leases are kept alive by their session",
             ));
         }
-        check_ttl(ttl, capabilities, backend)?;
+        capabilities.check_ttl("ttl", ttl, backend)?;
         let state = core.state();
         if !state.is_valid() {
             return Err(core.not_held(state, "extend"));

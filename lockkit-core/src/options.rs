@@ -96,7 +96,7 @@ impl Acquire {
         backend: &'static str,
     ) -> Result<Resolved> {
         let ttl = self.ttl.unwrap_or(default_ttl);
-        check_ttl(ttl, capabilities, backend)?;
+        capabilities.check_ttl("ttl", ttl, backend)?;
         let renewal = match self.renewal {
             None => None,
             // A session backend renews by keeping its session alive.
@@ -111,39 +111,6 @@ impl Acquire {
         };
         Ok(Resolved { ttl, renewal })
     }
-}
-
-/// Refuses a TTL the backend cannot honour.
-pub(crate) fn check_ttl(
-    ttl: Duration,
-    capabilities: &Capabilities,
-    backend: &'static str,
-) -> Result<()> {
-    if ttl.is_zero() {
-        return Err(Error::invalid_input(
-            backend,
-            "ttl must be greater than zero",
-        ));
-    }
-    if ttl < capabilities.min_ttl {
-        return Err(Error::invalid_input(
-            backend,
-            format!(
-                "ttl {ttl:?} is below this backend's minimum of {:?}",
-                capabilities.min_ttl
-            ),
-        ));
-    }
-    if ttl > capabilities.max_ttl {
-        return Err(Error::invalid_input(
-            backend,
-            format!(
-                "ttl {ttl:?} is above this backend's maximum of {:?}",
-                capabilities.max_ttl
-            ),
-        ));
-    }
-    Ok(())
 }
 
 impl Renewal {

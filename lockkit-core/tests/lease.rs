@@ -9,6 +9,7 @@ use lockkit_core::conformance::ProbedBackend;
 use lockkit_core::{telemetry, Acquire, ErrorKind, LeaseState, Locker, MemoryBackend};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
+/// The memory backend, wrapped to count extends and inject their failure.
 fn flaky_memory() -> Arc<ProbedBackend> {
     Arc::new(ProbedBackend::new(Arc::new(MemoryBackend::new())))
 }
@@ -59,12 +60,13 @@ async fn renewal_recovers_from_uncertain_when_the_backend_answers_again() {
         .unwrap();
     assert_eq!(lease.not_held().await, LeaseState::Uncertain);
     backend.fail_extends(false);
-    let mut changes = 0;
-    while lease.state() != LeaseState::Held {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        changes += 1;
-        assert!(changes < 100, "renewal never recovered");
-    }
+    // Renewals run one after another: once a second call after the recovery
+    // has started, the first has succeeded and updated the lease.
+    let calls = backend.extends();
+    tokio::time::timeout(Duration::from_secs(2), backend.extends_reach(calls + 2))
+        .await
+        .expect("renewal stopped retrying");
+    assert_eq!(lease.state(), LeaseState::Held, "renewal never recovered");
     lease.release().await.unwrap();
 }
 
@@ -78,7 +80,8 @@ fn metrics_are_recorded_under_their_documented_names() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let locks = Locker::memory();
+            let backend = flaky_memory();
+            let locks = Locker::from_backend(backend.clone());
             let ttl = Duration::from_millis(200);
             let lease = locks
                 .acquire(
@@ -92,7 +95,8 @@ fn metrics_are_recorded_under_their_documented_names() {
                 .await
                 .unwrap()
                 .is_none());
-            tokio::time::sleep(Duration::from_millis(70)).await;
+            // Two renewals have completed once a third has started.
+            backend.extends_reach(3).await;
             lease.release().await.unwrap();
             let expiring = locks
                 .acquire("metrics", Acquire::ttl(Duration::from_millis(20)))

@@ -1,10 +1,11 @@
 //! A real backend wrapped for tests of the logic above it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use crate::{AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBackend, Result};
 
@@ -15,7 +16,7 @@ use crate::{AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBa
 pub struct ProbedBackend {
     inner: Arc<dyn LockBackend>,
     capabilities: Capabilities,
-    extends: AtomicUsize,
+    extends: watch::Sender<usize>,
     failing_extends: AtomicBool,
 }
 
@@ -25,7 +26,7 @@ impl ProbedBackend {
         Self {
             capabilities: inner.capabilities().clone(),
             inner,
-            extends: AtomicUsize::new(0),
+            extends: watch::Sender::new(0),
             failing_extends: AtomicBool::new(false),
         }
     }
@@ -38,7 +39,14 @@ impl ProbedBackend {
 
     /// How many times `extend` has been called.
     pub fn extends(&self) -> usize {
-        self.extends.load(Ordering::SeqCst)
+        *self.extends.borrow()
+    }
+
+    /// Resolves once `extend` has been called at least `count` times.
+    pub async fn extends_reach(&self, count: usize) {
+        let mut calls = self.extends.subscribe();
+        // The sender lives in `self`, so waiting cannot fail while we borrow it.
+        let _ = calls.wait_for(|calls| *calls >= count).await;
     }
 
     /// While `failing`, `extend` fails with `Unavailable` without reaching the backend.
@@ -62,7 +70,7 @@ impl LockBackend for ProbedBackend {
     }
 
     async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
-        self.extends.fetch_add(1, Ordering::SeqCst);
+        self.extends.send_modify(|calls| *calls += 1);
         if self.failing_extends.load(Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::Unavailable,

@@ -52,9 +52,9 @@ pub async fn renewal_stops_after_release_and_drop(target: &impl Target) {
             .await
             .unwrap();
         let start = counter.extends();
-        while counter.extends() < start + 2 {
-            tokio::time::sleep(every).await;
-        }
+        tokio::time::timeout(timing.ttl * 4, counter.extends_reach(start + 2))
+            .await
+            .expect("auto-renewal never extended the lease");
         if drop_it {
             drop(lease);
             // The background release is done once another owner can take the lock.
@@ -67,9 +67,13 @@ pub async fn renewal_stops_after_release_and_drop(target: &impl Target) {
                 .unwrap();
             next.release().await.unwrap();
         } else {
-            lease.release().await.unwrap();
+            tokio::time::timeout(timing.ttl * 4, lease.release())
+                .await
+                .expect("release waited on a renewal that never stopped")
+                .unwrap();
         }
         let after = counter.extends();
+        // Absence has no event to await: watch five renewal periods pass.
         tokio::time::sleep(every * 5).await;
         assert_eq!(
             counter.extends(),
