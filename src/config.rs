@@ -3,15 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use lockkit_core::{Error, ErrorKind, Result, SafetyClass, DEFAULT_TTL};
+use lockkit_core::{
+    check_namespace, Error, ErrorKind, Result, SafetyClass, DEFAULT_NAMESPACE, DEFAULT_TTL,
+};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-
-/// The namespace (key prefix) used when a configuration names none.
-pub const DEFAULT_NAMESPACE: &str = "lockkit";
-
-/// The longest namespace accepted, in bytes.
-pub const MAX_NAMESPACE_BYTES: usize = 256;
 
 /// How an application picks its lock backend: by configuration, not by code.
 ///
@@ -25,6 +21,10 @@ pub const MAX_NAMESPACE_BYTES: usize = 256;
 /// namespace = "billing"        # key prefix, default "lockkit"
 /// require = "correctness"      # refuse backends weaker than this
 /// default_ttl = "30s"          # TTL of acquires that name none
+///
+/// [redis]                      # read by the redis backend only
+/// min_replicas = 1             # WAIT for this many replicas after each grant
+/// replica_timeout = "100ms"
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +43,29 @@ pub struct LockConfig {
     /// The TTL of acquires whose options name none.
     #[serde(default = "default_ttl", deserialize_with = "duration")]
     pub default_ttl: Duration,
+    /// Settings only the Redis backend reads (`[redis]`).
+    #[serde(default)]
+    pub redis: RedisConfig,
+}
+
+/// The `[redis]` section: settings only the Redis backend reads. Unset
+/// fields keep the backend's defaults (see `lockkit_redis::RedisOptions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// After each grant and extension, wait until this many replicas have
+    /// it; fail the acquire if fewer acknowledge within `replica_timeout`.
+    #[serde(default)]
+    pub min_replicas: u32,
+    /// How long to wait for `min_replicas` (default 100 ms).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub replica_timeout: Option<Duration>,
+    /// How long a command may wait for its reply (default 2 s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub response_timeout: Option<Duration>,
+    /// How long one connection attempt may take (default 2 s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub connect_timeout: Option<Duration>,
 }
 
 fn default_namespace() -> String {
@@ -61,6 +84,7 @@ impl LockConfig {
             namespace: default_namespace(),
             require: None,
             default_ttl: DEFAULT_TTL,
+            redis: RedisConfig::default(),
         }
     }
 
@@ -82,6 +106,12 @@ impl LockConfig {
         self
     }
 
+    /// Sets the `[redis]` section.
+    pub fn redis(mut self, redis: RedisConfig) -> Self {
+        self.redis = redis;
+        self
+    }
+
     /// Parses a TOML document; errors name the offending field.
     pub fn from_toml(text: &str) -> Result<Self> {
         let document = toml::Deserializer::parse(text)
@@ -100,8 +130,10 @@ impl LockConfig {
         Ok(config)
     }
 
-    /// Reads `LOCKKIT_URL` (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`
-    /// and `LOCKKIT_DEFAULT_TTL` from the process environment.
+    /// Reads `LOCKKIT_URL` (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`,
+    /// `LOCKKIT_DEFAULT_TTL` and the `[redis]` settings `LOCKKIT_REDIS_MIN_REPLICAS`,
+    /// `LOCKKIT_REDIS_REPLICA_TIMEOUT`, `LOCKKIT_REDIS_RESPONSE_TIMEOUT` and
+    /// `LOCKKIT_REDIS_CONNECT_TIMEOUT` from the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -126,25 +158,39 @@ impl LockConfig {
             config.default_ttl = parse_duration(&ttl)
                 .map_err(|why| config_error(format!("LOCKKIT_DEFAULT_TTL: {why}")))?;
         }
+        if let Some(replicas) = var("LOCKKIT_REDIS_MIN_REPLICAS") {
+            config.redis.min_replicas = replicas.trim().parse().map_err(|_| {
+                config_error(format!(
+                    "LOCKKIT_REDIS_MIN_REPLICAS: expected a whole number of replicas, got `{replicas}`"
+                ))
+            })?;
+        }
+        for (name, field) in [
+            (
+                "LOCKKIT_REDIS_REPLICA_TIMEOUT",
+                &mut config.redis.replica_timeout,
+            ),
+            (
+                "LOCKKIT_REDIS_RESPONSE_TIMEOUT",
+                &mut config.redis.response_timeout,
+            ),
+            (
+                "LOCKKIT_REDIS_CONNECT_TIMEOUT",
+                &mut config.redis.connect_timeout,
+            ),
+        ] {
+            if let Some(text) = var(name) {
+                *field = Some(
+                    parse_duration(&text).map_err(|why| config_error(format!("{name}: {why}")))?,
+                );
+            }
+        }
         Ok(config)
     }
 
     /// Checks the fields that do not depend on the backend.
     pub(crate) fn validate(&self) -> Result<()> {
-        let namespace = &self.namespace;
-        if namespace.is_empty() {
-            return Err(config_error("namespace is empty"));
-        }
-        if namespace.len() > MAX_NAMESPACE_BYTES {
-            return Err(config_error(format!(
-                "namespace is {} bytes long; the limit is {MAX_NAMESPACE_BYTES} bytes",
-                namespace.len()
-            )));
-        }
-        if namespace.chars().any(char::is_control) {
-            return Err(config_error("namespace contains a control character"));
-        }
-        Ok(())
+        check_namespace(&self.namespace, "lockkit")
     }
 }
 
@@ -173,6 +219,7 @@ impl fmt::Debug for LockConfig {
             .field("namespace", &self.namespace)
             .field("require", &self.require)
             .field("default_ttl", &self.default_ttl)
+            .field("redis", &self.redis)
             .finish()
     }
 }
@@ -274,6 +321,12 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<D
     }
 
     deserializer.deserialize_str(DurationText)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
 }
 
 fn safety_class<'de, D: Deserializer<'de>>(

@@ -41,7 +41,7 @@ mod scheme;
 
 use std::sync::Arc;
 
-pub use config::{redact_url, LockConfig, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES};
+pub use config::{redact_url, LockConfig, RedisConfig};
 pub use lockkit_core::*;
 pub use scheme::Scheme;
 
@@ -73,11 +73,31 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
             }
             Arc::new(MemoryBackend::new())
         }
+        #[cfg(feature = "redis")]
+        Scheme::Redis => Arc::new(connect_redis(&config).await?),
         other => return Err(other.not_compiled_in()),
     };
     check_backend(&config, backend.as_ref())?;
     tracing::debug!(config = ?config, backend = backend.name(), "lockkit connected");
     Ok(Locker::from_backend(backend).with_default_ttl(config.default_ttl))
+}
+
+#[cfg(feature = "redis")]
+async fn connect_redis(config: &LockConfig) -> Result<lockkit_redis::RedisBackend> {
+    let section = &config.redis;
+    let mut options = lockkit_redis::RedisOptions::new()
+        .namespace(&config.namespace)
+        .min_replicas(section.min_replicas);
+    if let Some(timeout) = section.replica_timeout {
+        options = options.replica_timeout(timeout);
+    }
+    if let Some(timeout) = section.response_timeout {
+        options = options.response_timeout(timeout);
+    }
+    if let Some(timeout) = section.connect_timeout {
+        options = options.connect_timeout(timeout);
+    }
+    lockkit_redis::RedisBackend::connect(&config.url, options).await
 }
 
 /// Refuses a backend weaker than `require`, or one that cannot honour the default TTL.

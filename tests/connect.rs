@@ -80,8 +80,15 @@ async fn an_unknown_scheme_lists_the_known_ones() {
     }
     let message = refusal("127.0.0.1:6379").await;
     assert!(message.contains("has no scheme"), "{message}");
-    let message = refusal("redis://:hunter2@nowhere").await;
-    assert!(!message.contains("hunter2"), "{message}");
+    // Whatever refuses it — a missing feature or an unknown host — never
+    // repeats the password.
+    let error = connect("redis://:hunter2@nowhere.invalid")
+        .await
+        .unwrap_err();
+    assert!(
+        !format!("{error} {error:?}").contains("hunter2"),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

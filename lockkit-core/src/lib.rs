@@ -73,6 +73,6 @@ pub use fence::FencingToken;
 pub use lease::{Lease, LeaseState, LeaseView};
 pub use locker::{Locker, DEFAULT_TTL};
 pub use memory::MemoryBackend;
-pub use name::{LockName, MAX_NAME_BYTES};
+pub use name::{check_namespace, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES};
 pub use options::{Acquire, Renewal};
 pub use owner::OwnerToken;

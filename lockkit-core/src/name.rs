@@ -7,6 +7,35 @@ use crate::error::{Error, Result};
 /// The longest lock name accepted, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 1024;
 
+/// The namespace (key prefix) used when a configuration names none.
+pub const DEFAULT_NAMESPACE: &str = "lockkit";
+
+/// The longest namespace accepted, in bytes of UTF-8.
+pub const MAX_NAMESPACE_BYTES: usize = 256;
+
+/// Checks a namespace — the prefix that keeps one application's locks apart
+/// from another's on a shared server: not empty, at most
+/// [`MAX_NAMESPACE_BYTES`] bytes, no control characters.
+///
+/// The refusal is a [`Config`](crate::ErrorKind::Config) error naming the
+/// field `namespace`, raised by `backend`.
+pub fn check_namespace(namespace: &str, backend: &'static str) -> Result<()> {
+    let refuse = |why: String| Err(Error::new(crate::ErrorKind::Config, backend, why));
+    if namespace.is_empty() {
+        return refuse("namespace is empty".to_owned());
+    }
+    if namespace.len() > MAX_NAMESPACE_BYTES {
+        return refuse(format!(
+            "namespace is {} bytes long; the limit is {MAX_NAMESPACE_BYTES} bytes",
+            namespace.len()
+        ));
+    }
+    if namespace.chars().any(char::is_control) {
+        return refuse("namespace contains a control character".to_owned());
+    }
+    Ok(())
+}
+
 /// A lock name that has passed validation: not empty, at most
 /// [`MAX_NAME_BYTES`] bytes, and free of control characters.
 ///

@@ -1,0 +1,485 @@
+//! [`RedisBackend`]: the lock operations over one multiplexed connection.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lockkit_core::{
+    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
+    FencingToken, Grant, LeaseModel, LockBackend, Result, SafetyClass, Wait, WaitMode,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion, ScriptInvocation};
+
+use crate::error::{from_redis, unexpected_reply, BACKEND};
+use crate::keys::LockKeys;
+use crate::options::{RedisOptions, QUEUE_PLACE};
+use crate::scripts::{AcquireReply, OwnerCheck, QueueMode, Scripts};
+use crate::waiters::Waiters;
+
+/// Allowance for the server's clock running faster than ours, subtracted
+/// from every validity window. Redis expires keys at millisecond precision
+/// by its own clock.
+const DRIFT: Duration = Duration::from_millis(10);
+
+/// How often a waiter renews its place and re-checks, at most.
+const RENEW_PLACE: Duration = Duration::from_millis(QUEUE_PLACE.as_millis() as u64 / 3);
+
+/// Locks in one Redis server (or a primary with replicas).
+///
+/// Cheap to share: clone the [`Locker`](lockkit_core::Locker) holding it.
+/// All commands go over one multiplexed connection that reconnects by
+/// itself; waiters share one more, for pub/sub, opened at the first wait.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: ConnectionManager,
+    waiters: Arc<Waiters>,
+    server: String,
+    options: RedisOptions,
+    capabilities: Capabilities,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.inner.server)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects to `url` — `redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://` for TLS — and checks the server answers.
+    ///
+    /// Fails with [`Config`](ErrorKind::Config) for a URL or options that
+    /// cannot work (the message names the field) and
+    /// [`Unavailable`](ErrorKind::Unavailable) if the server cannot be reached.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self> {
+        options.validate()?;
+        let info = url.into_connection_info().map_err(|error| {
+            Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "url: {error}; expected redis://[user:password@]host[:port][/db] or rediss://"
+                ),
+            )
+        })?;
+        let server = info.addr().to_string();
+        let client =
+            Client::open(info.clone()).map_err(|error| from_redis(&server, "url", error))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            // Fail fast while the server is down; the next command tries again.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
+        let connection = ConnectionManager::new_with_config(client, config.clone())
+            .await
+            .map_err(|error| from_redis(&server, "connect", error))?;
+        let subscriber = info.clone().set_redis_settings(
+            info.redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3),
+        );
+        let subscriber =
+            Client::open(subscriber).map_err(|error| from_redis(&server, "url", error))?;
+        let mut capabilities = Capabilities::new(
+            SafetyClass::Efficiency,
+            FencingGuarantee::BestEffort,
+            LeaseModel::Ttl,
+            WaitMode::Notify,
+            Fairness::Fifo,
+        );
+        capabilities.drift = DRIFT;
+        capabilities.min_ttl = DRIFT * 2;
+        let backend = Self {
+            inner: Arc::new(Inner {
+                connection,
+                waiters: Arc::new(Waiters::new(subscriber, server.clone(), config)),
+                server,
+                options,
+                capabilities,
+            }),
+        };
+        backend.ping().await?;
+        Ok(backend)
+    }
+
+    /// The server's address, as in error messages.
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// The options this backend was connected with.
+    pub fn options(&self) -> &RedisOptions {
+        &self.inner.options
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut connection = self.inner.connection.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.inner.server, "ping", error))
+    }
+
+    fn keys(&self, name: &str) -> LockKeys {
+        LockKeys::new(&self.inner.options.namespace, name)
+    }
+
+    /// Runs a script; with `min_replicas`, pipelined with `WAIT` on the same
+    /// connection, and returns how many replicas acknowledged.
+    async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        what: &Operation<'_>,
+    ) -> Result<(T, Option<u32>)> {
+        let mut connection = self.inner.connection.clone();
+        let server = &self.inner.server;
+        let replicas = self.inner.options.min_replicas;
+        if replicas == 0 {
+            return invocation
+                .invoke_async(&mut connection)
+                .await
+                .map(|reply| (reply, None))
+                .map_err(|error| from_redis(server, what, error));
+        }
+        let timeout = self.inner.options.replica_timeout.as_millis().max(1) as u64;
+        let mut pipeline = redis::pipe();
+        pipeline
+            .invoke_script(invocation)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout);
+        let mut reply = pipeline.query_async::<(T, u32)>(&mut connection).await;
+        if reply.as_ref().is_err_and(|error| {
+            error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        }) {
+            invocation
+                .load_async(&mut connection)
+                .await
+                .map_err(|error| from_redis(server, what, error))?;
+            reply = pipeline.query_async(&mut connection).await;
+        }
+        reply
+            .map(|(reply, acknowledged)| (reply, Some(acknowledged)))
+            .map_err(|error| from_redis(server, what, error))
+    }
+
+    /// One acquire attempt.
+    async fn attempt(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        ttl: Duration,
+        mode: QueueMode,
+    ) -> Result<(AcquireReply, Instant)> {
+        let scripts = Scripts::get();
+        let ttl_ms = millis(ttl);
+        let claim_ms = ttl_ms.min(millis(QUEUE_PLACE));
+        let invocation = scripts.acquire(keys, owner, ttl_ms, mode, millis(QUEUE_PLACE), claim_ms);
+        let what = Operation("acquire", keys);
+        let sent = Instant::now();
+        let (reply, acknowledged) = self.run::<(i64, i64)>(&invocation, &what).await?;
+        let reply = AcquireReply::decode(reply)
+            .ok_or_else(|| unexpected_reply(&self.inner.server, &what, reply))?;
+        if let (AcquireReply::Granted(_), Some(acknowledged)) = (reply, acknowledged) {
+            self.require_replicas(keys, owner, acknowledged, "acquire")
+                .await?;
+        }
+        Ok((reply, sent))
+    }
+
+    /// Fails a write that fewer than `min_replicas` replicas acknowledged;
+    /// a grant is released first (the lock was never reported held).
+    async fn require_replicas(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        acknowledged: u32,
+        operation: &str,
+    ) -> Result<()> {
+        let required = self.inner.options.min_replicas;
+        if acknowledged >= required {
+            return Ok(());
+        }
+        let mut outcome = "";
+        if operation == "acquire" {
+            let mut connection = self.inner.connection.clone();
+            let released = Scripts::get()
+                .release(keys, owner)
+                .invoke_async::<i64>(&mut connection)
+                .await;
+            outcome = if released.is_ok() {
+                "; the grant was released"
+            } else {
+                "; releasing the grant failed too, it expires at its TTL"
+            };
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!(
+                "{}: {operation} `{}`: only {acknowledged} of the required {required} replicas \
+                 acknowledged within {:?}{outcome}",
+                self.inner.server,
+                lock_name(keys),
+                self.inner.options.replica_timeout
+            ),
+        ))
+    }
+
+    /// Takes `owner` out of the queue and passes on a lock handed to it.
+    async fn leave(&self, keys: &LockKeys, owner: &str) -> Result<()> {
+        let mut connection = self.inner.connection.clone();
+        Scripts::get()
+            .leave(keys, owner)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(|error| {
+                from_redis(
+                    &self.inner.server,
+                    Operation("leave the queue of", keys),
+                    error,
+                )
+            })
+    }
+
+    fn grant(
+        &self,
+        token: u64,
+        sent: Instant,
+        ttl: Duration,
+        contended: bool,
+        keys: &LockKeys,
+    ) -> Result<Grant> {
+        let token = FencingToken::new(token).ok_or_else(|| {
+            unexpected_reply(
+                &self.inner.server,
+                Operation("acquire", keys),
+                "fencing token 0",
+            )
+        })?;
+        Ok(Grant {
+            token,
+            valid_until: Some(sent + ttl.saturating_sub(DRIFT)),
+            contended,
+        })
+    }
+
+    async fn wait_for_grant(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        ttl: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<Grant> {
+        let listener = self.inner.waiters.listen(&keys.channel, owner).await?;
+        loop {
+            // Also catches a hand-over published before the subscription held.
+            let (reply, sent) = self.attempt(keys, owner, ttl, QueueMode::Wait).await?;
+            let held_for = match reply {
+                AcquireReply::Granted(token) => return self.grant(token, sent, ttl, true, keys),
+                AcquireReply::Held(held_for) => held_for,
+            };
+            // The holder's expiry, unless a release comes first.
+            let backstop = match held_for {
+                Some(ms) => Duration::from_millis(ms + 1).min(RENEW_PLACE),
+                None => RENEW_PLACE,
+            };
+            let wake = Instant::now() + backstop;
+            let timer = deadline.map_or(wake, |deadline| wake.min(deadline));
+            tokio::select! {
+                () = listener.handed_over() => {}
+                () = tokio::time::sleep_until(timer.into()) => {}
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return self.last_try(keys, owner, ttl).await;
+            }
+        }
+    }
+
+    /// At the deadline: takes the lock if it was handed over meanwhile,
+    /// else leaves the queue and reports the timeout.
+    async fn last_try(&self, keys: &LockKeys, owner: &str, ttl: Duration) -> Result<Grant> {
+        let (reply, sent) = self.attempt(keys, owner, ttl, QueueMode::Try).await?;
+        if let AcquireReply::Granted(token) = reply {
+            return self.grant(token, sent, ttl, true, keys);
+        }
+        self.leave(keys, owner).await?;
+        Err(Error::new(
+            ErrorKind::Timeout,
+            BACKEND,
+            format!(
+                "{}: lock `{}` was still held at the acquire's deadline",
+                self.inner.server,
+                lock_name(keys)
+            ),
+        ))
+    }
+}
+
+#[async_trait]
+impl LockBackend for RedisBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
+        let keys = self.keys(request.name.as_str());
+        let owner = request.owner.to_hex();
+        let mode = match request.wait {
+            Wait::No => QueueMode::Try,
+            Wait::Until(_) | Wait::Forever => QueueMode::Wait,
+        };
+        // Until the grant is returned, a cancelled or failed acquire leaves
+        // the queue and gives back a lock granted to it meanwhile.
+        let mut abandon = Abandon {
+            backend: self,
+            keys: &keys,
+            owner: &owner,
+            armed: true,
+        };
+        let (reply, sent) = self.attempt(&keys, &owner, request.ttl, mode).await?;
+        let granted = match (reply, request.wait) {
+            (AcquireReply::Granted(token), _) => self.grant(token, sent, request.ttl, false, &keys),
+            (AcquireReply::Held(_), Wait::No) => {
+                abandon.armed = false;
+                Err(Error::new(
+                    ErrorKind::Contended,
+                    BACKEND,
+                    format!(
+                        "{}: lock `{}` is held by another owner, or waiters are queued for it",
+                        self.inner.server,
+                        request.name.as_str()
+                    ),
+                ))
+            }
+            (AcquireReply::Held(_), Wait::Until(deadline)) => {
+                self.wait_for_grant(&keys, &owner, request.ttl, Some(deadline))
+                    .await
+            }
+            (AcquireReply::Held(_), Wait::Forever) => {
+                self.wait_for_grant(&keys, &owner, request.ttl, None).await
+            }
+        };
+        if granted.is_ok()
+            || granted
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::Timeout)
+        {
+            abandon.armed = false;
+        }
+        granted
+    }
+
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
+        let keys = self.keys(claim.name.as_str());
+        let owner = claim.owner.to_hex();
+        let invocation = Scripts::get().extend(&keys, &owner, millis(ttl));
+        let what = Operation("extend", &keys);
+        let sent = Instant::now();
+        let (code, acknowledged) = self.run::<i64>(&invocation, &what).await?;
+        self.owner_check(code, &what)?;
+        if let Some(acknowledged) = acknowledged {
+            self.require_replicas(&keys, &owner, acknowledged, "extend")
+                .await?;
+        }
+        Ok(sent + ttl.saturating_sub(DRIFT))
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<()> {
+        let keys = self.keys(claim.name.as_str());
+        let owner = claim.owner.to_hex();
+        let mut connection = self.inner.connection.clone();
+        let what = Operation("release", &keys);
+        let code = Scripts::get()
+            .release(&keys, &owner)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.inner.server, &what, error))?;
+        self.owner_check(code, &what)
+    }
+}
+
+impl RedisBackend {
+    fn owner_check(&self, code: i64, what: &Operation<'_>) -> Result<()> {
+        let why = match OwnerCheck::decode(code) {
+            Some(OwnerCheck::Done) => return Ok(()),
+            Some(OwnerCheck::Free) => "it expired and nobody holds it",
+            Some(OwnerCheck::Taken) => "it expired and another owner holds it now",
+            None => return Err(unexpected_reply(&self.inner.server, what, code)),
+        };
+        Err(Error::new(
+            ErrorKind::NotHeld,
+            BACKEND,
+            format!(
+                "{}: {what}: not held by this owner ({why}); nothing was changed",
+                self.inner.server
+            ),
+        ))
+    }
+}
+
+/// Gives up an unfinished acquire in the background: leaves the queue and
+/// passes on a lock handed over meanwhile. Without it a cancelled waiter
+/// would keep its place for [`QUEUE_PLACE`], and a grant nobody will use
+/// would stay until its TTL.
+struct Abandon<'a> {
+    backend: &'a RedisBackend,
+    keys: &'a LockKeys,
+    owner: &'a str,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let backend = self.backend.clone();
+        let keys = self.keys.clone();
+        let owner = self.owner.to_owned();
+        runtime.spawn(async move {
+            if let Err(error) = backend.leave(&keys, &owner).await {
+                tracing::debug!(%error, "abandoned acquire could not leave the queue; its place expires");
+            }
+        });
+    }
+}
+
+/// What an error message says was being done: ``acquire `billing:42` ``.
+struct Operation<'a>(&'static str, &'a LockKeys);
+
+impl fmt::Display for Operation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.0, lock_name(self.1))
+    }
+}
+
+/// The lock's name, recovered from its key for messages.
+fn lock_name(keys: &LockKeys) -> &str {
+    let start = keys.lock.find('{').map_or(0, |open| open + 1);
+    &keys.lock[start..keys.lock.len().saturating_sub(1)]
+}
+
+fn millis(duration: Duration) -> u64 {
+    // Round up: a sub-millisecond TTL must not become PX 0 (an error).
+    u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}

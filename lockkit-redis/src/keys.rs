@@ -1,0 +1,68 @@
+//! Where one lock lives in Redis.
+//!
+//! Every key of a lock begins with `<namespace>:{<name>}`, so they all share
+//! one hash tag — the text between the first `{` and the next `}` of that
+//! common prefix — and a Redis Cluster would keep them in one slot, as a
+//! multi-key script requires. That holds whatever the name contains.
+
+/// The keys and the channel of one lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockKeys {
+    /// `<ns>:{<name>}`: the owner token of the holder, with the lock's TTL.
+    pub lock: String,
+    /// `<ns>:{<name>}:fence`: the last fencing token granted; never expires.
+    pub fence: String,
+    /// `<ns>:{<name>}:queue`: waiters' owner tokens, scored by arrival.
+    pub queue: String,
+    /// `<ns>:{<name>}:waiters`: each waiter's place expiry and claim TTL.
+    pub waiters: String,
+    /// `<ns>:{<name>}:granted`: where a release announces whom it handed the lock to.
+    pub channel: String,
+}
+
+impl LockKeys {
+    /// The keys of lock `name` in `namespace`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        let lock = format!("{namespace}:{{{name}}}");
+        Self {
+            fence: format!("{lock}:fence"),
+            queue: format!("{lock}:queue"),
+            waiters: format!("{lock}:waiters"),
+            channel: format!("{lock}:granted"),
+            lock,
+        }
+    }
+
+    /// The keys in the order every script takes them (`KEYS[1..=4]`).
+    pub fn all(&self) -> [&str; 4] {
+        [&self.lock, &self.fence, &self.queue, &self.waiters]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + 1 + key[open + 1..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn all_keys_of_a_lock_share_one_hash_tag_whatever_the_name() {
+        for name in ["billing:42", "a}b", "{x}", "}", "über/ü {}"] {
+            let keys = LockKeys::new("app", name);
+            let tag = hash_tag(&keys.lock);
+            for key in keys.all().into_iter().chain([keys.channel.as_str()]) {
+                assert_eq!(hash_tag(key), tag, "{name}: {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn namespaces_keep_locks_apart() {
+        assert_ne!(LockKeys::new("a", "x").lock, LockKeys::new("b", "x").lock);
+        assert_eq!(LockKeys::new("app", "job:7").lock, "app:{job:7}");
+    }
+}

@@ -1,0 +1,74 @@
+//! lockkit's single-Redis backend: the lock most teams need, done carefully.
+//!
+//! A lock is one key, `<namespace>:{<name>}`, holding the owner's random
+//! token with a TTL. Each operation is one Lua script, one round trip:
+//!
+//! - **acquire** sets the key if it is free and, only then, increments the
+//!   per-name fence key `<namespace>:{<name>}:fence`, returning the fencing
+//!   token;
+//! - **extend** and **release** compare the stored owner first; a stale
+//!   owner gets [`NotHeld`](lockkit_core::ErrorKind::NotHeld) and changes nothing.
+//!
+//! All keys of one lock share the hash tag `{<name>}`, so a Redis Cluster
+//! would keep them in one slot. Scripts run by `EVALSHA`, loaded again by
+//! themselves after a `NOSCRIPT` (a restarted or flushed server).
+//!
+//! # Waiting: a fair queue in Redis, woken by pub/sub
+//!
+//! A blocked acquire registers in a per-name queue kept in Redis (in arrival
+//! order) and listens on the per-name channel `<namespace>:{<name>}:granted`
+//! through the backend's one subscriber connection. A release hands the lock
+//! straight to the first live waiter and publishes its owner token; that
+//! waiter confirms with one more round trip. So a release wakes one waiter,
+//! not all of them, waiters are served first come first served across every
+//! client, and `try_acquire` never jumps the queue. If a holder dies without
+//! releasing, waiters retry when its TTL runs out, never on a fixed delay. A
+//! waiter's place lasts [`QUEUE_PLACE`] unless renewed (every third of it,
+//! while waiting), so a waiter that dies holds the queue up for at most that.
+//!
+//! # What it promises, and what it does not
+//!
+//! Redis is an [efficiency](lockkit_core::SafetyClass::Efficiency) lock: it
+//! never admits two holders while the server keeps its data, but a failover
+//! to a replica that had not yet received a grant can grant the lock again.
+//! [`RedisOptions::min_replicas`] closes most of that window (the grant is
+//! not reported until that many replicas have it) but not all of it: Redis
+//! replication stays asynchronous, and a replica that acknowledged can still
+//! be the one not promoted.
+//!
+//! Fencing tokens are [best effort](lockkit_core::FencingGuarantee::BestEffort):
+//! they strictly increase while the fence key survives. They can repeat
+//! after a failover to a replica that missed the `INCR`, after a restart of a
+//! server without persistence (`appendonly` off and no snapshot since), or if
+//! someone deletes the fence key. Fence keys never expire: each name ever
+//! locked keeps one small integer key in its namespace.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockkit_core::{Acquire, Locker};
+//! use lockkit_redis::{RedisBackend, RedisOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> lockkit_core::Result<()> {
+//! let backend = RedisBackend::connect("redis://127.0.0.1:6379", RedisOptions::new()).await?;
+//! let locks = Locker::new(backend);
+//! let lease = locks.acquire("billing:42", Acquire::ttl(Duration::from_secs(10))).await?;
+//! println!("fencing token {}", lease.fencing_token());
+//! lease.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod error;
+pub mod keys;
+mod options;
+pub mod scripts;
+mod waiters;
+
+pub use backend::RedisBackend;
+pub use options::{RedisOptions, QUEUE_PLACE};

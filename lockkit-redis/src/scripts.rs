@@ -1,0 +1,259 @@
+//! The Lua scripts: every lock operation is one of them, one round trip.
+//!
+//! Public so the Redlock backend runs the same scripts on each of its nodes
+//! rather than a copy. Each takes `KEYS` in the order of
+//! [`LockKeys::all`](crate::keys::LockKeys::all).
+//!
+//! Owner tokens are stored as hex text. Server time (`TIME`) is used only to
+//! order and expire queue places, never for a lock's validity, which the
+//! client measures on its own monotonic clock from the instant it sent the
+//! request.
+
+use std::sync::OnceLock;
+
+use redis::{Script, ScriptInvocation};
+
+use crate::keys::LockKeys;
+
+/// Shared by every script: server time, and handing a free lock to the
+/// first live waiter.
+///
+/// `grant_to_next` drops waiters whose place expired, sets the lock to the
+/// first live one for its claim TTL (the waiter confirms and sets its own
+/// TTL), increments the fence and publishes the new holder's owner token on
+/// the lock's channel. If the first live waiter is `caller` it gets `ttl`
+/// and no message. Returns the new holder and its token, or nil when nobody
+/// waits.
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function grant_to_next(channel, caller, ttl)
+  local now = now_ms()
+  while true do
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not head then return nil end
+    local place = redis.call('HGET', KEYS[4], head)
+    redis.call('ZREM', KEYS[3], head)
+    redis.call('HDEL', KEYS[4], head)
+    if head == caller then
+      redis.call('SET', KEYS[1], head, 'PX', ttl)
+      return head, redis.call('INCR', KEYS[2])
+    end
+    if place then
+      local expires, claim = string.match(place, '^(%d+) (%d+)$')
+      if expires and tonumber(expires) > now then
+        redis.call('SET', KEYS[1], head, 'PX', claim)
+        local token = redis.call('INCR', KEYS[2])
+        redis.call('PUBLISH', channel, head)
+        return head, token
+      end
+    end
+  end
+end
+"#;
+
+/// ARGV: owner, ttl ms, wait (`1`: take a place in the queue if held),
+/// place ms (how long the place lasts), claim ms (TTL of a handed-off
+/// grant until the waiter confirms), channel.
+///
+/// Returns `{1, token}` when granted — including when a release already
+/// handed the lock to this owner, whose TTL then restarts from this request —
+/// or `{0, pttl}` with the holder's remaining TTL (-1: none, -2: no key).
+const ACQUIRE: &str = r#"
+local owner, ttl = ARGV[1], ARGV[2]
+local holder = redis.call('GET', KEYS[1])
+if holder == owner then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {1, tonumber(redis.call('GET', KEYS[2]))}
+end
+if not holder then
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    redis.call('SET', KEYS[1], owner, 'PX', ttl)
+    return {1, redis.call('INCR', KEYS[2])}
+  end
+  local next, token = grant_to_next(ARGV[6], owner, ttl)
+  if not next then
+    redis.call('SET', KEYS[1], owner, 'PX', ttl)
+    return {1, redis.call('INCR', KEYS[2])}
+  end
+  if next == owner then return {1, token} end
+end
+if ARGV[3] == '1' then
+  local t = redis.call('TIME')
+  local place = tonumber(ARGV[4])
+  local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + place
+  redis.call('ZADD', KEYS[3], 'NX', string.format('%s.%06d', t[1], tonumber(t[2])), owner)
+  redis.call('HSET', KEYS[4], owner, string.format('%.0f %s', expires, ARGV[5]))
+  redis.call('PEXPIRE', KEYS[3], place)
+  redis.call('PEXPIRE', KEYS[4], place)
+end
+return {0, redis.call('PTTL', KEYS[1])}
+"#;
+
+/// ARGV: owner, ttl ms. Returns 1 (extended), 0 (the lock is free) or -1
+/// (another owner holds it).
+const EXTEND: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return -1 end
+return 0
+"#;
+
+/// ARGV: owner, channel. Deletes the lock if `owner` holds it and hands it
+/// to the next live waiter. Returns 1 (released), 0 (the lock is free) or
+/// -1 (another owner holds it).
+const RELEASE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  if holder then return -1 end
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(ARGV[2], false, 0) end
+return 1
+"#;
+
+/// ARGV: owner, channel. A waiter giving up (deadline, cancellation):
+/// leaves the queue and, if a release had already handed it the lock,
+/// passes the lock on. Returns 1 if it had been handed the lock, else 0.
+const LEAVE: &str = r#"
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(ARGV[2], false, 0) end
+  return 1
+end
+return 0
+"#;
+
+/// The compiled scripts (their SHA1 digests computed once per process).
+#[derive(Debug)]
+pub struct Scripts {
+    acquire: Script,
+    extend: Script,
+    release: Script,
+    leave: Script,
+}
+
+/// What the acquire script asks of the queue when the lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueMode {
+    /// Do not queue: a held lock is simply reported.
+    Try,
+    /// Take (or renew) a place in the queue.
+    Wait,
+}
+
+impl Scripts {
+    /// The process-wide scripts.
+    pub fn get() -> &'static Scripts {
+        static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+        SCRIPTS.get_or_init(|| Scripts {
+            acquire: Script::new(&format!("{PRELUDE}{ACQUIRE}")),
+            extend: Script::new(EXTEND),
+            release: Script::new(&format!("{PRELUDE}{RELEASE}")),
+            leave: Script::new(&format!("{PRELUDE}{LEAVE}")),
+        })
+    }
+
+    /// Grants the lock to `owner` for `ttl_ms` if it is free and nobody
+    /// queues ahead; see [`AcquireReply`] for the reply.
+    pub fn acquire<'a>(
+        &'a self,
+        keys: &LockKeys,
+        owner: &str,
+        ttl_ms: u64,
+        mode: QueueMode,
+        place_ms: u64,
+        claim_ms: u64,
+    ) -> ScriptInvocation<'a> {
+        let mut invocation = self.acquire.prepare_invoke();
+        invocation
+            .key(&keys.all()[..])
+            .arg(owner)
+            .arg(ttl_ms)
+            .arg(u8::from(mode == QueueMode::Wait))
+            .arg(place_ms)
+            .arg(claim_ms)
+            .arg(&keys.channel);
+        invocation
+    }
+
+    /// Restarts the lock's TTL at `ttl_ms` if `owner` holds it; replies an [`OwnerCheck`] code.
+    pub fn extend<'a>(&'a self, keys: &LockKeys, owner: &str, ttl_ms: u64) -> ScriptInvocation<'a> {
+        let mut invocation = self.extend.prepare_invoke();
+        invocation.key(&keys.lock).arg(owner).arg(ttl_ms);
+        invocation
+    }
+
+    /// Releases the lock if `owner` holds it; replies an [`OwnerCheck`] code.
+    pub fn release<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptInvocation<'a> {
+        let mut invocation = self.release.prepare_invoke();
+        invocation
+            .key(&keys.all()[..])
+            .arg(owner)
+            .arg(&keys.channel);
+        invocation
+    }
+
+    /// Takes `owner` out of the queue, passing the lock on if it had been handed it.
+    pub fn leave<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptInvocation<'a> {
+        let mut invocation = self.leave.prepare_invoke();
+        invocation
+            .key(&keys.all()[..])
+            .arg(owner)
+            .arg(&keys.channel);
+        invocation
+    }
+}
+
+/// The reply of the acquire script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireReply {
+    /// Granted, with this fencing token.
+    Granted(u64),
+    /// Held by another owner (or handed to a waiter ahead), for this long
+    /// in milliseconds; `None` if the key has no TTL or vanished meanwhile.
+    Held(Option<u64>),
+}
+
+impl AcquireReply {
+    /// Decodes the script's `{status, value}` pair.
+    pub fn decode((status, value): (i64, i64)) -> Option<Self> {
+        match status {
+            1 => u64::try_from(value).ok().map(Self::Granted),
+            0 => Some(Self::Held(u64::try_from(value).ok())),
+            _ => None,
+        }
+    }
+}
+
+/// The reply of the owner-checked scripts (extend, release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerCheck {
+    /// The owner held the lock; the operation was done.
+    Done,
+    /// Nobody holds the lock (it expired).
+    Free,
+    /// Another owner holds the lock now.
+    Taken,
+}
+
+impl OwnerCheck {
+    /// Decodes the script's `1 / 0 / -1` reply.
+    pub fn decode(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Done),
+            0 => Some(Self::Free),
+            -1 => Some(Self::Taken),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The whole conformance suite against the real Redis of `scripts/services`
+//! (`LOCKKIT_TEST_REDIS_URL`), every client on its own connections, under a
+//! namespace of its own per run.
+
+use lockkit_core::conformance::{server_from_env, Target};
+use lockkit_core::{Locker, OwnerToken};
+use lockkit_redis::{RedisBackend, RedisOptions};
+
+async fn target() -> Option<impl Target> {
+    let url = server_from_env("LOCKKIT_TEST_REDIS_URL")?;
+    let namespace = format!("lockkit-test-{}", OwnerToken::generate().unwrap().to_hex());
+    Some(move || {
+        let (url, options) = (url.clone(), RedisOptions::new().namespace(&namespace));
+        async move {
+            let backend = RedisBackend::connect(&url, options)
+                .await
+                .expect("connect to the test Redis");
+            Locker::new(backend)
+        }
+    })
+}
+
+lockkit_core::conformance_suite!(target());
