@@ -38,6 +38,7 @@ use crate::locker::Locker;
 use crate::owner::OwnerToken;
 
 mod exclusion;
+mod faults;
 mod fencing;
 mod input;
 mod ownership;
@@ -47,6 +48,7 @@ mod validity;
 mod waiting;
 
 pub use exclusion::*;
+pub use faults::{Fault, Services};
 pub use fencing::*;
 pub use input::*;
 pub use ownership::*;

@@ -1,0 +1,173 @@
+//! Failure behaviour against the real servers of `scripts/services`: a
+//! stopped or paused Redis, a restart, and a replica that stops
+//! acknowledging. These tests stop shared servers, so they live in this
+//! binary alone and take turns.
+
+use std::time::{Duration, Instant};
+
+use lockkit_core::conformance::{server_from_env, Services};
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker, OwnerToken};
+use lockkit_redis::{RedisBackend, RedisOptions};
+use tokio::sync::Mutex;
+
+/// One fault at a time: they share servers.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+fn namespace() -> String {
+    format!("lockkit-test-{}", OwnerToken::generate().unwrap().to_hex())
+}
+
+async fn locker(url: &str, options: RedisOptions) -> Locker {
+    Locker::new(RedisBackend::connect(url, options).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects() {
+    let (Some(url), Some(services)) = (
+        server_from_env("LOCKKIT_TEST_REDIS_URL"),
+        Services::from_env(),
+    ) else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    // A long reply timeout: a stopped server must fail by refusal, not by timing out.
+    let response_timeout = Duration::from_secs(10);
+    let options = RedisOptions::new()
+        .namespace(namespace())
+        .response_timeout(response_timeout);
+    let locks = locker(&url, options).await;
+    let ttl = Duration::from_secs(3);
+    let lease = locks
+        .acquire("failures:held", Acquire::ttl(ttl).auto_renew())
+        .await
+        .unwrap();
+
+    let outage = services.stop("redis");
+    let started = Instant::now();
+    let error = locks
+        .try_acquire("failures:other", Acquire::ttl(ttl))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.is_retryable());
+    assert!(error.to_string().contains("127.0.0.1:6379"), "{error}");
+    assert!(
+        took < response_timeout / 4,
+        "a stopped server took {took:?} to report"
+    );
+    // Renewal (every second) fails against the stopped server: the lease
+    // says so before its validity ends.
+    let state = tokio::time::timeout(ttl, lease.not_held())
+        .await
+        .expect("not_held did not resolve while renewals failed");
+    assert_eq!(state, LeaseState::Uncertain);
+    assert!(lease.remaining().is_some_and(|left| !left.is_zero()));
+
+    outage.restore();
+    // The same backend reconnects by itself; its first commands may still
+    // see the old connection fail.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        match locks
+            .try_acquire("failures:after-restart", Acquire::ttl(ttl))
+            .await
+        {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => panic!("nobody else holds failures:after-restart"),
+            Err(error) if error.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
+                // No event announces the reconnect; try again shortly.
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(error) => panic!("no reconnect after the restart: {error}"),
+        }
+    };
+    again.release().await.unwrap();
+    drop(lease);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_server_is_unavailable_after_the_reply_timeout_not_a_hang() {
+    let (Some(url), Some(services)) = (
+        server_from_env("LOCKKIT_TEST_REDIS_URL"),
+        Services::from_env(),
+    ) else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let response_timeout = Duration::from_millis(300);
+    let options = RedisOptions::new()
+        .namespace(namespace())
+        .response_timeout(response_timeout);
+    let locks = locker(&url, options).await;
+    let pause = services.pause("redis");
+    let started = Instant::now();
+    let error = tokio::time::timeout(
+        Duration::from_secs(10),
+        locks.acquire("failures:paused", Acquire::ttl(Duration::from_secs(1))),
+    )
+    .await
+    .expect("acquire against a paused server hung")
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.message().contains("no reply in time"), "{error}");
+    assert!(started.elapsed() >= response_timeout);
+    pause.restore();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_refuses_a_grant_the_paused_replica_did_not_acknowledge() {
+    let (Some(pair), Some(services)) = (
+        server_from_env("LOCKKIT_TEST_REDIS_FAILOVER"),
+        Services::from_env(),
+    ) else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let primary = pair.split(',').next().unwrap().to_owned();
+    let namespace = namespace();
+    let replicated = locker(
+        &primary,
+        RedisOptions::new()
+            .namespace(&namespace)
+            .min_replicas(1)
+            .replica_timeout(Duration::from_millis(100)),
+    )
+    .await;
+    let plain = locker(&primary, RedisOptions::new().namespace(&namespace)).await;
+    let ttl = Duration::from_secs(5);
+
+    let lease = replicated
+        .acquire("failover:job", Acquire::ttl(ttl))
+        .await
+        .expect("the replica acknowledges while it runs");
+    lease.extend(ttl).await.unwrap();
+    lease.release().await.unwrap();
+
+    let pause = services.pause("redis-replica");
+    let error = replicated
+        .acquire("failover:job", Acquire::ttl(ttl))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(
+        error
+            .message()
+            .contains("only 0 of the required 1 replicas"),
+        "{error}"
+    );
+    // The refused grant was given back, not left to expire.
+    let free = plain
+        .try_acquire("failover:job", Acquire::ttl(ttl))
+        .await
+        .unwrap()
+        .expect("a refused grant still holds the lock");
+    free.release().await.unwrap();
+    pause.restore();
+
+    let lease = replicated
+        .acquire("failover:job", Acquire::ttl(ttl))
+        .await
+        .expect("grants resume once the replica acknowledges again");
+    lease.release().await.unwrap();
+}
