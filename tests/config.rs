@@ -143,3 +143,49 @@ fn debug_never_prints_a_password() {
         "redis://127.0.0.1:6379"
     );
 }
+
+#[test]
+fn the_redis_section_parses_and_refuses_by_name() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "redis://127.0.0.1:6379"
+        [redis]
+        min_replicas = 1
+        replica_timeout = "50ms"
+        response_timeout = "1s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.redis.min_replicas, 1);
+    assert_eq!(
+        config.redis.replica_timeout,
+        Some(Duration::from_millis(50))
+    );
+    assert_eq!(config.redis.response_timeout, Some(Duration::from_secs(1)));
+    assert_eq!(config.redis.connect_timeout, None);
+
+    let message = refusal(LockConfig::from_toml(
+        "url = \"redis://h\"\n[redis]\nmin_replica = 1\n",
+    ));
+    assert!(message.contains("min_replica"), "{message}");
+    let message = refusal(LockConfig::from_toml(
+        "url = \"redis://h\"\n[redis]\nreplica_timeout = \"soon\"\n",
+    ));
+    assert!(message.contains("redis.replica_timeout"), "{message}");
+
+    let vars: HashMap<&str, &str> = [
+        ("LOCKKIT_URL", "redis://h"),
+        ("LOCKKIT_REDIS_MIN_REPLICAS", "2"),
+        ("LOCKKIT_REDIS_CONNECT_TIMEOUT", "3s"),
+    ]
+    .into();
+    let config = LockConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+    assert_eq!(config.redis.min_replicas, 2);
+    assert_eq!(config.redis.connect_timeout, Some(Duration::from_secs(3)));
+    let message = refusal(LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("redis://h".into()),
+        "LOCKKIT_REDIS_MIN_REPLICAS" => Some("some".into()),
+        _ => None,
+    }));
+    assert!(message.contains("LOCKKIT_REDIS_MIN_REPLICAS"), "{message}");
+}

@@ -158,3 +158,29 @@ async fn the_documented_call_sites_compile_and_work() {
     assert!(done.is_ok());
     maybe.unwrap().release().await.unwrap();
 }
+
+/// The `[redis]` section reaches the backend: `min_replicas = 1` against the
+/// standalone test Redis (no replicas) refuses every grant.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_redis_section_reaches_the_backend() {
+    let Some(url) = lockkit::conformance::server_from_env("LOCKKIT_TEST_REDIS_URL") else {
+        return;
+    };
+    let namespace = format!(
+        "lockkit-test-{}",
+        lockkit::OwnerToken::generate().unwrap().to_hex()
+    );
+    let config = LockConfig::from_toml(&format!(
+        "url = \"{url}\"\nnamespace = \"{namespace}\"\n[redis]\nmin_replicas = 1\nreplica_timeout = \"20ms\"\n"
+    ))
+    .unwrap();
+    let locks = connect(config).await.unwrap();
+    assert_eq!(locks.backend().name(), "redis");
+    let error = locks
+        .acquire("replicated", Acquire::ttl(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.message().contains("replicas"), "{error}");
+}
