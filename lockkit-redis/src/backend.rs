@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lockkit_core::{
     AcquireRequest, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, LeaseModel, LockBackend, Result, SafetyClass, Wait, WaitMode,
+    FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Wait, WaitMode,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion, ScriptInvocation};
@@ -91,6 +91,11 @@ impl RedisBackend {
         );
         let subscriber =
             Client::open(subscriber).map_err(|error| from_redis(&server, "url", error))?;
+        let channel = format!(
+            "{}:grants:{}",
+            options.namespace,
+            OwnerToken::generate()?.to_hex()
+        );
         let mut capabilities = Capabilities::new(
             SafetyClass::Efficiency,
             FencingGuarantee::BestEffort,
@@ -103,7 +108,7 @@ impl RedisBackend {
         let backend = Self {
             inner: Arc::new(Inner {
                 connection,
-                waiters: Arc::new(Waiters::new(subscriber, server.clone(), config)),
+                waiters: Arc::new(Waiters::new(subscriber, server.clone(), config, channel)),
                 server,
                 options,
                 capabilities,
@@ -184,8 +189,14 @@ impl RedisBackend {
     ) -> Result<(AcquireReply, Instant)> {
         let scripts = Scripts::get();
         let ttl_ms = millis(ttl);
-        let claim_ms = ttl_ms.min(millis(QUEUE_PLACE));
-        let invocation = scripts.acquire(keys, owner, ttl_ms, mode, millis(QUEUE_PLACE), claim_ms);
+        let invocation = scripts.acquire(
+            keys,
+            owner,
+            ttl_ms,
+            mode,
+            millis(QUEUE_PLACE),
+            self.inner.waiters.channel(),
+        );
         let what = Operation("acquire", keys);
         let sent = Instant::now();
         let (reply, acknowledged) = self.run::<(i64, i64)>(&invocation, &what).await?;
@@ -283,7 +294,7 @@ impl RedisBackend {
         ttl: Duration,
         deadline: Option<Instant>,
     ) -> Result<Grant> {
-        let listener = self.inner.waiters.listen(&keys.channel, owner).await?;
+        let listener = self.inner.waiters.listen(owner).await?;
         loop {
             // Also catches a hand-over published before the subscription held.
             let (reply, sent) = self.attempt(keys, owner, ttl, QueueMode::Wait).await?;
@@ -299,7 +310,18 @@ impl RedisBackend {
             let wake = Instant::now() + backstop;
             let timer = deadline.map_or(wake, |deadline| wake.min(deadline));
             tokio::select! {
-                () = listener.handed_over() => {}
+                token = listener.handed_over() => {
+                    // The server saw the attempt sent at `sent` before it
+                    // handed the lock over with this waiter's TTL, so the
+                    // grant expires no earlier than `sent + ttl`. If much of
+                    // that has passed, or replicas must acknowledge, the
+                    // next attempt confirms it and restarts the TTL.
+                    let valid_until = sent + ttl.saturating_sub(DRIFT);
+                    let fresh = valid_until.saturating_duration_since(Instant::now()) >= ttl / 2;
+                    if fresh && self.inner.options.min_replicas == 0 {
+                        return self.grant(token, sent, ttl, true, keys);
+                    }
+                }
                 () = tokio::time::sleep_until(timer.into()) => {}
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {

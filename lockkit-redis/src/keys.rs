@@ -4,8 +4,12 @@
 //! one hash tag — the text between the first `{` and the next `}` of that
 //! common prefix — and a Redis Cluster would keep them in one slot, as a
 //! multi-key script requires. That holds whatever the name contains.
+//!
+//! Hand-overs are announced on a channel per backend instance,
+//! `<ns>:grants:<random id>`, which the waiting backend names when it takes
+//! a place in a queue; so a message reaches only the client it is for.
 
-/// The keys and the channel of one lock.
+/// The keys of one lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockKeys {
     /// `<ns>:{<name>}`: the owner token of the holder, with the lock's TTL.
@@ -14,10 +18,8 @@ pub struct LockKeys {
     pub fence: String,
     /// `<ns>:{<name>}:queue`: waiters' owner tokens, scored by arrival.
     pub queue: String,
-    /// `<ns>:{<name>}:waiters`: each waiter's place expiry and claim TTL.
+    /// `<ns>:{<name>}:waiters`: each waiter's place expiry, TTL and channel.
     pub waiters: String,
-    /// `<ns>:{<name>}:granted`: where a release announces whom it handed the lock to.
-    pub channel: String,
 }
 
 impl LockKeys {
@@ -28,7 +30,6 @@ impl LockKeys {
             fence: format!("{lock}:fence"),
             queue: format!("{lock}:queue"),
             waiters: format!("{lock}:waiters"),
-            channel: format!("{lock}:granted"),
             lock,
         }
     }
@@ -54,7 +55,7 @@ mod tests {
         for name in ["billing:42", "a}b", "{x}", "}", "über/ü {}"] {
             let keys = LockKeys::new("app", name);
             let tag = hash_tag(&keys.lock);
-            for key in keys.all().into_iter().chain([keys.channel.as_str()]) {
+            for key in keys.all() {
                 assert_eq!(hash_tag(key), tag, "{name}: {key}");
             }
         }

@@ -15,16 +15,17 @@
 //!
 //! # Waiting: a fair queue in Redis, woken by pub/sub
 //!
-//! A blocked acquire registers in a per-name queue kept in Redis (in arrival
-//! order) and listens on the per-name channel `<namespace>:{<name>}:granted`
-//! through the backend's one subscriber connection. A release hands the lock
-//! straight to the first live waiter and publishes its owner token; that
-//! waiter confirms with one more round trip. So a release wakes one waiter,
-//! not all of them, waiters are served first come first served across every
-//! client, and `try_acquire` never jumps the queue. If a holder dies without
-//! releasing, waiters retry when its TTL runs out, never on a fixed delay. A
-//! waiter's place lasts [`QUEUE_PLACE`] unless renewed (every third of it,
-//! while waiting), so a waiter that dies holds the queue up for at most that.
+//! A blocked acquire takes a place in a per-name queue kept in Redis (in
+//! arrival order), naming its backend's own channel. A release hands the
+//! lock straight to the first live waiter and publishes that waiter's owner
+//! and fencing tokens on its channel, where the backend's one subscriber
+//! connection hands them to exactly that waiter: it holds the lock without
+//! another round trip. So a release wakes one waiter, not all of them,
+//! waiters are served first come first served across every client, and
+//! `try_acquire` never jumps the queue. If a holder dies without releasing,
+//! waiters retry when its TTL runs out, never on a fixed delay. A waiter's
+//! place lasts [`QUEUE_PLACE`] unless renewed (every third of it, while
+//! waiting), so a waiter that dies holds the queue up for at most that.
 //!
 //! # What it promises, and what it does not
 //!

@@ -6,8 +6,9 @@ use lockkit_core::{Error, ErrorKind, Result, DEFAULT_NAMESPACE};
 
 /// How long a waiter keeps its place in the queue without renewing it. A
 /// waiter renews every third of this while it waits, so a waiter that dies
-/// holds the queue up for at most this long; a lock handed to a waiter that
-/// does not confirm frees itself after at most this long too.
+/// holds the queue up for at most this long — unless a release hands it the
+/// lock within that time: then the lock stays held until that waiter's TTL
+/// runs out, as when a holder dies.
 pub const QUEUE_PLACE: Duration = Duration::from_secs(2);
 
 /// Settings of a [`RedisBackend`](crate::RedisBackend).

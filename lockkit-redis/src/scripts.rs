@@ -19,18 +19,18 @@ use crate::keys::LockKeys;
 /// first live waiter.
 ///
 /// `grant_to_next` drops waiters whose place expired, sets the lock to the
-/// first live one for its claim TTL (the waiter confirms and sets its own
-/// TTL), increments the fence and publishes the new holder's owner token on
-/// the lock's channel. If the first live waiter is `caller` it gets `ttl`
-/// and no message. Returns the new holder and its token, or nil when nobody
-/// waits.
+/// first live one with that waiter's TTL, increments the fence and
+/// publishes `<owner>:<token>` on the channel that waiter named (its
+/// backend's), so the waiter holds the lock without another round trip. If
+/// the first live waiter is `caller` it gets `ttl` and no message. Returns
+/// the new holder and its token, or nil when nobody waits.
 const PRELUDE: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function grant_to_next(channel, caller, ttl)
+local function grant_to_next(caller, ttl)
   local now = now_ms()
   while true do
     local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
@@ -43,11 +43,11 @@ local function grant_to_next(channel, caller, ttl)
       return head, redis.call('INCR', KEYS[2])
     end
     if place then
-      local expires, claim = string.match(place, '^(%d+) (%d+)$')
+      local expires, their_ttl, channel = string.match(place, '^(%d+) (%d+) (.+)$')
       if expires and tonumber(expires) > now then
-        redis.call('SET', KEYS[1], head, 'PX', claim)
+        redis.call('SET', KEYS[1], head, 'PX', their_ttl)
         local token = redis.call('INCR', KEYS[2])
-        redis.call('PUBLISH', channel, head)
+        redis.call('PUBLISH', channel, head .. ':' .. token)
         return head, token
       end
     end
@@ -56,8 +56,8 @@ end
 "#;
 
 /// ARGV: owner, ttl ms, wait (`1`: take a place in the queue if held),
-/// place ms (how long the place lasts), claim ms (TTL of a handed-off
-/// grant until the waiter confirms), channel.
+/// place ms (how long the place lasts), channel (where to announce a
+/// hand-over to this waiter).
 ///
 /// Returns `{1, token}` when granted — including when a release already
 /// handed the lock to this owner, whose TTL then restarts from this request —
@@ -74,7 +74,7 @@ if not holder then
     redis.call('SET', KEYS[1], owner, 'PX', ttl)
     return {1, redis.call('INCR', KEYS[2])}
   end
-  local next, token = grant_to_next(ARGV[6], owner, ttl)
+  local next, token = grant_to_next(owner, ttl)
   if not next then
     redis.call('SET', KEYS[1], owner, 'PX', ttl)
     return {1, redis.call('INCR', KEYS[2])}
@@ -86,7 +86,7 @@ if ARGV[3] == '1' then
   local place = tonumber(ARGV[4])
   local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + place
   redis.call('ZADD', KEYS[3], 'NX', string.format('%s.%06d', t[1], tonumber(t[2])), owner)
-  redis.call('HSET', KEYS[4], owner, string.format('%.0f %s', expires, ARGV[5]))
+  redis.call('HSET', KEYS[4], owner, string.format('%.0f %s %s', expires, ttl, ARGV[5]))
   redis.call('PEXPIRE', KEYS[3], place)
   redis.call('PEXPIRE', KEYS[4], place)
 end
@@ -105,7 +105,7 @@ if holder then return -1 end
 return 0
 "#;
 
-/// ARGV: owner, channel. Deletes the lock if `owner` holds it and hands it
+/// ARGV: owner. Deletes the lock if `owner` holds it and hands it
 /// to the next live waiter. Returns 1 (released), 0 (the lock is free) or
 /// -1 (another owner holds it).
 const RELEASE: &str = r#"
@@ -115,11 +115,11 @@ if holder ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
-if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(ARGV[2], false, 0) end
+if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(false, 0) end
 return 1
 "#;
 
-/// ARGV: owner, channel. A waiter giving up (deadline, cancellation):
+/// ARGV: owner. A waiter giving up (deadline, cancellation):
 /// leaves the queue and, if a release had already handed it the lock,
 /// passes the lock on. Returns 1 if it had been handed the lock, else 0.
 const LEAVE: &str = r#"
@@ -127,7 +127,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(ARGV[2], false, 0) end
+  if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(false, 0) end
   return 1
 end
 return 0
@@ -164,7 +164,9 @@ impl Scripts {
     }
 
     /// Grants the lock to `owner` for `ttl_ms` if it is free and nobody
-    /// queues ahead; see [`AcquireReply`] for the reply.
+    /// queues ahead; otherwise, with [`QueueMode::Wait`], takes a place in
+    /// the queue for `place_ms`, to be told of a hand-over on `channel`. See
+    /// [`AcquireReply`] for the reply.
     pub fn acquire<'a>(
         &'a self,
         keys: &LockKeys,
@@ -172,7 +174,7 @@ impl Scripts {
         ttl_ms: u64,
         mode: QueueMode,
         place_ms: u64,
-        claim_ms: u64,
+        channel: &str,
     ) -> ScriptInvocation<'a> {
         let mut invocation = self.acquire.prepare_invoke();
         invocation
@@ -181,8 +183,7 @@ impl Scripts {
             .arg(ttl_ms)
             .arg(u8::from(mode == QueueMode::Wait))
             .arg(place_ms)
-            .arg(claim_ms)
-            .arg(&keys.channel);
+            .arg(channel);
         invocation
     }
 
@@ -196,20 +197,14 @@ impl Scripts {
     /// Releases the lock if `owner` holds it; replies an [`OwnerCheck`] code.
     pub fn release<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptInvocation<'a> {
         let mut invocation = self.release.prepare_invoke();
-        invocation
-            .key(&keys.all()[..])
-            .arg(owner)
-            .arg(&keys.channel);
+        invocation.key(&keys.all()[..]).arg(owner);
         invocation
     }
 
     /// Takes `owner` out of the queue, passing the lock on if it had been handed it.
     pub fn leave<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptInvocation<'a> {
         let mut invocation = self.leave.prepare_invoke();
-        invocation
-            .key(&keys.all()[..])
-            .arg(owner)
-            .arg(&keys.channel);
+        invocation.key(&keys.all()[..]).arg(owner);
         invocation
     }
 }
@@ -232,6 +227,27 @@ impl AcquireReply {
             0 => Some(Self::Held(u64::try_from(value).ok())),
             _ => None,
         }
+    }
+}
+
+/// A hand-over message, as published on the waiter's channel: `<owner>:<token>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover<'a> {
+    /// The waiter the lock was handed to (hex owner token).
+    pub owner: &'a str,
+    /// Its fencing token.
+    pub token: u64,
+}
+
+impl<'a> Handover<'a> {
+    /// Decodes a message payload; `None` for anything else.
+    pub fn decode(payload: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let (owner, token) = text.split_once(':')?;
+        Some(Self {
+            owner,
+            token: token.parse().ok()?,
+        })
     }
 }
 

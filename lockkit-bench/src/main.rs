@@ -1,0 +1,157 @@
+//! lockkit-bench: the workloads of DESIGN.md §7 on each backend, with the
+//! raw floor — the same server commands issued with the driver directly —
+//! measured in the same process and run.
+//!
+//! ```text
+//! cargo run -p lockkit-bench --release -- [--backend memory|redis|all]
+//!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL]
+//! ```
+//!
+//! Server addresses come from the `LOCKKIT_TEST_*` variables, as for the
+//! tests (`scripts/services env`), or from the flags. Prints a markdown
+//! table and writes the rows as JSON under `target/bench/`.
+
+mod report;
+mod subjects;
+mod workloads;
+
+use std::process::ExitCode;
+
+use lockkit::{LockConfig, Locker, OwnerToken};
+
+use crate::report::Row;
+use crate::subjects::{Lockkit, RawRedis, Service};
+use crate::workloads::{Counts, Workload};
+
+const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL]";
+
+struct Plan {
+    backends: Vec<&'static str>,
+    workloads: Vec<Workload>,
+    counts: Counts,
+    redis_url: Option<String>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
+    let mut plan = Plan {
+        backends: vec!["memory", "redis"],
+        workloads: Workload::ALL.to_vec(),
+        counts: Counts { divisor: 1 },
+        redis_url: std::env::var("LOCKKIT_TEST_REDIS_URL").ok(),
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--backend" => {
+                plan.backends = match value("--backend")?.as_str() {
+                    "all" => vec!["memory", "redis"],
+                    "memory" => vec!["memory"],
+                    "redis" => vec!["redis"],
+                    other => {
+                        return Err(format!(
+                            "--backend: unknown backend `{other}` (memory, redis, all)"
+                        ))
+                    }
+                }
+            }
+            "--workload" => {
+                plan.workloads = match value("--workload")?.as_str() {
+                    "all" => Workload::ALL.to_vec(),
+                    "w1" => vec![Workload::W1],
+                    "w2" => vec![Workload::W2],
+                    "w3" => vec![Workload::W3],
+                    other => {
+                        return Err(format!(
+                            "--workload: unknown workload `{other}` (w1, w2, w3, all)"
+                        ))
+                    }
+                }
+            }
+            "--quick" => plan.counts = Counts { divisor: 10 },
+            "--redis-url" => plan.redis_url = Some(value("--redis-url")?),
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(plan)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let plan = match parse(std::env::args().skip(1)) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&plan).await {
+        Ok(rows) => {
+            print!("{}", report::markdown(&rows));
+            match report::write_json(&rows) {
+                Ok(path) => {
+                    eprintln!("rows written to {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("could not write the JSON rows: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(message) => {
+            eprintln!("lockkit-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
+    let namespace = format!(
+        "lockkit-bench-{}",
+        &OwnerToken::generate().map_err(|e| e.to_string())?.to_hex()[..12]
+    );
+    let mut rows = Vec::new();
+    for &backend in &plan.backends {
+        let (service, raw): (Box<dyn Service>, Option<Box<dyn Service>>) = match backend {
+            "memory" => (
+                Box::new(Lockkit {
+                    config: LockConfig::new("memory://"),
+                    shared: Some(Locker::memory()),
+                }),
+                None,
+            ),
+            "redis" => {
+                let Some(url) = plan.redis_url.clone() else {
+                    eprintln!("redis: skipped, LOCKKIT_TEST_REDIS_URL is not set (run `scripts/services up`, or pass --redis-url)");
+                    continue;
+                };
+                let config = LockConfig::new(url.clone()).namespace(namespace.clone());
+                (
+                    Box::new(Lockkit {
+                        config,
+                        shared: None,
+                    }),
+                    Some(Box::new(RawRedis {
+                        url,
+                        namespace: namespace.clone(),
+                    })),
+                )
+            }
+            other => unreachable!("unknown backend {other}"),
+        };
+        for &workload in &plan.workloads {
+            let mut subjects: Vec<&dyn Service> = vec![service.as_ref()];
+            subjects.extend(raw.as_deref());
+            let measured = workloads::run(workload, &subjects, plan.counts)
+                .await
+                .map_err(|error| format!("{backend} {}: {error}", workload.name()))?;
+            let floor = measured.get(1);
+            rows.push(Row::new(backend, workload, &measured[0], floor));
+            if let Some(floor) = floor {
+                rows.push(Row::raw(backend, workload, floor));
+            }
+        }
+    }
+    Ok(rows)
+}

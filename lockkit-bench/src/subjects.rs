@@ -1,0 +1,222 @@
+//! What the workloads measure: lockkit through `connect`, and the raw floor
+//! — the same server commands issued with the driver directly.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lockkit::{Acquire, LockConfig, Locker};
+use lockkit_redis::keys::LockKeys;
+use lockkit_redis::scripts::{AcquireReply, QueueMode, Scripts};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Script};
+use tokio::sync::{mpsc, Mutex};
+
+/// The TTL of every benchmark grant.
+pub(crate) const TTL: Duration = Duration::from_secs(10);
+
+pub(crate) type Outcome<T> = Result<T, String>;
+
+/// One client of a lock service, as a workload drives it.
+#[async_trait]
+pub(crate) trait Subject: Send + Sync {
+    /// Acquires the free lock `name` and releases it.
+    async fn pair(&self, name: &str) -> Outcome<()>;
+
+    /// Acquires `name`, waiting as the backend waits, then releases it at
+    /// once; returns how long the acquire waited.
+    async fn contend(&self, name: &str) -> Outcome<Duration>;
+}
+
+/// Makes the clients of one run: each call a new client, with its own
+/// connections where the backend has them.
+#[async_trait]
+pub(crate) trait Service: Send + Sync {
+    async fn client(&self) -> Outcome<Arc<dyn Subject>>;
+}
+
+/// lockkit, connected by URL as an application would.
+pub(crate) struct Lockkit {
+    pub(crate) config: LockConfig,
+    /// The memory backend's locks live in its `Locker`: every client shares one.
+    pub(crate) shared: Option<Locker>,
+}
+
+#[async_trait]
+impl Service for Lockkit {
+    async fn client(&self) -> Outcome<Arc<dyn Subject>> {
+        let locks = match &self.shared {
+            Some(locks) => locks.clone(),
+            None => lockkit::connect(self.config.clone())
+                .await
+                .map_err(|error| error.to_string())?,
+        };
+        Ok(Arc::new(LockkitClient { locks }))
+    }
+}
+
+struct LockkitClient {
+    locks: Locker,
+}
+
+#[async_trait]
+impl Subject for LockkitClient {
+    async fn pair(&self, name: &str) -> Outcome<()> {
+        let lease = self
+            .locks
+            .acquire(name, Acquire::ttl(TTL))
+            .await
+            .map_err(|error| error.to_string())?;
+        lease.release().await.map_err(|error| error.to_string())
+    }
+
+    async fn contend(&self, name: &str) -> Outcome<Duration> {
+        let started = Instant::now();
+        let lease = self
+            .locks
+            .acquire(name, Acquire::ttl(TTL))
+            .await
+            .map_err(|error| error.to_string())?;
+        let waited = started.elapsed();
+        lease.release().await.map_err(|error| error.to_string())?;
+        Ok(waited)
+    }
+}
+
+/// The Redis floor: lockkit's own acquire and release scripts by EVALSHA
+/// on one multiplexed connection; for W2, what a hand-rolled pub/sub lock
+/// does — `SET NX PX`, a release script that deletes and publishes, and
+/// waiters that retry on each message.
+pub(crate) struct RawRedis {
+    pub(crate) url: String,
+    pub(crate) namespace: String,
+}
+
+#[async_trait]
+impl Service for RawRedis {
+    async fn client(&self) -> Outcome<Arc<dyn Subject>> {
+        let url = if self.url.contains('?') {
+            format!("{}&protocol=resp3", self.url)
+        } else {
+            format!("{}?protocol=resp3", self.url)
+        };
+        let client = Client::open(url).map_err(|error| error.to_string())?;
+        let (sender, pushes) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new().set_push_sender(sender);
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(Arc::new(RawRedisClient {
+            connection,
+            pushes: Mutex::new(pushes),
+            namespace: self.namespace.clone(),
+            owners: AtomicU64::new(0),
+            release_and_publish: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 redis.call('DEL', KEYS[1]) redis.call('PUBLISH', KEYS[2], '') return 1 end \
+                 return 0",
+            ),
+            subscribed: Mutex::new(None),
+        }))
+    }
+}
+
+struct RawRedisClient {
+    connection: MultiplexedConnection,
+    pushes: Mutex<mpsc::UnboundedReceiver<PushInfo>>,
+    namespace: String,
+    owners: AtomicU64,
+    release_and_publish: Script,
+    subscribed: Mutex<Option<String>>,
+}
+
+impl RawRedisClient {
+    fn owner(&self) -> String {
+        format!("{:032x}", self.owners.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+#[async_trait]
+impl Subject for RawRedisClient {
+    async fn pair(&self, name: &str) -> Outcome<()> {
+        let keys = LockKeys::new(&self.namespace, name);
+        let owner = self.owner();
+        let scripts = Scripts::get();
+        let mut connection = self.connection.clone();
+        let ttl = TTL.as_millis() as u64;
+        let reply: (i64, i64) = scripts
+            .acquire(&keys, &owner, ttl, QueueMode::Try, 0, "")
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| error.to_string())?;
+        if !matches!(AcquireReply::decode(reply), Some(AcquireReply::Granted(_))) {
+            return Err(format!(
+                "raw acquire of free lock {name} refused: {reply:?}"
+            ));
+        }
+        let released: i64 = scripts
+            .release(&keys, &owner)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| error.to_string())?;
+        if released == 1 {
+            Ok(())
+        } else {
+            Err(format!("raw release of {name} replied {released}"))
+        }
+    }
+
+    async fn contend(&self, name: &str) -> Outcome<Duration> {
+        let key = format!("{}:raw:{{{name}}}", self.namespace);
+        let channel = format!("{key}:released");
+        let mut connection = self.connection.clone();
+        {
+            let mut subscribed = self.subscribed.lock().await;
+            if subscribed.as_deref() != Some(channel.as_str()) {
+                connection
+                    .subscribe(&channel)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                *subscribed = Some(channel.clone());
+            }
+        }
+        let owner = self.owner();
+        let started = Instant::now();
+        let mut pushes = self.pushes.lock().await;
+        loop {
+            while pushes.try_recv().is_ok() {}
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(TTL.as_millis() as u64)
+                .query_async(&mut connection)
+                .await
+                .map_err(|error| error.to_string())?;
+            if set.is_some() {
+                break;
+            }
+            // Woken by the next release message; the timeout is only a backstop.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), pushes.recv()).await {
+                    Ok(Some(push)) if push.kind != PushKind::Message => continue,
+                    _ => break,
+                }
+            }
+        }
+        let waited = started.elapsed();
+        drop(pushes);
+        let _: i64 = self
+            .release_and_publish
+            .key(&key)
+            .key(&channel)
+            .arg(&owner)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(waited)
+    }
+}
