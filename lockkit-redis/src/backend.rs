@@ -108,7 +108,17 @@ impl RedisBackend {
         let backend = Self {
             inner: Arc::new(Inner {
                 connection,
-                waiters: Arc::new(Waiters::new(subscriber, server.clone(), config, channel)),
+                waiters: Arc::new(Waiters::new(
+                    subscriber,
+                    server.clone(),
+                    // Rides out a restart; a longer outage ends its
+                    // reconnect attempts until the next waiter pings.
+                    config
+                        .set_number_of_retries(10)
+                        .set_max_delay(Duration::from_secs(1)),
+                    channel,
+                    options.connect_timeout + options.response_timeout,
+                )),
                 server,
                 options,
                 capabilities,

@@ -14,12 +14,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use lockkit_core::Result;
+use std::time::Duration;
+
+use lockkit_core::{Error, ErrorKind, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, PushInfo, PushKind, Value};
 use tokio::sync::{Notify, OnceCell};
 
-use crate::error::from_redis;
+use crate::error::{from_redis, BACKEND};
 use crate::scripts::Handover;
 
 type Mailboxes = Mutex<HashMap<String, Arc<Mailbox>>>;
@@ -37,6 +39,8 @@ pub(crate) struct Waiters {
     server: String,
     config: ConnectionManagerConfig,
     channel: String,
+    /// How long opening and subscribing may take at the first wait.
+    open_timeout: Duration,
     /// The subscribed connection, once the first waiter needed it.
     connection: OnceCell<ConnectionManager>,
     /// Owner token (hex) → its waiter's mailbox.
@@ -60,12 +64,14 @@ impl Waiters {
         server: String,
         config: ConnectionManagerConfig,
         channel: String,
+        open_timeout: Duration,
     ) -> Self {
         Self {
             client,
             server,
             config,
             channel,
+            open_timeout,
             connection: OnceCell::new(),
             mailboxes: Arc::default(),
         }
@@ -88,23 +94,45 @@ impl Waiters {
             owner: owner.to_owned(),
             mailbox,
         };
-        self.connection
-            .get_or_try_init(|| async {
-                let mailboxes = Arc::downgrade(&self.mailboxes);
-                let config = self
-                    .config
-                    .clone()
-                    .set_automatic_resubscription()
-                    .set_push_sender(move |push: PushInfo| deliver(&mailboxes, push));
-                let mut connection =
-                    ConnectionManager::new_with_config(self.client.clone(), config).await?;
-                connection.subscribe(&self.channel).await?;
-                Ok(connection)
-            })
-            .await
-            .map_err(|error| from_redis(&self.server, "subscribe to hand-overs", error))?;
-        Ok(listener)
+        let open = self.connection.get_or_try_init(|| async {
+            let mailboxes = Arc::downgrade(&self.mailboxes);
+            let config = self
+                .config
+                .clone()
+                .set_automatic_resubscription()
+                .set_push_sender(move |push: PushInfo| deliver(&mailboxes, push));
+            let mut connection =
+                ConnectionManager::new_with_config(self.client.clone(), config).await?;
+            connection.subscribe(&self.channel).await?;
+            Ok(connection)
+        });
+        match tokio::time::timeout(self.open_timeout, open).await {
+            Ok(Ok(connection)) => {
+                ping_in_background(connection.clone());
+                Ok(listener)
+            }
+            Ok(Err(error)) => Err(from_redis(&self.server, "subscribe to hand-overs", error)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Unavailable,
+                BACKEND,
+                format!(
+                    "{}: subscribe to hand-overs: no connection within {:?}",
+                    self.server, self.open_timeout
+                ),
+            )),
+        }
     }
+}
+
+/// The subscriber sends no commands of its own once subscribed, so nothing
+/// would notice that its reconnect attempts gave up during a long outage. A
+/// ping per new waiter does: a failed one starts a new reconnect, which
+/// subscribes again. The waiter does not wait for it; until then its
+/// backstop timer serves it.
+fn ping_in_background(mut connection: ConnectionManager) {
+    tokio::spawn(async move {
+        let _ = redis::cmd("PING").query_async::<()>(&mut connection).await;
+    });
 }
 
 /// Wakes the waiter a hand-over names. Runs on the connection's reader.

@@ -32,8 +32,9 @@ async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects
     let _turn = TURN.lock().await;
     // A long reply timeout: a stopped server must fail by refusal, not by timing out.
     let response_timeout = Duration::from_secs(10);
+    let namespace = namespace();
     let options = RedisOptions::new()
-        .namespace(namespace())
+        .namespace(&namespace)
         .response_timeout(response_timeout);
     let locks = locker(&url, options).await;
     let ttl = Duration::from_secs(3);
@@ -84,6 +85,32 @@ async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects
     };
     again.release().await.unwrap();
     drop(lease);
+
+    // Waiting works again too: a waiter on the restarted server gets the
+    // lock when it is released, long before the holder's TTL.
+    let other = locker(&url, RedisOptions::new().namespace(&namespace)).await;
+    let held = other
+        .acquire("failures:handover", Acquire::ttl(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let waiter = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire(
+                    "failures:handover",
+                    Acquire::ttl(ttl).wait(Duration::from_secs(20)),
+                )
+                .await
+        }
+    });
+    wait_until_queued(&url, &namespace, "failures:handover").await;
+    held.release().await.unwrap();
+    let handed = waiter
+        .await
+        .unwrap()
+        .expect("the waiter gets the released lock");
+    handed.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,4 +197,28 @@ async fn min_replicas_refuses_a_grant_the_paused_replica_did_not_acknowledge() {
         .await
         .expect("grants resume once the replica acknowledges again");
     lease.release().await.unwrap();
+}
+
+/// Waits until a waiter has a place in the queue of lock `name` (no event
+/// announces it, so this looks at the queue key itself).
+async fn wait_until_queued(url: &str, namespace: &str, name: &str) {
+    let keys = lockkit_redis::keys::LockKeys::new(namespace, name);
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let queued: usize = redis::cmd("ZCARD")
+            .arg(&keys.queue)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if queued > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never queued for {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
