@@ -152,6 +152,7 @@ macro_rules! conformance_suite {
             extend_prolongs_validity,
             lost_signal_fires_on_expiry,
             waiter_acquires_promptly_after_release,
+            waiters_are_served_in_arrival_order,
             wait_deadline_returns_timeout_near_it,
             cancelled_acquire_leaves_nothing_held,
             dropped_lease_frees_the_lock,

@@ -171,3 +171,48 @@ pub async fn dropped_lease_frees_the_lock(target: &impl Target) {
     assert!(started.elapsed() < timing.long_ttl / 2);
     lease.release().await.unwrap();
 }
+
+/// Waiters of a [`Fifo`](crate::Fairness::Fifo) backend get the lock in the
+/// order they started waiting, each from its own client; on an unordered
+/// backend every waiter still gets it.
+pub async fn waiters_are_served_in_arrival_order(target: &impl Target) {
+    const WAITERS: usize = 3;
+    let holder = target.client().await;
+    let timing = Timing::of(&holder);
+    let name = unique_name("arrival-order");
+    let held = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    let (served, mut order) = tokio::sync::mpsc::unbounded_channel();
+    let mut waiters = Vec::new();
+    for arrival in 0..WAITERS {
+        let (client, served, name) = (target.client().await, served.clone(), name.clone());
+        waiters.push(tokio::spawn(async move {
+            let lease = client
+                .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.long_ttl))
+                .await
+                .expect("every waiter gets the lock");
+            served.send(arrival).unwrap();
+            lease.release().await.unwrap();
+        }));
+        // No event says a waiter is queued; give each a head start on the next.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    held.release().await.unwrap();
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+    let mut arrivals = Vec::new();
+    while let Ok(arrival) = order.try_recv() {
+        arrivals.push(arrival);
+    }
+    assert_eq!(arrivals.len(), WAITERS);
+    if holder.capabilities().fairness == crate::Fairness::Fifo {
+        assert_eq!(
+            arrivals,
+            (0..WAITERS).collect::<Vec<_>>(),
+            "a FIFO backend served waiters out of arrival order"
+        );
+    }
+}
