@@ -213,47 +213,48 @@ impl RedisBackend {
         let reply = AcquireReply::decode(reply)
             .ok_or_else(|| unexpected_reply(&self.inner.server, &what, reply))?;
         if let (AcquireReply::Granted(_), Some(acknowledged)) = (reply, acknowledged) {
-            self.require_replicas(keys, owner, acknowledged, "acquire")
+            self.require_replicas(keys, owner, acknowledged, &what, GiveBack::Grant)
                 .await?;
         }
         Ok((reply, sent))
     }
 
     /// Fails a write that fewer than `min_replicas` replicas acknowledged;
-    /// a grant is released first (the lock was never reported held).
+    /// a grant is given back first (it was never reported held).
     async fn require_replicas(
         &self,
         keys: &LockKeys,
         owner: &str,
         acknowledged: u32,
-        operation: &str,
+        what: &Operation<'_>,
+        give_back: GiveBack,
     ) -> Result<()> {
         let required = self.inner.options.min_replicas;
         if acknowledged >= required {
             return Ok(());
         }
-        let mut outcome = "";
-        if operation == "acquire" {
-            let mut connection = self.inner.connection.clone();
-            let released = Scripts::get()
-                .release(keys, owner)
-                .invoke_async::<i64>(&mut connection)
-                .await;
-            outcome = if released.is_ok() {
-                "; the grant was released"
-            } else {
-                "; releasing the grant failed too, it expires at its TTL"
-            };
-        }
+        let outcome = match give_back {
+            GiveBack::Nothing => "",
+            GiveBack::Grant => {
+                let mut connection = self.inner.connection.clone();
+                let released = Scripts::get()
+                    .release(keys, owner)
+                    .invoke_async::<i64>(&mut connection)
+                    .await;
+                if released.is_ok() {
+                    "; the grant was released"
+                } else {
+                    "; releasing the grant failed too, it expires at its TTL"
+                }
+            }
+        };
         Err(Error::new(
             ErrorKind::Unavailable,
             BACKEND,
             format!(
-                "{}: {operation} `{}`: only {acknowledged} of the required {required} replicas \
+                "{}: {what}: only {acknowledged} of the required {required} replicas \
                  acknowledged within {:?}{outcome}",
-                self.inner.server,
-                lock_name(keys),
-                self.inner.options.replica_timeout
+                self.inner.server, self.inner.options.replica_timeout
             ),
         ))
     }
@@ -427,7 +428,7 @@ impl LockBackend for RedisBackend {
         let (code, acknowledged) = self.run::<i64>(&invocation, &what).await?;
         self.owner_check(code, &what)?;
         if let Some(acknowledged) = acknowledged {
-            self.require_replicas(&keys, &owner, acknowledged, "extend")
+            self.require_replicas(&keys, &owner, acknowledged, &what, GiveBack::Nothing)
                 .await?;
         }
         Ok(sent + ttl.saturating_sub(DRIFT))
@@ -494,6 +495,15 @@ impl Drop for Abandon<'_> {
             }
         });
     }
+}
+
+/// What a write that too few replicas acknowledged leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GiveBack {
+    /// An extension stays on the primary; the lease keeps its old bound.
+    Nothing,
+    /// A grant is released: it was never reported held.
+    Grant,
 }
 
 /// What an error message says was being done: ``acquire `billing:42` ``.
