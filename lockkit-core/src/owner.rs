@@ -34,16 +34,21 @@ impl OwnerToken {
 
     /// The token as 32 lowercase hexadecimal digits, the form backends store.
     pub fn to_hex(&self) -> String {
-        self.to_string()
+        // On every acquire, extend and release of a network backend: no
+        // formatting machinery, one allocation.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for byte in self.0 {
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        hex
     }
 }
 
 impl fmt::Display for OwnerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(&self.to_hex())
     }
 }
 
@@ -64,6 +69,10 @@ mod tests {
         assert_ne!(first, second);
         let hex = first.to_hex();
         assert_eq!(hex.len(), 32);
-        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(OwnerToken([0xab; 16]).to_hex(), "ab".repeat(16));
+        assert_eq!(OwnerToken([0x0f; 16]).to_string(), "0f".repeat(16));
     }
 }

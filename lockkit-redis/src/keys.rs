@@ -25,11 +25,22 @@ pub struct LockKeys {
 impl LockKeys {
     /// The keys of lock `name` in `namespace`.
     pub fn new(namespace: &str, name: &str) -> Self {
-        let lock = format!("{namespace}:{{{name}}}");
+        // Built on every operation: plain concatenation, exact capacities.
+        let mut lock = String::with_capacity(namespace.len() + name.len() + 3);
+        lock.push_str(namespace);
+        lock.push_str(":{");
+        lock.push_str(name);
+        lock.push('}');
+        let with = |suffix: &str| {
+            let mut key = String::with_capacity(lock.len() + suffix.len());
+            key.push_str(&lock);
+            key.push_str(suffix);
+            key
+        };
         Self {
-            fence: format!("{lock}:fence"),
-            queue: format!("{lock}:queue"),
-            waiters: format!("{lock}:waiters"),
+            fence: with(":fence"),
+            queue: with(":queue"),
+            waiters: with(":waiters"),
             lock,
         }
     }
