@@ -17,19 +17,25 @@ fn namespace() -> String {
     format!("lockkit-test-{}", OwnerToken::generate().unwrap().to_hex())
 }
 
+/// The server named by `var` and the fault injector, or `None` (skip, or
+/// panic under LOCKKIT_TEST_REQUIRE=1); the guard is this test's turn.
+async fn fault_setup(
+    var: &str,
+) -> Option<(String, Services, tokio::sync::MutexGuard<'static, ()>)> {
+    let server = server_from_env(var)?;
+    let services = Services::from_env()?;
+    Some((server, services, TURN.lock().await))
+}
+
 async fn locker(url: &str, options: RedisOptions) -> Locker {
     Locker::new(RedisBackend::connect(url, options).await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects() {
-    let (Some(url), Some(services)) = (
-        server_from_env("LOCKKIT_TEST_REDIS_URL"),
-        Services::from_env(),
-    ) else {
+    let Some((url, services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_URL").await else {
         return;
     };
-    let _turn = TURN.lock().await;
     // A long reply timeout: a stopped server must fail by refusal, not by timing out.
     let response_timeout = Duration::from_secs(10);
     let namespace = namespace();
@@ -115,13 +121,9 @@ async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_server_is_unavailable_after_the_reply_timeout_not_a_hang() {
-    let (Some(url), Some(services)) = (
-        server_from_env("LOCKKIT_TEST_REDIS_URL"),
-        Services::from_env(),
-    ) else {
+    let Some((url, services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_URL").await else {
         return;
     };
-    let _turn = TURN.lock().await;
     let response_timeout = Duration::from_millis(300);
     let options = RedisOptions::new()
         .namespace(namespace())
@@ -144,13 +146,9 @@ async fn paused_server_is_unavailable_after_the_reply_timeout_not_a_hang() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_replicas_refuses_a_grant_the_paused_replica_did_not_acknowledge() {
-    let (Some(pair), Some(services)) = (
-        server_from_env("LOCKKIT_TEST_REDIS_FAILOVER"),
-        Services::from_env(),
-    ) else {
+    let Some((pair, services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_FAILOVER").await else {
         return;
     };
-    let _turn = TURN.lock().await;
     let primary = pair.split(',').next().unwrap().to_owned();
     let namespace = namespace();
     let replicated = locker(
