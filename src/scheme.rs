@@ -73,11 +73,8 @@ impl Scheme {
     pub fn is_compiled_in(self) -> bool {
         // Network backends join with their own crates; until one lands, its
         // feature name is reserved and the scheme reports it is missing.
-        match self {
-            Self::Memory => true,
-            Self::Redis => cfg!(feature = "redis"),
-            Self::Redlock | Self::Postgres | Self::Etcd | Self::Zk => false,
-        }
+        let shipped = matches!(self, Self::Memory | Self::Redis);
+        shipped && feature_enabled(self)
     }
 
     /// The scheme of `url`, or a [`Config`](ErrorKind::Config) error listing the known ones.

@@ -167,10 +167,7 @@ async fn the_redis_section_reaches_the_backend() {
     let Some(url) = lockkit::conformance::server_from_env("LOCKKIT_TEST_REDIS_URL") else {
         return;
     };
-    let namespace = format!(
-        "lockkit-test-{}",
-        lockkit::OwnerToken::generate().unwrap().to_hex()
-    );
+    let namespace = lockkit::conformance::unique_namespace();
     let config = LockConfig::from_toml(&format!(
         "url = \"{url}\"\nnamespace = \"{namespace}\"\n[redis]\nmin_replicas = 1\nreplica_timeout = \"20ms\"\n"
     ))

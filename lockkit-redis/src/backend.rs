@@ -389,18 +389,15 @@ impl LockBackend for RedisBackend {
         let (reply, sent) = self.attempt(&keys, &owner, request.ttl, mode).await?;
         let granted = match (reply, request.wait) {
             (AcquireReply::Granted(token), _) => self.grant(token, sent, request.ttl, false, &keys),
-            (AcquireReply::Held(_), Wait::No) => {
-                abandon.armed = false;
-                Err(Error::new(
-                    ErrorKind::Contended,
-                    BACKEND,
-                    format!(
-                        "{}: lock `{}` is held by another owner, or waiters are queued for it",
-                        self.inner.server,
-                        request.name.as_str()
-                    ),
-                ))
-            }
+            (AcquireReply::Held(_), Wait::No) => Err(Error::new(
+                ErrorKind::Contended,
+                BACKEND,
+                format!(
+                    "{}: lock `{}` is held by another owner, or waiters are queued for it",
+                    self.inner.server,
+                    request.name.as_str()
+                ),
+            )),
             (AcquireReply::Held(_), Wait::Until(deadline)) => {
                 self.wait_for_grant(&keys, &owner, request.ttl, Some(deadline))
                     .await
@@ -409,13 +406,10 @@ impl LockBackend for RedisBackend {
                 self.wait_for_grant(&keys, &owner, request.ttl, None).await
             }
         };
-        if granted.is_ok()
-            || granted
-                .as_ref()
-                .is_err_and(|e| e.kind() == ErrorKind::Timeout)
-        {
-            abandon.armed = false;
-        }
+        // Granted, or refused having left no place in the queue: nothing to give back.
+        abandon.armed = granted
+            .as_ref()
+            .is_err_and(|error| !matches!(error.kind(), ErrorKind::Contended | ErrorKind::Timeout));
         granted
     }
 

@@ -2,13 +2,13 @@
 //! (`LOCKKIT_TEST_REDIS_URL`), every client on its own connections, under a
 //! namespace of its own per run.
 
-use lockkit_core::conformance::{server_from_env, Target};
-use lockkit_core::{Locker, OwnerToken};
+use lockkit_core::conformance::{server_from_env, unique_namespace, Target};
+use lockkit_core::Locker;
 use lockkit_redis::{RedisBackend, RedisOptions};
 
 async fn target() -> Option<impl Target> {
     let url = server_from_env("LOCKKIT_TEST_REDIS_URL")?;
-    let namespace = format!("lockkit-test-{}", OwnerToken::generate().unwrap().to_hex());
+    let namespace = unique_namespace();
     Some(move || {
         let (url, options) = (url.clone(), RedisOptions::new().namespace(&namespace));
         async move {

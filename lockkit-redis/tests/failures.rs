@@ -5,17 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{server_from_env, Services};
-use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker, OwnerToken};
+use lockkit_core::conformance::{server_from_env, unique_namespace, Services};
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_redis::{RedisBackend, RedisOptions};
 use tokio::sync::Mutex;
 
 /// One fault at a time: they share servers.
 static TURN: Mutex<()> = Mutex::const_new(());
-
-fn namespace() -> String {
-    format!("lockkit-test-{}", OwnerToken::generate().unwrap().to_hex())
-}
 
 /// The server named by `var` and the fault injector, or `None` (skip, or
 /// panic under LOCKKIT_TEST_REQUIRE=1); the guard is this test's turn.
@@ -38,7 +34,7 @@ async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects
     };
     // A long reply timeout: a stopped server must fail by refusal, not by timing out.
     let response_timeout = Duration::from_secs(10);
-    let namespace = namespace();
+    let namespace = unique_namespace();
     let options = RedisOptions::new()
         .namespace(&namespace)
         .response_timeout(response_timeout);
@@ -126,7 +122,7 @@ async fn paused_server_is_unavailable_after_the_reply_timeout_not_a_hang() {
     };
     let response_timeout = Duration::from_millis(300);
     let options = RedisOptions::new()
-        .namespace(namespace())
+        .namespace(unique_namespace())
         .response_timeout(response_timeout);
     let locks = locker(&url, options).await;
     let pause = services.pause("redis");
@@ -150,7 +146,7 @@ async fn min_replicas_refuses_a_grant_the_paused_replica_did_not_acknowledge() {
         return;
     };
     let primary = pair.split(',').next().unwrap().to_owned();
-    let namespace = namespace();
+    let namespace = unique_namespace();
     let replicated = locker(
         &primary,
         RedisOptions::new()

@@ -120,6 +120,13 @@ impl Timing {
     }
 }
 
+/// A namespace of its own for one test run (`lockkit-test-<random hex>`),
+/// so runs on a shared server never see each other's keys.
+pub fn unique_namespace() -> String {
+    let suffix = OwnerToken::generate().expect("random source").to_hex();
+    format!("lockkit-test-{suffix}")
+}
+
 /// A lock name no other case or run uses.
 pub(crate) fn unique_name(case: &str) -> String {
     let suffix = OwnerToken::generate().expect("random source").to_hex();

@@ -6,7 +6,9 @@ use super::{expect_error, unique_name, Target, Timing};
 use crate::{Acquire, ErrorKind, WaitMode};
 
 /// A blocked waiter gets the lock promptly after release: within 50 ms for
-/// backends that notify or queue waiters, within one TTL for polling ones.
+/// backends that notify or queue waiters, within one TTL for polling ones;
+/// and its validity, like any grant's, lies within
+/// [waiting began + ttl − drift, granted + ttl].
 pub async fn waiter_acquires_promptly_after_release(target: &impl Target) {
     let (holder, waiter) = (target.client().await, target.client().await);
     let timing = Timing::of(&holder);
@@ -15,6 +17,7 @@ pub async fn waiter_acquires_promptly_after_release(target: &impl Target) {
         .acquire(&name, Acquire::ttl(timing.long_ttl))
         .await
         .unwrap();
+    let waiting_began = Instant::now();
     let waiting = {
         let name = name.clone();
         tokio::spawn(async move {
@@ -40,6 +43,17 @@ pub async fn waiter_acquires_promptly_after_release(target: &impl Target) {
         handoff <= bound,
         "handoff took {handoff:?}, bound {bound:?}"
     );
+    if let Some(valid_until) = lease.valid_until() {
+        assert!(
+            valid_until <= granted_at + timing.long_ttl,
+            "a waited-for grant's validity runs past its reply + ttl"
+        );
+        let drift = holder.capabilities().drift;
+        assert!(
+            valid_until >= waiting_began + timing.long_ttl - drift,
+            "a waited-for grant's validity starts before the wait did"
+        );
+    }
     lease.release().await.unwrap();
 }
 
