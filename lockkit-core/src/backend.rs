@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::fence::FencingToken;
 use crate::name::LockName;
 use crate::owner::OwnerToken;
+use crate::session::SessionWatch;
 
 /// How long an acquire may wait for a lock held by someone else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub struct AcquireRequest {
 }
 
 /// What a backend returns for a successful acquire.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Grant {
     /// The grant's fencing token.
     pub token: FencingToken,
@@ -58,6 +59,9 @@ pub struct Grant {
     pub valid_until: Option<Instant>,
     /// Whether the lock was held by someone else when this acquire began.
     pub contended: bool,
+    /// For a session grant, the session it lives on: the lease turns
+    /// Uncertain while the session is suspended and Lost when it ends.
+    pub session: Option<SessionWatch>,
 }
 
 /// What a holder presents to extend or release: the backend acts only if the
@@ -113,8 +117,10 @@ pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant>;
 
     /// Extends a held lock to `ttl` from now; returns the new validity bound,
-    /// computed from the instant the request was sent.
-    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant>;
+    /// computed from the instant the request was sent — or, for a session
+    /// grant with no time bound, `None` once the backend has confirmed the
+    /// lock is still held by a live session.
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>>;
 
     /// Releases a held lock and wakes its waiters.
     async fn release(&self, claim: &Claim) -> Result<()>;

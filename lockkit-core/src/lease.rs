@@ -14,6 +14,7 @@ use crate::fence::FencingToken;
 use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
 use crate::renewal::RenewalTask;
+use crate::session::{SessionHealth, SessionWatch};
 use crate::telemetry;
 
 /// Where a lease stands.
@@ -61,26 +62,42 @@ pub(crate) struct LeaseCore {
     pub(crate) claim: Claim,
     pub(crate) granted_at: Instant,
     status: watch::Sender<Status>,
+    /// The session a session grant lives on.
+    session: Option<SessionWatch>,
     finished: AtomicBool,
 }
 
 impl LeaseCore {
     pub(crate) fn state(&self) -> LeaseState {
-        self.status.borrow().at(Instant::now())
+        self.state_with(*self.status.borrow(), Instant::now())
+    }
+
+    /// The state at `now` given `status`, with the session's health applied:
+    /// a suspended session makes a held lease Uncertain, an ended one Lost.
+    fn state_with(&self, status: Status, now: Instant) -> LeaseState {
+        let state = status.at(now);
+        match (state, self.session.as_ref().map(SessionWatch::health)) {
+            (LeaseState::Held | LeaseState::Uncertain, Some(SessionHealth::Ended)) => {
+                LeaseState::Lost
+            }
+            (LeaseState::Held, Some(SessionHealth::Suspended)) => LeaseState::Uncertain,
+            _ => state,
+        }
     }
 
     pub(crate) fn valid_until(&self) -> Option<Instant> {
         self.status.borrow().valid_until
     }
 
-    /// Records a successful extension sent at `sent`. A lease that was
+    /// Records a successful extension sent at `sent` (`None`: a session
+    /// grant confirmed held, still without a time bound). A lease that was
     /// already past its bound when the extension was sent stays lost: a
     /// holder that saw `Lost` must never see `Held` again.
-    pub(crate) fn extended(&self, sent: Instant, valid_until: Instant) {
+    pub(crate) fn extended(&self, sent: Instant, valid_until: Option<Instant>) {
         self.status.send_modify(|status| match status.at(sent) {
             LeaseState::Held | LeaseState::Uncertain => {
                 status.state = LeaseState::Held;
-                status.valid_until = Some(valid_until);
+                status.valid_until = valid_until;
             }
             LeaseState::Lost => status.state = LeaseState::Lost,
             LeaseState::Released => {}
@@ -126,21 +143,30 @@ impl LeaseCore {
     /// Resolves with the first state for which `done` holds.
     async fn until(&self, done: impl Fn(LeaseState) -> bool) -> LeaseState {
         let mut changes = self.status.subscribe();
+        let mut session = self.session.clone();
         loop {
             let status = *changes.borrow_and_update();
-            let state = status.at(Instant::now());
+            let state = self.state_with(status, Instant::now());
             if done(state) {
                 return state;
             }
-            // The sender lives in `self`, so `changed` cannot fail while we borrow it.
-            match status.valid_until {
-                Some(bound) => tokio::select! {
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep_until(bound.into()) => {}
-                },
-                None => {
-                    let _ = changes.changed().await;
+            let bound = async {
+                match status.valid_until {
+                    Some(bound) => tokio::time::sleep_until(bound.into()).await,
+                    None => std::future::pending().await,
                 }
+            };
+            let session_changed = async {
+                match session.as_mut() {
+                    Some(session) => session.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            // The sender lives in `self`, so `changed` cannot fail while we borrow it.
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = bound => {}
+                () = session_changed => {}
             }
         }
     }
@@ -270,6 +296,7 @@ impl Lease {
             claim,
             granted_at: Instant::now(),
             status,
+            session: grant.session,
             finished: AtomicBool::new(false),
         });
         let renewal = renewal.map(|policy| RenewalTask::spawn(Arc::clone(&core), policy));

@@ -59,6 +59,7 @@ mod name;
 mod options;
 mod owner;
 mod renewal;
+mod session;
 pub mod telemetry;
 
 #[cfg(feature = "conformance")]
@@ -76,3 +77,4 @@ pub use memory::MemoryBackend;
 pub use name::{check_namespace, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES};
 pub use options::{Acquire, Renewal};
 pub use owner::OwnerToken;
+pub use session::{SessionHealth, SessionSignal, SessionWatch};

@@ -259,6 +259,7 @@ impl LockBackend for MemoryBackend {
                         token,
                         valid_until: Some(expires_at),
                         contended,
+                        session: None,
                     });
                 }
                 contended = true;
@@ -331,7 +332,7 @@ impl LockBackend for MemoryBackend {
         }
     }
 
-    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {
         let mut table = self.table();
         let now = Instant::now();
         let entry = table.locks.get_mut(&claim.name);
@@ -342,7 +343,7 @@ impl LockBackend for MemoryBackend {
                     Error::invalid_input(BACKEND, "ttl is too long for the clock")
                 })?;
                 holder.expires_at = expires_at;
-                Ok(expires_at)
+                Ok(Some(expires_at))
             }
             holder => Err(not_held(&claim.name, holder.as_deref(), &claim.owner, now)),
         }

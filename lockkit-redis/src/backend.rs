@@ -295,6 +295,7 @@ impl RedisBackend {
             token,
             valid_until: Some(sent + ttl.saturating_sub(DRIFT)),
             contended,
+            session: None,
         })
     }
 
@@ -413,7 +414,7 @@ impl LockBackend for RedisBackend {
         granted
     }
 
-    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {
         let keys = self.keys(claim.name.as_str());
         let owner = claim.owner.to_hex();
         let invocation = Scripts::get().extend(&keys, &owner, millis(ttl));
@@ -425,7 +426,7 @@ impl LockBackend for RedisBackend {
             self.require_replicas(&keys, &owner, acknowledged, &what, GiveBack::Nothing)
                 .await?;
         }
-        Ok(sent + ttl.saturating_sub(DRIFT))
+        Ok(Some(sent + ttl.saturating_sub(DRIFT)))
     }
 
     async fn release(&self, claim: &Claim) -> Result<()> {

@@ -69,7 +69,7 @@ impl LockBackend for ProbedBackend {
         self.inner.acquire(request).await
     }
 
-    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Instant> {
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {
         self.extends.send_modify(|calls| *calls += 1);
         if self.failing_extends.load(Ordering::SeqCst) {
             return Err(Error::new(

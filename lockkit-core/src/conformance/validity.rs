@@ -89,6 +89,21 @@ pub async fn extend_prolongs_validity(target: &impl Target) {
         lease.release().await.unwrap();
         return;
     }
+    if locks.capabilities().lease == LeaseModel::Session {
+        // A session lease has no bound to move: extend confirms the session
+        // still holds the lock.
+        assert_eq!(lease.valid_until(), None, "a session lease has no bound");
+        lease.extend(timing.ttl * 4).await.unwrap();
+        assert_eq!(lease.valid_until(), None, "extend invented a bound");
+        assert_eq!(lease.state(), LeaseState::Held);
+        let blocked = probe
+            .try_acquire(&name, Acquire::ttl(timing.ttl))
+            .await
+            .unwrap();
+        assert!(blocked.is_none(), "extend freed the lock");
+        lease.release().await.unwrap();
+        return;
+    }
     let first_bound = lease
         .valid_until()
         .expect("a lease that extends has a bound");
