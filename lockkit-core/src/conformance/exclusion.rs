@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{expect_error, unique_name, Target, Timing};
-use crate::{Acquire, ErrorKind};
+use crate::{Acquire, ErrorKind, LeaseModel};
 
 /// A held lock cannot be acquired again — not by another client, not by its own.
 pub async fn exclusive_try_acquire(target: &impl Target) {
@@ -183,14 +183,20 @@ pub async fn with_lock_runs_work_then_releases(target: &impl Target) {
     after.unwrap().release().await.unwrap();
 }
 
-/// `with_lock` cancels work that outlives the lease and reports `NotHeld`.
+/// `with_lock` cancels work that outlives the lease — its TTL, or its
+/// session (closed mid-work) — and reports `NotHeld`.
 pub async fn with_lock_cancels_work_when_the_lease_is_lost(target: &impl Target) {
     let locks = target.client().await;
     let timing = Timing::of(&locks);
     let name = unique_name("with-lock-lost");
+    let session = locks.capabilities().lease == LeaseModel::Session;
+    let closer = locks.clone();
     let started = std::time::Instant::now();
     let outcome = locks
         .with_lock(&name, Acquire::ttl(timing.ttl), |_lease| async move {
+            if session {
+                closer.close().await.unwrap();
+            }
             tokio::time::sleep(timing.long_ttl).await;
             "finished"
         })

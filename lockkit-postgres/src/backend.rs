@@ -1,0 +1,675 @@
+//! The PostgreSQL backend: session advisory locks multiplexed on a few
+//! connections, waiting in the server's own queue.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lockkit_core::{
+    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
+    FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Wait, WaitMode,
+};
+use tokio::sync::oneshot;
+
+use crate::error::{from_postgres, is_lock_timeout, BACKEND};
+use crate::key::lock_key;
+use crate::options::PostgresOptions;
+use crate::pool::{Pool, Pooled, SharedSession};
+use crate::session::{Session, Target};
+use crate::transaction::LockedTransaction;
+
+/// How long past an acquire's deadline the client waits for the server to
+/// report its own `lock_timeout`, before giving up on a silent server.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// A lock service on one PostgreSQL database.
+///
+/// Cheap to clone; clones share the connections and the table of held
+/// locks. See the [crate documentation](crate) for what it promises.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) target: Target,
+    namespace: String,
+    capabilities: Capabilities,
+    /// The sessions try-acquires hold their locks on.
+    shared: Vec<SharedSession>,
+    next_shared: AtomicUsize,
+    /// Connections blocked in `pg_advisory_lock`, then holding what they got.
+    waiters: Pool,
+    /// Connections running a [`LockedTransaction`].
+    pub(crate) transactions: Pool,
+    /// Every lock this client holds or is trying to take, by key. One entry
+    /// per key, so a session never takes a key twice (PostgreSQL would
+    /// count it, and one unlock would not free it).
+    held: Mutex<HashMap<i64, Held>>,
+    closed: AtomicBool,
+}
+
+/// A key this client holds, or is trying for on a shared session.
+struct Held {
+    owner: OwnerToken,
+    place: Place,
+}
+
+enum Place {
+    /// A try-acquire is in flight on a shared session.
+    Trying,
+    /// Held on a shared session.
+    Shared(Arc<Session>),
+    /// Granted after waiting; held on the waiter connection that waited.
+    Waited(Pooled),
+}
+
+impl Held {
+    fn session(&self) -> Option<&Arc<Session>> {
+        match &self.place {
+            Place::Trying => None,
+            Place::Shared(session) => Some(session),
+            Place::Waited(pooled) => Some(&pooled.session),
+        }
+    }
+
+    /// Whether the entry still stands for a lock (or an attempt at one).
+    fn is_live(&self) -> bool {
+        self.session().is_none_or(|session| session.is_alive())
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to `url` (`postgres://user:password@host:port/database`)
+    /// with the default [`PostgresOptions`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PostgresOptions::new()).await
+    }
+
+    /// Connects to `url` with `options`: opens the first shared session and
+    /// creates the fencing sequence if it is missing.
+    ///
+    /// A malformed URL or bad option is a `Config` error naming it; a
+    /// refused password or unknown database is `Config` too; an unreachable
+    /// server is `Unavailable`.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self> {
+        options.validate()?;
+        let target = target(url, &options)?;
+        let first = Session::connect_setup(&target).await?;
+        let shared = (0..options.sessions)
+            .map(|index| SharedSession::new((index == 0).then(|| Arc::clone(&first))))
+            .collect();
+        let mut capabilities = Capabilities::new(
+            SafetyClass::Correctness,
+            FencingGuarantee::Linearizable,
+            LeaseModel::Session,
+            WaitMode::ServerQueue,
+            Fairness::Fifo,
+        );
+        // The TTL is not used: a lock lives as long as its session.
+        capabilities.drift = Duration::ZERO;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                target,
+                namespace: options.namespace,
+                capabilities,
+                shared,
+                next_shared: AtomicUsize::new(0),
+                waiters: Pool::new(options.max_waiters, "waiter"),
+                transactions: Pool::new(options.max_transactions, "transaction"),
+                held: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The advisory lock key of `name` in this backend's namespace (see
+    /// [`lock_key`](crate::lock_key)), to find it in `pg_locks` or take it from SQL.
+    pub fn key_of(&self, name: &str) -> i64 {
+        lock_key(&self.inner.namespace, name)
+    }
+
+    /// Opens a transaction holding `name` by `pg_advisory_xact_lock`,
+    /// waiting up to `wait` for it (then `Timeout`). The lock and the
+    /// transaction's writes commit or roll back together.
+    pub async fn transaction(&self, name: &str, wait: Duration) -> Result<LockedTransaction> {
+        LockedTransaction::begin(Arc::clone(&self.inner), name, self.key_of(name), Some(wait)).await
+    }
+
+    /// Like [`transaction`](Self::transaction) but without waiting:
+    /// `Ok(None)` if someone else holds `name` now.
+    pub async fn try_transaction(&self, name: &str) -> Result<Option<LockedTransaction>> {
+        let begun =
+            LockedTransaction::begin(Arc::clone(&self.inner), name, self.key_of(name), None).await;
+        match begun {
+            Ok(transaction) => Ok(Some(transaction)),
+            Err(error) if error.kind() == ErrorKind::Contended => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// How many connections are open now: shared sessions, waiters and
+    /// open transactions.
+    pub fn connections(&self) -> usize {
+        let inner = &self.inner;
+        let shared = inner
+            .shared
+            .iter()
+            .filter(|shared| shared.is_connected())
+            .count();
+        shared + inner.waiters.open() + inner.transactions.open()
+    }
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, HashMap<i64, Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                BACKEND,
+                format!("{}: the backend was closed", self.target.server),
+            )
+            .with_retryable(false));
+        }
+        Ok(())
+    }
+
+    /// Removes `key`'s entry if `owner` made it.
+    fn forget(&self, key: i64, owner: &OwnerToken) -> Option<Held> {
+        let mut table = self.table();
+        match table.get(&key) {
+            Some(held) if held.owner == *owner => table.remove(&key),
+            _ => None,
+        }
+    }
+
+    /// Gives back what a removed entry occupied.
+    fn settle(&self, held: Option<Held>) {
+        if let Some(Held {
+            place: Place::Waited(pooled),
+            ..
+        }) = held
+        {
+            self.waiters.put(pooled);
+        }
+    }
+
+    /// The next shared session, round robin.
+    async fn shared_session(&self) -> Result<Arc<Session>> {
+        let index = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
+        self.shared[index].get(&self.target).await
+    }
+
+    /// Whether this client holds `key` (or is trying for it); dead entries
+    /// are dropped on the way. If not, reserves it for `owner`'s try.
+    fn reserve(&self, key: i64, owner: OwnerToken) -> bool {
+        let mut table = self.table();
+        if table.get(&key).is_some_and(Held::is_live) {
+            return false;
+        }
+        let stale = table.insert(
+            key,
+            Held {
+                owner,
+                place: Place::Trying,
+            },
+        );
+        drop(table);
+        self.settle(stale);
+        true
+    }
+
+    fn token(&self, value: i64) -> Result<FencingToken> {
+        u64::try_from(value)
+            .ok()
+            .and_then(FencingToken::new)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Backend,
+                    BACKEND,
+                    format!(
+                        "{}: the fencing sequence {}.fence returned {value}; it must never be reset or lowered",
+                        self.target.server, self.target.schema
+                    ),
+                )
+            })
+    }
+}
+
+/// Gives back a lock whose acquire or release did not finish: unlocks
+/// `key` on `session` (a no-op if the session never got it) and forgets the
+/// entry. Armed until the operation completes; runs in the background.
+struct Unfinished<'a> {
+    inner: &'a Arc<Inner>,
+    key: i64,
+    owner: OwnerToken,
+    session: Option<Arc<Session>>,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (inner, key, owner, session) = (
+            Arc::clone(self.inner),
+            self.key,
+            self.owner,
+            self.session.take(),
+        );
+        let finish = async move {
+            if let Some(session) = session {
+                // Sent after the unfinished statement on the same
+                // connection, so it runs after it.
+                if let Err(error) = session.unlock(key).await {
+                    tracing::debug!(%error, "unlock after a cancelled operation failed");
+                }
+            }
+            let held = inner.forget(key, &owner);
+            inner.settle(held);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(finish);
+            }
+            // No runtime: the session's end is the backstop.
+            Err(_) => drop(self.inner.forget(self.key, &self.owner)),
+        }
+    }
+}
+
+impl PostgresBackend {
+    fn grant(&self, token: i64, session: &Session, contended: bool) -> Result<Grant> {
+        Ok(Grant {
+            token: self.inner.token(token)?,
+            valid_until: None,
+            contended,
+            session: Some(session.watch()),
+        })
+    }
+
+    /// Tries `key` on a shared session: a grant, or `None` if it is held.
+    async fn try_shared(&self, key: i64, owner: OwnerToken, name: &str) -> Result<Option<Grant>> {
+        let inner = &self.inner;
+        let mut unfinished = Unfinished {
+            inner,
+            key,
+            owner,
+            session: None,
+            armed: true,
+        };
+        let session = inner.shared_session().await?;
+        unfinished.session = Some(Arc::clone(&session));
+        let outcome = session.try_lock(key).await;
+        unfinished.armed = false;
+        let what = || format!("acquire `{name}`");
+        match outcome {
+            Ok(Some(token)) => {
+                if let Some(held) = inner.table().get_mut(&key) {
+                    if held.owner == owner {
+                        held.place = Place::Shared(Arc::clone(&session));
+                    }
+                }
+                self.grant(token, &session, false).map(Some)
+            }
+            Ok(None) => {
+                drop(inner.forget(key, &owner));
+                Ok(None)
+            }
+            Err(error) => {
+                // A lost connection took any grant with it; on a live one
+                // the statement may have granted: give it back.
+                unfinished.armed = session.is_alive();
+                if !unfinished.armed {
+                    drop(inner.forget(key, &owner));
+                }
+                drop(unfinished);
+                Err(from_postgres(&inner.target.server, what(), error))
+            }
+        }
+    }
+
+    /// Waits for `key` in the server's queue on a waiter connection.
+    async fn wait_queued(
+        &self,
+        key: i64,
+        owner: OwnerToken,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Grant> {
+        let inner = &self.inner;
+        let timeout = || {
+            Error::new(
+                ErrorKind::Timeout,
+                BACKEND,
+                format!(
+                    "{}: lock `{name}` was still held at the acquire's deadline",
+                    inner.target.server
+                ),
+            )
+        };
+        let pooled = match deadline {
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline.into(), inner.waiters.take(&inner.target))
+                    .await
+                    .map_err(|_| timeout())??
+            }
+            None => inner.waiters.take(&inner.target).await?,
+        };
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left < Duration::from_millis(1)) {
+            inner.waiters.put(pooled);
+            return Err(timeout());
+        }
+        let (reply, outcome) = oneshot::channel();
+        tokio::spawn(wait_in_queue(Arc::clone(inner), pooled, key, left, reply));
+        let outcome = match deadline {
+            // Dropping `outcome` at the grace deadline cancels the wait.
+            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), outcome)
+                .await
+                .map_err(|_| timeout())?,
+            None => outcome.await,
+        };
+        let outcome = outcome.map_err(|_| {
+            Error::new(
+                ErrorKind::Backend,
+                BACKEND,
+                format!(
+                    "{}: the wait for `{name}` ended without an answer",
+                    inner.target.server
+                ),
+            )
+        })?;
+        match outcome {
+            Ok((token, pooled)) => {
+                let grant = self.grant(token, &pooled.session, true);
+                let stale = inner.table().insert(
+                    key,
+                    Held {
+                        owner,
+                        place: Place::Waited(pooled),
+                    },
+                );
+                inner.settle(stale);
+                if grant.is_err() || inner.check_open().is_err() {
+                    let held = inner.forget(key, &owner);
+                    if let Some(session) = held.as_ref().and_then(Held::session) {
+                        let _ = session.unlock(key).await;
+                    }
+                    inner.settle(held);
+                    inner.check_open()?;
+                }
+                grant
+            }
+            Err(error) if is_lock_timeout(&error) => Err(timeout()),
+            Err(error) => Err(from_postgres(
+                &inner.target.server,
+                format!("wait for `{name}`"),
+                error,
+            )),
+        }
+    }
+}
+
+/// The waiter task: blocks in `pg_advisory_lock` and hands the grant, with
+/// the connection that holds it, to the acquire. If the acquire is gone by
+/// then (cancelled, or its deadline passed), it cancels the wait and gives
+/// back a grant that raced the cancel, so no lock is left to nobody.
+async fn wait_in_queue(
+    inner: Arc<Inner>,
+    pooled: Pooled,
+    key: i64,
+    timeout: Option<Duration>,
+    mut reply: oneshot::Sender<std::result::Result<(i64, Pooled), tokio_postgres::Error>>,
+) {
+    let session = Arc::clone(&pooled.session);
+    let outcome = {
+        let lock = session.lock(key, timeout);
+        tokio::pin!(lock);
+        tokio::select! {
+            outcome = &mut lock => outcome,
+            () = reply.closed() => {
+                session.cancel(inner.target.tls.clone()).await;
+                lock.await
+            }
+        }
+    };
+    match outcome {
+        Ok(token) => {
+            if let Err(Ok((_, pooled))) = reply.send(Ok((token, pooled))) {
+                match pooled.session.unlock(key).await {
+                    Ok(true) => inner.waiters.put(pooled),
+                    // Not sure the lock is gone: drop the connection, and the lock with it.
+                    _ => pooled.session.end(),
+                }
+            }
+        }
+        Err(error) => {
+            inner.waiters.put(pooled);
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+#[async_trait]
+impl LockBackend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let name = request.name.as_str();
+        let key = self.key_of(name);
+        if inner.reserve(key, request.owner) {
+            if let Some(grant) = self.try_shared(key, request.owner, name).await? {
+                return Ok(grant);
+            }
+        }
+        match request.wait {
+            Wait::No => Err(Error::new(
+                ErrorKind::Contended,
+                BACKEND,
+                format!("{}: lock `{name}` is held", inner.target.server),
+            )),
+            Wait::Until(deadline) => {
+                self.wait_queued(key, request.owner, name, Some(deadline))
+                    .await
+            }
+            Wait::Forever => self.wait_queued(key, request.owner, name, None).await,
+        }
+    }
+
+    async fn extend(&self, claim: &Claim, _ttl: Duration) -> Result<Option<Instant>> {
+        let inner = &self.inner;
+        let name = claim.name.as_str();
+        let key = self.key_of(name);
+        let session = self.holding_session(key, claim, "extend")?;
+        let what = || format!("extend `{name}`");
+        match session.holds(key).await {
+            Ok(true) => Ok(None),
+            Ok(false) => {
+                let held = inner.forget(key, &claim.owner);
+                inner.settle(held);
+                Err(not_held(name, "extend", "its session no longer holds it"))
+            }
+            Err(_) if !session.is_alive() => Err(not_held(
+                name,
+                "extend",
+                "its session's connection was lost",
+            )),
+            Err(error) => Err(from_postgres(&inner.target.server, what(), error)),
+        }
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<()> {
+        let inner = &self.inner;
+        let name = claim.name.as_str();
+        let key = self.key_of(name);
+        let session = self.holding_session(key, claim, "release")?;
+        let mut unfinished = Unfinished {
+            inner,
+            key,
+            owner: claim.owner,
+            session: Some(Arc::clone(&session)),
+            armed: true,
+        };
+        let outcome = session.unlock(key).await;
+        unfinished.armed = false;
+        match outcome {
+            Ok(held) => {
+                let entry = inner.forget(key, &claim.owner);
+                inner.settle(entry);
+                if held {
+                    Ok(())
+                } else {
+                    Err(not_held(name, "release", "its session no longer held it"))
+                }
+            }
+            Err(_) if !session.is_alive() => {
+                drop(inner.forget(key, &claim.owner));
+                Err(not_held(
+                    name,
+                    "release",
+                    "its session's connection was lost",
+                ))
+            }
+            Err(error) => {
+                // Unknown outcome: leave it to the background give-back.
+                unfinished.armed = true;
+                drop(unfinished);
+                Err(from_postgres(
+                    &inner.target.server,
+                    format!("release `{name}`"),
+                    error,
+                ))
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        for shared in &inner.shared {
+            shared.close();
+        }
+        inner.waiters.close();
+        inner.transactions.close();
+        let held = std::mem::take(&mut *inner.table());
+        for entry in held.into_values() {
+            if let Some(session) = entry.session() {
+                session.end();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PostgresBackend {
+    /// The live session holding `key` for `claim`'s owner, or `NotHeld`.
+    fn holding_session(&self, key: i64, claim: &Claim, action: &str) -> Result<Arc<Session>> {
+        let inner = &self.inner;
+        let name = claim.name.as_str();
+        let mut table = inner.table();
+        let (session, alive) = match table.get(&key) {
+            Some(held) if held.owner == claim.owner => match held.session() {
+                Some(session) => (Arc::clone(session), session.is_alive()),
+                None => return Err(not_held(name, action, "it was never granted")),
+            },
+            _ => {
+                return Err(not_held(
+                    name,
+                    action,
+                    "this client does not hold it for that owner",
+                ))
+            }
+        };
+        if !alive {
+            let held = table.remove(&key);
+            drop(table);
+            inner.settle(held);
+            return Err(not_held(
+                name,
+                action,
+                "it was lost with its session's connection",
+            ));
+        }
+        Ok(session)
+    }
+}
+
+fn not_held(name: &str, action: &str, why: &str) -> Error {
+    Error::new(
+        ErrorKind::NotHeld,
+        BACKEND,
+        format!("cannot {action} lock `{name}`: {why}"),
+    )
+}
+
+/// Parses the URL and applies the options: the connection target.
+fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|error| {
+        Error::new(
+            ErrorKind::Config,
+            BACKEND,
+            format!("url: not a valid postgres:// URL: {error}"),
+        )
+        .with_source(error)
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    // Notice a vanished server or network within seconds, not hours: the
+    // leases on a dead connection must turn Lost.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10))
+        .application_name("lockkit");
+    let server = server_of(&config);
+    let tls = crate::tls::connector(&mut config, &server)?;
+    Ok(Target {
+        config,
+        tls,
+        server,
+        schema: options.schema.clone(),
+    })
+}
+
+/// `host:port` of the first host, for messages.
+fn server_of(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+impl fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("server", &self.inner.target.server)
+            .field("namespace", &self.inner.namespace)
+            .field("schema", &self.inner.target.schema)
+            .finish_non_exhaustive()
+    }
+}

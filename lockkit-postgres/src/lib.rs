@@ -1,0 +1,126 @@
+//! lockkit's PostgreSQL backend: advisory locks for correctness-critical
+//! work whose data lives in PostgreSQL.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockkit_core::{Acquire, Locker};
+//! use lockkit_postgres::PostgresBackend;
+//!
+//! # async fn run() -> lockkit_core::Result<()> {
+//! let backend = PostgresBackend::connect("postgres://app:secret@db:5432/app").await?;
+//! let locks = Locker::new(backend.clone());
+//! let lease = locks
+//!     .acquire("billing:user-42", Acquire::ttl(Duration::from_secs(30)).wait(Duration::from_secs(5)))
+//!     .await?;
+//! // … protected work, fenced by lease.fencing_token() …
+//! lease.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it promises
+//!
+//! [`Capabilities`](lockkit_core::Capabilities): safety class
+//! **correctness**, **linearizable** fencing tokens, **session** leases,
+//! waiting in the **server's queue** (first come, first served).
+//!
+//! - **A lock is a session-level advisory lock** (`pg_try_advisory_lock`,
+//!   `pg_advisory_lock`). It is held as long as the connection that took it
+//!   lives; the acquire's TTL is not used and there is no expiry. Release
+//!   it, or it ends with its connection.
+//! - **Lost**: when that connection dies — `pg_terminate_backend`, a server
+//!   restart, a network failure noticed by TCP keepalives within about
+//!   11 s — every lease on it turns Lost at once (`Lease::lost` resolves),
+//!   because the server has already released its locks. `Lease::extend`
+//!   checks that the session is alive and still holds the lock in
+//!   `pg_locks`. The backend reconnects by itself for the next acquire.
+//! - **Fencing tokens** come from one sequence, `<schema>.fence` (schema
+//!   `lockkit` by default), taken in the same statement as the lock and
+//!   only if it was granted: no extra round trip, and the value is issued
+//!   while the lock is held, so tokens strictly increase across the grants
+//!   of a name — across every name, in fact — and survive restarts. The
+//!   backend creates the schema and sequence on first use if they are
+//!   missing (guarded by an advisory lock, so concurrent first uses do not
+//!   race); create them in advance if the user may not create schemas:
+//!   `CREATE SCHEMA lockkit; CREATE SEQUENCE lockkit.fence AS bigint MINVALUE 1;`
+//!
+//! # Names and keys
+//!
+//! An advisory lock is named by a 64-bit integer. lockkit hashes the
+//! namespace and the name with FNV-1a 64 — documented and fixed, unlike
+//! `hashtext` — and `#<integer>` names an explicit key; see [`lock_key`]
+//! for the exact definition and the collision probability (about n²/2⁶⁵
+//! for n names in use at once).
+//!
+//! # Connections
+//!
+//! Locks are multiplexed: every lock taken without waiting is held on one of
+//! [`sessions`](PostgresOptions::sessions) shared connections (1–4, default
+//! 2), and their statements pipeline on them. **Holding 10,000 locks takes
+//! those 2 connections.** In all, a backend opens at most `sessions +
+//! max_waiters + max_transactions` connections (2 + 16 + 8 by default), and
+//! the last two only while acquires wait or transactions are open.
+//!
+//! - **Waiting** happens in the server's own lock queue: an acquire that
+//!   finds the lock held blocks in `pg_advisory_lock` under `lock_timeout`
+//!   (its deadline) on a waiter connection, and the lock it gets stays on
+//!   that connection until released. At most
+//!   [`max_waiters`](PostgresOptions::max_waiters) acquires wait (or hold
+//!   what they waited for) at once; more wait in the client, in arrival
+//!   order, for a connection. A cancelled wait is cancelled at the server
+//!   (`pg_cancel_backend` semantics) and a grant that raced the cancel is
+//!   released, so no lock is left granted to nobody.
+//! - **No stacking.** PostgreSQL counts session locks: a session that takes
+//!   a key twice must unlock it twice. lockkit never lets that happen: a
+//!   name this client already holds (for any owner) is **contended** for a
+//!   try-acquire and waited for by an acquire, like any other holder's.
+//!
+//! # The lock table
+//!
+//! The server keeps all locks in a shared table of about
+//! `max_locks_per_transaction × (max_connections + max_prepared_transactions)`
+//! entries (6,400 with the defaults of 64 × 100). Holding more locks at
+//! once than that needs a larger `max_locks_per_transaction` (it takes a
+//! restart). Running out is an `Unavailable` error naming the setting,
+//! never a hang.
+//!
+//! # Lock and work in one transaction
+//!
+//! [`PostgresBackend::transaction`] opens a transaction, takes
+//! `pg_advisory_xact_lock` in it and hands you a [`LockedTransaction`] with
+//! its fencing token: the lock and your writes commit or roll back together.
+//! See `examples/postgres_billing.rs`.
+//!
+//! # Poolers
+//!
+//! Session locks need a session: point lockkit at PostgreSQL itself or at a
+//! pooler in *session* mode. Behind a *transaction*-mode pooler (PgBouncer's
+//! `pool_mode = transaction`) a lock is taken on whichever server
+//! connection ran the statement; `extend` then finds it missing from
+//! `pg_locks` and the lease turns Lost, but until then the lock protects
+//! nothing. The transaction form ([`PostgresBackend::transaction`]) works
+//! behind any pooler.
+//!
+//! # TLS
+//!
+//! `sslmode=require` in the URL connects with rustls (feature `tls`, on by
+//! default) and checks the server certificate against the platform's roots.
+//! `sslmode=prefer`, the default, connects without TLS.
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod error;
+mod key;
+mod options;
+mod pool;
+mod session;
+mod tls;
+mod transaction;
+
+pub use backend::PostgresBackend;
+pub use key::lock_key;
+pub use options::{PostgresOptions, MAX_SESSIONS};
+pub use transaction::LockedTransaction;

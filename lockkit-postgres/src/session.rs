@@ -1,0 +1,291 @@
+//! One connection to PostgreSQL — one server session — and the statements
+//! lockkit runs on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
+use tokio_postgres::{Client, Config, Statement};
+
+use crate::error::from_postgres;
+
+/// The TLS connector: rustls with the `tls` feature, none without it.
+#[cfg(feature = "tls")]
+pub(crate) type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+/// The TLS connector: rustls with the `tls` feature, none without it.
+#[cfg(not(feature = "tls"))]
+pub(crate) type Tls = tokio_postgres::NoTls;
+
+/// Where sessions connect to, and how.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) config: Config,
+    pub(crate) tls: Tls,
+    /// `host:port`, for messages.
+    pub(crate) server: String,
+    /// The schema holding the fencing sequence.
+    pub(crate) schema: String,
+}
+
+/// The statements every session prepares when it connects.
+struct Statements {
+    /// `$1` key → the fencing token if the lock was free, else NULL.
+    try_lock: Statement,
+    /// `$1` key → blocks until granted, then the fencing token.
+    lock: Statement,
+    /// `$1` lock_timeout text, for this session.
+    lock_timeout: Statement,
+    /// `$1` key → whether this session held it (and now does not).
+    unlock: Statement,
+    /// `$1` classid, `$2` objid → whether this session holds that lock.
+    holds: Statement,
+    /// `$1` key → the fencing token if free, else NULL; inside a transaction.
+    try_xact_lock: Statement,
+    /// `$1` key → blocks until granted, then the fencing token; inside a transaction.
+    xact_lock: Statement,
+}
+
+/// A connection to the server: one session, holding any number of locks.
+///
+/// Its [`SessionSignal`] ends the moment the connection does, which turns
+/// every lease granted on it Lost.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    signal: Arc<SessionSignal>,
+    statements: Statements,
+}
+
+impl Session {
+    /// Connects and prepares the statements. The fencing sequence must exist.
+    pub(crate) async fn connect(target: &Target) -> Result<Arc<Self>> {
+        let (client, signal) = connect_client(target).await?;
+        Self::prepared(client, signal, target).await
+    }
+
+    /// Connects, creates the fencing sequence if it is missing, and
+    /// prepares the statements: a backend's first session.
+    pub(crate) async fn connect_setup(target: &Target) -> Result<Arc<Self>> {
+        let (client, signal) = connect_client(target).await?;
+        migrate(&client, target).await?;
+        Self::prepared(client, signal, target).await
+    }
+
+    async fn prepared(
+        client: Client,
+        signal: Arc<SessionSignal>,
+        target: &Target,
+    ) -> Result<Arc<Self>> {
+        let statements = prepare(&client, &target.schema).await.map_err(|error| {
+            from_postgres(&target.server, "prepare lockkit's statements", error)
+        })?;
+        Ok(Arc::new(Self {
+            client,
+            signal,
+            statements,
+        }))
+    }
+
+    /// Whether the connection is still up.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.signal.health() == SessionHealth::Alive && !self.client.is_closed()
+    }
+
+    /// A watch for grants made on this session.
+    pub(crate) fn watch(&self) -> SessionWatch {
+        self.signal.watch()
+    }
+
+    /// Ends the session now: its leases are Lost; the connection closes
+    /// when the last handle to it is dropped.
+    pub(crate) fn end(&self) {
+        self.signal.end();
+    }
+
+    /// `pg_try_advisory_lock` and, only if granted, the fencing token — one statement.
+    pub(crate) async fn try_lock(
+        &self,
+        key: i64,
+    ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_one(&self.statements.try_lock, &[&key])
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Waits in the server's queue for `key` (at most `timeout`; `None` for
+    /// ever), then takes the fencing token.
+    pub(crate) async fn lock(
+        &self,
+        key: i64,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<i64, tokio_postgres::Error> {
+        self.timed_lock(&self.statements.lock, key, timeout).await
+    }
+
+    /// Sets `lock_timeout` and runs `statement` (a blocking lock of `key`
+    /// returning the fencing token); the two statements pipeline. Both run
+    /// to the end, so a granted lock is never dropped unseen.
+    async fn timed_lock(
+        &self,
+        statement: &Statement,
+        key: i64,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<i64, tokio_postgres::Error> {
+        let timeout = match timeout {
+            // lock_timeout counts milliseconds; 0 would mean "no limit".
+            Some(timeout) => format!("{}ms", timeout.as_millis().max(1)),
+            None => "0".to_owned(),
+        };
+        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&timeout];
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+        let set = self
+            .client
+            .query_one(&self.statements.lock_timeout, &set_params);
+        let lock = self.client.query_one(statement, &lock_params);
+        let (set, lock) = tokio::join!(set, lock);
+        let token = lock?.try_get(0)?;
+        set?;
+        Ok(token)
+    }
+
+    /// `pg_advisory_unlock`: whether this session held the lock.
+    pub(crate) async fn unlock(
+        &self,
+        key: i64,
+    ) -> std::result::Result<bool, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_one(&self.statements.unlock, &[&key])
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Whether this session holds `key`, by `pg_locks`.
+    pub(crate) async fn holds(&self, key: i64) -> std::result::Result<bool, tokio_postgres::Error> {
+        let bits = u64::from_ne_bytes(key.to_ne_bytes());
+        // A bigint advisory key shows as classid (high half) and objid (low half).
+        let (classid, objid) = ((bits >> 32) as u32, bits as u32);
+        let row = self
+            .client
+            .query_one(&self.statements.holds, &[&classid, &objid])
+            .await?;
+        row.try_get(0)
+    }
+
+    /// In the open transaction: `pg_try_advisory_xact_lock` or, with a
+    /// wait, `pg_advisory_xact_lock` under `lock_timeout`;
+    /// then the fencing token. `None` if `wait` is `None` and the lock is held.
+    pub(crate) async fn xact_lock(
+        &self,
+        key: i64,
+        wait: Option<Option<Duration>>,
+    ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
+        match wait {
+            None => {
+                let row = self
+                    .client
+                    .query_one(&self.statements.try_xact_lock, &[&key])
+                    .await?;
+                row.try_get(0)
+            }
+            Some(timeout) => self
+                .timed_lock(&self.statements.xact_lock, key, timeout)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Asks the server to cancel whatever this session is running (a wait
+    /// in the lock queue). Best effort: the query may finish first.
+    pub(crate) async fn cancel(&self, tls: Tls) {
+        let cancel = self.client.cancel_token();
+        if let Err(error) = cancel.cancel_query(tls).await {
+            tracing::debug!(%error, "cancel request failed");
+        }
+    }
+}
+
+/// Opens a connection and drives it in a task that ends the session's
+/// signal when the connection ends, for whatever reason.
+pub(crate) async fn connect_client(target: &Target) -> Result<(Client, Arc<SessionSignal>)> {
+    let (client, connection) = target
+        .config
+        .connect(target.tls.clone())
+        .await
+        .map_err(|error| from_postgres(&target.server, "connect", error))?;
+    let signal = Arc::new(SessionSignal::new());
+    let ended = Arc::clone(&signal);
+    let server = target.server.clone();
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(server, %error, "PostgreSQL connection ended; its locks are lost");
+        }
+        ended.end();
+    });
+    Ok((client, signal))
+}
+
+async fn prepare(
+    client: &Client,
+    schema: &str,
+) -> std::result::Result<Statements, tokio_postgres::Error> {
+    let fence = format!("nextval('{schema}.fence')");
+    let try_lock = format!("SELECT CASE WHEN pg_try_advisory_lock($1::bigint) THEN {fence} END");
+    // OFFSET 0 keeps the planner from merging the subquery: nextval runs
+    // only after the lock is granted.
+    let lock =
+        format!("SELECT {fence} FROM (SELECT pg_advisory_lock($1::bigint) OFFSET 0) AS granted");
+    let try_xact_lock =
+        format!("SELECT CASE WHEN pg_try_advisory_xact_lock($1::bigint) THEN {fence} END");
+    let xact_lock = format!(
+        "SELECT {fence} FROM (SELECT pg_advisory_xact_lock($1::bigint) OFFSET 0) AS granted"
+    );
+    let (try_lock, lock, lock_timeout, unlock, holds, try_xact_lock, xact_lock) = tokio::try_join!(
+        client.prepare(&try_lock),
+        client.prepare(&lock),
+        client.prepare("SELECT set_config('lock_timeout', $1::text, false)"),
+        client.prepare("SELECT pg_advisory_unlock($1::bigint)"),
+        client.prepare(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND classid = $1::oid AND objid = $2::oid \
+             AND objsubid = 1 AND granted)"
+        ),
+        client.prepare(&try_xact_lock),
+        client.prepare(&xact_lock),
+    )?;
+    Ok(Statements {
+        try_lock,
+        lock,
+        lock_timeout,
+        unlock,
+        holds,
+        try_xact_lock,
+        xact_lock,
+    })
+}
+
+/// Creates the schema and the fencing sequence if they are missing.
+///
+/// Serialised by a transaction-scoped advisory lock, so clients starting
+/// together do not race on `CREATE … IF NOT EXISTS`. A deployment that
+/// creates them in advance needs no CREATE privilege.
+async fn migrate(client: &Client, target: &Target) -> Result<()> {
+    let schema = &target.schema;
+    let serialise = crate::key::lock_key("lockkit", "migration");
+    let migration = format!(
+        "DO $lockkit$ BEGIN
+           IF to_regclass('{schema}.fence') IS NULL THEN
+             PERFORM pg_advisory_xact_lock({serialise});
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE SEQUENCE IF NOT EXISTS {schema}.fence AS bigint MINVALUE 1 NO CYCLE;
+             COMMENT ON SEQUENCE {schema}.fence IS
+               'lockkit fencing tokens: never reset, lower or drop it while locks are in use';
+           END IF;
+         END $lockkit$"
+    );
+    client
+        .batch_execute(&migration)
+        .await
+        .map_err(|error| from_postgres(&target.server, format!("create {schema}.fence"), error))
+}

@@ -1,0 +1,240 @@
+//! Lock and work in one transaction: `pg_advisory_xact_lock`, held until
+//! the transaction ends, with the writes it protects.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockkit_core::{Error, ErrorKind, FencingToken, LockName, Result, Wait};
+
+use crate::backend::Inner;
+use crate::error::{from_postgres, is_lock_timeout, BACKEND};
+use crate::pool::Pooled;
+
+/// An open transaction that holds a lock.
+///
+/// Made by [`PostgresBackend::transaction`](crate::PostgresBackend::transaction)
+/// or [`try_transaction`](crate::PostgresBackend::try_transaction). Run
+/// the protected work through [`client`](Self::client): every statement is
+/// part of the transaction, which holds the lock (taken with
+/// `pg_advisory_xact_lock`) until [`commit`](Self::commit) or
+/// [`rollback`](Self::rollback). The lock and the writes therefore end
+/// together: no window in which the writes are committed and the lock is
+/// still held, or the lock is gone and the writes are not yet committed.
+///
+/// The lock excludes session locks of the same name taken through
+/// [`Locker`](lockkit_core::Locker) on this backend, and the
+/// [`fencing_token`](Self::fencing_token) comes from the same sequence.
+///
+/// Dropped without `commit`, the transaction is rolled back (in the
+/// background). Do not run `COMMIT` or `ROLLBACK` yourself through the client.
+pub struct LockedTransaction {
+    inner: Arc<Inner>,
+    /// `None` once committed or rolled back.
+    connection: Option<Pooled>,
+    name: String,
+    token: FencingToken,
+}
+
+impl LockedTransaction {
+    /// Begins a transaction and takes `key` in it: without waiting if
+    /// `wait` is `None` (`Contended` if held), else up to `wait` (`Timeout`).
+    pub(crate) async fn begin(
+        inner: Arc<Inner>,
+        name: &str,
+        key: i64,
+        wait: Option<Duration>,
+    ) -> Result<Self> {
+        LockName::new(name)?;
+        inner.check_open()?;
+        let server = inner.target.server.clone();
+        let deadline = wait.map(Wait::at_most);
+        let timeout = || {
+            Error::new(
+                ErrorKind::Timeout,
+                BACKEND,
+                format!("{server}: lock `{name}` was still held at the transaction's deadline"),
+            )
+        };
+        let pooled = match deadline {
+            Some(Wait::Until(deadline)) => {
+                tokio::time::timeout_at(deadline.into(), inner.transactions.take(&inner.target))
+                    .await
+                    .map_err(|_| timeout())??
+            }
+            _ => inner.transactions.take(&inner.target).await?,
+        };
+        let wait = match deadline {
+            None => None,
+            Some(Wait::Until(deadline)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < Duration::from_millis(1) {
+                    inner.transactions.put(pooled);
+                    return Err(timeout());
+                }
+                Some(Some(left))
+            }
+            Some(_) => Some(None),
+        };
+        // From here until the lock is ours, a cancelled begin cancels the
+        // wait and drops the connection: the server ends the transaction
+        // and any lock it got.
+        let session = Arc::clone(&pooled.session);
+        let mut abandon = Abandon {
+            inner: Arc::clone(&inner),
+            connection: Some(pooled),
+        };
+        let begun = match session.client.batch_execute("BEGIN").await {
+            Ok(()) => session.xact_lock(key, wait).await,
+            Err(error) => Err(error),
+        };
+        let pooled = abandon.connection.take().expect("still set");
+        match begun {
+            Ok(Some(token)) => {
+                let token = u64::try_from(token)
+                    .ok()
+                    .and_then(FencingToken::new)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Backend,
+                            BACKEND,
+                            format!("{server}: the fencing sequence returned {token}; it must never be reset or lowered"),
+                        )
+                    })?;
+                Ok(Self {
+                    inner,
+                    connection: Some(pooled),
+                    name: name.to_owned(),
+                    token,
+                })
+            }
+            Ok(None) => {
+                end(&inner, pooled, "ROLLBACK").await?;
+                Err(Error::new(
+                    ErrorKind::Contended,
+                    BACKEND,
+                    format!("{server}: lock `{name}` is held"),
+                ))
+            }
+            Err(error) if is_lock_timeout(&error) => {
+                end(&inner, pooled, "ROLLBACK").await?;
+                Err(timeout())
+            }
+            Err(error) => {
+                pooled.session.end();
+                Err(from_postgres(
+                    &server,
+                    format!("lock `{name}` in a transaction"),
+                    error,
+                ))
+            }
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The grant's fencing token: write it with the protected data, in this
+    /// transaction, and refuse any lower one.
+    pub fn fencing_token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// The connection running the transaction: every statement sent
+    /// through it is part of the transaction.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self
+            .connection
+            .as_ref()
+            .expect("a transaction has its connection until it ends")
+            .session
+            .client
+    }
+
+    /// Commits the work; the lock is released with the commit. A failed
+    /// commit (serialization failure, broken connection) rolled back both.
+    pub async fn commit(mut self) -> Result<()> {
+        let pooled = self.connection.take().expect("a transaction ends once");
+        end(&self.inner, pooled, "COMMIT").await
+    }
+
+    /// Rolls the work back and releases the lock.
+    pub async fn rollback(mut self) -> Result<()> {
+        let pooled = self.connection.take().expect("a transaction ends once");
+        end(&self.inner, pooled, "ROLLBACK").await
+    }
+}
+
+/// Ends the transaction on `pooled` with `command`, and gives the
+/// connection back if that worked.
+async fn end(inner: &Inner, pooled: Pooled, command: &str) -> Result<()> {
+    match pooled.session.client.batch_execute(command).await {
+        Ok(()) => {
+            inner.transactions.put(pooled);
+            Ok(())
+        }
+        Err(error) => {
+            // The connection's state is unknown: drop it, and with it
+            // whatever the server still holds for it.
+            pooled.session.end();
+            Err(from_postgres(&inner.target.server, command, error))
+        }
+    }
+}
+
+/// Drops the connection of an unfinished begin, after cancelling its wait.
+struct Abandon {
+    inner: Arc<Inner>,
+    connection: Option<Pooled>,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        let Some(pooled) = self.connection.take() else {
+            return;
+        };
+        pooled.session.end();
+        let tls = self.inner.target.tls.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                pooled.session.cancel(tls).await;
+                drop(pooled);
+            });
+        }
+    }
+}
+
+impl Drop for LockedTransaction {
+    fn drop(&mut self) {
+        let Some(pooled) = self.connection.take() else {
+            return;
+        };
+        tracing::warn!(
+            backend = BACKEND,
+            lock = %self.name,
+            "locked transaction dropped without commit; rolling it back"
+        );
+        let inner = Arc::clone(&self.inner);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = end(&inner, pooled, "ROLLBACK").await;
+                });
+            }
+            // Closing the connection rolls the transaction back.
+            Err(_) => pooled.session.end(),
+        }
+    }
+}
+
+impl fmt::Debug for LockedTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedTransaction")
+            .field("name", &self.name)
+            .field("fencing_token", &self.token)
+            .field("open", &self.connection.is_some())
+            .finish()
+    }
+}
