@@ -310,10 +310,10 @@ impl PostgresBackend {
         let session = inner.shared_session().await?;
         unfinished.session = Some(Arc::clone(&session));
         let outcome = session.try_lock(key).await;
-        unfinished.armed = false;
         let what = || format!("acquire `{name}`");
         match outcome {
             Ok(Some(token)) => {
+                unfinished.armed = false;
                 if let Some(held) = inner.table().get_mut(&key) {
                     if held.owner == owner {
                         held.place = Place::Shared(Arc::clone(&session));
@@ -322,17 +322,21 @@ impl PostgresBackend {
                 self.grant(token, &session, false).map(Some)
             }
             Ok(None) => {
+                unfinished.armed = false;
                 drop(inner.forget(key, &owner));
                 Ok(None)
             }
             Err(error) => {
-                // A lost connection took any grant with it; on a live one
-                // the statement may have granted: give it back.
-                unfinished.armed = session.is_alive();
-                if !unfinished.armed {
-                    drop(inner.forget(key, &owner));
+                // The lock may have been granted before the statement failed
+                // (the token after it): give it back before answering, so a
+                // retry finds it free. A lost connection took it already.
+                if session.is_alive() {
+                    if let Err(error) = session.unlock(key).await {
+                        tracing::debug!(%error, "unlock after a failed acquire failed");
+                    }
                 }
-                drop(unfinished);
+                unfinished.armed = false;
+                drop(inner.forget(key, &owner));
                 Err(from_postgres(&inner.target.server, what(), error))
             }
         }

@@ -1,0 +1,298 @@
+//! Failure behaviour against the real PostgreSQL of `scripts/services`: a
+//! terminated session, a server restart, a full lock table, and bad
+//! credentials or addresses. These tests stop or fill the shared server, so
+//! they live in this binary alone and take turns.
+
+use std::time::{Duration, Instant};
+
+use lockkit_core::conformance::{server_from_env, unique_namespace, Services};
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
+use lockkit_postgres::{PostgresBackend, PostgresOptions};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+/// One fault at a time: they share the server.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+const TTL: Duration = Duration::from_secs(30);
+
+/// The server's URL and this test's turn, or `None` (skip, or panic under
+/// LOCKKIT_TEST_REQUIRE=1).
+async fn setup() -> Option<(String, tokio::sync::MutexGuard<'static, ()>)> {
+    let url = server_from_env("LOCKKIT_TEST_POSTGRES_URL")?;
+    Some((url, TURN.lock().await))
+}
+
+async fn backend(url: &str, namespace: &str) -> PostgresBackend {
+    PostgresBackend::connect_with(url, PostgresOptions::new().namespace(namespace))
+        .await
+        .unwrap()
+}
+
+/// A plain connection, to inspect and disturb the server from outside lockkit.
+async fn raw(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Terminates the session holding advisory `key`; returns its pid.
+async fn terminate_holder(admin: &Client, key: i64) -> i32 {
+    let bits = u64::from_ne_bytes(key.to_ne_bytes());
+    let (classid, objid) = ((bits >> 32) as u32, bits as u32);
+    let row = admin
+        .query_one(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted",
+            &[&classid, &objid],
+        )
+        .await
+        .expect("exactly one session holds the key");
+    assert!(row.get::<_, bool>(1), "pg_terminate_backend refused");
+    row.get(0)
+}
+
+async fn lost_within(lease: &lockkit_core::LeaseView, bound: Duration) {
+    let state = tokio::time::timeout(bound, lease.lost())
+        .await
+        .expect("the lease did not turn Lost after its session died");
+    assert_eq!(state, LeaseState::Lost);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_session_loses_its_leases_and_another_client_acquires() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let (mine, theirs) = (
+        backend(&url, &namespace).await,
+        backend(&url, &namespace).await,
+    );
+    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let admin = raw(&url).await;
+
+    // One lease on a shared session, one on the waiter connection that
+    // waited for it.
+    let shared = locks
+        .acquire("failures:shared", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let blocker = other
+        .acquire("failures:waited", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire(
+                    "failures:waited",
+                    Acquire::ttl(TTL).wait(Duration::from_secs(10)),
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.release().await.unwrap();
+    let waited = waiting.await.unwrap().expect("the waiter gets the lock");
+
+    let killed = terminate_holder(&admin, mine.key_of("failures:shared")).await;
+    lost_within(&shared, Duration::from_secs(2)).await;
+    assert_eq!(
+        waited.state(),
+        LeaseState::Held,
+        "a lease on another connection was lost with pid {killed}"
+    );
+    let taken = other
+        .try_acquire("failures:shared", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("the terminated session's lock is free");
+    assert!(taken.fencing_token() > shared.fencing_token());
+    let error = shared.release().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotHeld, "{error}");
+    taken.release().await.unwrap();
+
+    terminate_holder(&admin, mine.key_of("failures:waited")).await;
+    lost_within(&waited, Duration::from_secs(2)).await;
+    other
+        .try_acquire("failures:waited", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("the terminated waiter's lock is free")
+        .release()
+        .await
+        .unwrap();
+
+    // The same client reconnects for its next acquire.
+    let again = locks
+        .try_acquire("failures:shared", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("the client reconnects and acquires");
+    again.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_loses_leases_then_reconnects_with_higher_tokens() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let locks = Locker::new(backend(&url, &namespace).await);
+    let lease = locks
+        .acquire("failures:restart", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let before = lease.fencing_token();
+
+    let outage = services.stop("postgres");
+    lost_within(&lease, Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let error = locks
+        .try_acquire("failures:during", Acquire::ttl(TTL))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("127.0.0.1:5432"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a stopped server took {:?} to report",
+        started.elapsed()
+    );
+
+    outage.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        match locks
+            .try_acquire("failures:restart", Acquire::ttl(TTL))
+            .await
+        {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => panic!("nobody else holds failures:restart"),
+            Err(error) if error.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
+                // The server may still be starting up; nothing announces it.
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(error) => panic!("no reconnect after the restart: {error}"),
+        }
+    };
+    assert!(
+        again.fencing_token() > before,
+        "token {} after the restart is not above {before}",
+        again.fencing_token()
+    );
+    assert!(lease.release().await.is_err());
+    again.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_lock_table_is_unavailable_naming_the_setting() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let locks = Locker::new(backend(&url, &namespace).await);
+    // Fill the server's lock table from outside: session locks taken before
+    // the statement fails stay held until this connection closes.
+    let filler = raw(&url).await;
+    let filled = filler
+        .query_one(
+            "SELECT count(pg_advisory_lock(k)) FROM generate_series(7000000000, 7010000000) AS k",
+            &[],
+        )
+        .await
+        .expect_err("ten million locks fit in the lock table");
+    assert_eq!(
+        filled.code().map(|code| code.code()),
+        Some("53200"),
+        "{filled}"
+    );
+
+    let started = Instant::now();
+    let error = locks
+        .try_acquire("failures:no-room", Acquire::ttl(TTL))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(
+        error.message().contains("max_locks_per_transaction"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "not a quick refusal"
+    );
+
+    drop(filler);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match locks
+            .try_acquire("failures:no-room", Acquire::ttl(TTL))
+            .await
+        {
+            Ok(Some(lease)) => break lease.release().await.unwrap(),
+            // The filler's session may take a moment to end.
+            Err(error) if error.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            other => panic!("no room after the filler left: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_are_config_and_an_unreachable_server_is_unavailable() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let options = || PostgresOptions::new().schema("lockkit_auth");
+    let password_url = "postgres://lockkit_auth:wrong@127.0.0.1:5432/lockkit";
+    let error = PostgresBackend::connect_with(password_url, options())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("password"), "{error}");
+    assert!(
+        !error.to_string().contains("wrong"),
+        "the password leaked: {error}"
+    );
+
+    let right = "postgres://lockkit_auth:lockkit-auth-secret@127.0.0.1:5432/lockkit";
+    let backend = PostgresBackend::connect_with(right, options())
+        .await
+        .expect("the right password connects");
+    let locks = Locker::new(backend);
+    locks
+        .try_acquire("failures:auth", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("free")
+        .release()
+        .await
+        .unwrap();
+
+    let database = url.rsplit_once('/').unwrap().0.to_owned() + "/no_such_database";
+    let error = PostgresBackend::connect(&database).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("no_such_database"), "{error}");
+
+    let started = Instant::now();
+    let error = PostgresBackend::connect("postgres://postgres@127.0.0.1:1/lockkit")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.message().contains("127.0.0.1:1"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let error = PostgresBackend::connect("postgres://[::1:5432/x")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("url"), "{error}");
+}
