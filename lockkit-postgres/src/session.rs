@@ -133,8 +133,9 @@ impl Session {
         timeout: Option<Duration>,
     ) -> std::result::Result<i64, tokio_postgres::Error> {
         let timeout = match timeout {
-            // lock_timeout counts milliseconds; 0 would mean "no limit".
-            Some(timeout) => format!("{}ms", timeout.as_millis().max(1)),
+            // lock_timeout counts whole milliseconds, and 0 would mean "no
+            // limit": round up, never time out before the deadline.
+            Some(timeout) => format!("{}ms", timeout.as_micros().div_ceil(1000).max(1)),
             None => "0".to_owned(),
         };
         let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&timeout];

@@ -1,0 +1,321 @@
+//! What the PostgreSQL backend promises beyond the shared contract, checked
+//! at the server: locks multiplexed on few connections, no stacking, and
+//! the lock-in-a-transaction form.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockkit_core::conformance::{server_from_env, unique_namespace};
+use lockkit_core::{Acquire, ErrorKind, Locker};
+use lockkit_postgres::{PostgresBackend, PostgresOptions};
+use tokio_postgres::{Client, NoTls};
+
+const TTL: Duration = Duration::from_secs(30);
+
+async fn backend(url: &str, namespace: &str) -> PostgresBackend {
+    PostgresBackend::connect_with(url, PostgresOptions::new().namespace(namespace))
+        .await
+        .unwrap()
+}
+
+async fn raw(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// How many of `keys` are granted at the server, and to how many sessions.
+async fn held_at_server(admin: &Client, keys: &[i64]) -> (i64, i64) {
+    let row = admin
+        .query_one(
+            "SELECT count(*), count(DISTINCT pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND objsubid = 1 AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = ANY($1)",
+            &[&keys],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
+    const LOCKS: usize = 10_000;
+    const TASKS: usize = 64;
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let backend = backend(&url, &namespace).await;
+    let locks = Locker::new(backend.clone());
+    let names: Arc<Vec<String>> = Arc::new((0..LOCKS).map(|i| format!("scale:{i}")).collect());
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (locks, names) = (locks.clone(), Arc::clone(&names));
+        tasks.spawn(async move {
+            let mut leases = Vec::new();
+            for name in names.iter().skip(task).step_by(TASKS) {
+                let lease = locks.try_acquire(name, Acquire::ttl(TTL)).await.unwrap();
+                leases.push(lease.expect("every name is free"));
+            }
+            leases
+        });
+    }
+    let leases: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+    assert_eq!(leases.len(), LOCKS);
+
+    let keys: Vec<i64> = names.iter().map(|name| backend.key_of(name)).collect();
+    let admin = raw(&url).await;
+    let (granted, sessions) = held_at_server(&admin, &keys).await;
+    assert_eq!(
+        granted, LOCKS as i64,
+        "not every lock is held at the server"
+    );
+    assert!(sessions <= 2, "{LOCKS} locks took {sessions} sessions");
+    assert!(
+        backend.connections() <= 2,
+        "{} connections",
+        backend.connections()
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut leases = leases;
+    while !leases.is_empty() {
+        let chunk: Vec<_> = leases
+            .drain(..leases.len().min(LOCKS / TASKS + 1))
+            .collect();
+        tasks.spawn(async move {
+            for lease in chunk {
+                lease.release().await.unwrap();
+            }
+        });
+    }
+    tasks.join_all().await;
+    assert_eq!(
+        held_at_server(&admin, &keys).await.0,
+        0,
+        "a release left a lock held"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_this_client_holds_never_stacks() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    // One shared session: a second try would reach the session that holds
+    // the key, where PostgreSQL would stack it.
+    let options = PostgresOptions::new().namespace(&namespace).sessions(1);
+    let backend = PostgresBackend::connect_with(&url, options).await.unwrap();
+    let (locks, other) = (
+        Locker::new(backend.clone()),
+        Locker::new(self::backend(&url, &namespace).await),
+    );
+    let first = locks.acquire("stack", Acquire::ttl(TTL)).await.unwrap();
+    assert!(
+        locks
+            .try_acquire("stack", Acquire::ttl(TTL))
+            .await
+            .unwrap()
+            .is_none(),
+        "a second try by the same client was granted"
+    );
+    // A second acquire by the same client waits, like anyone else's.
+    let second = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire("stack", Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!second.is_finished(), "the second acquire did not wait");
+    first.release().await.unwrap();
+    let second = second.await.unwrap().unwrap();
+    second.release().await.unwrap();
+    // Had either stacked, one release would have left the lock held.
+    let admin = raw(&url).await;
+    assert_eq!(
+        held_at_server(&admin, &[backend.key_of("stack")]).await.0,
+        0
+    );
+    other
+        .try_acquire("stack", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("the lock is free after one release per acquire")
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_keys_meet_plain_sql_advisory_locks() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let locks = Locker::new(backend(&url, &unique_namespace()).await);
+    let key = 4_242_000_000_000 + i64::from(std::process::id());
+    let sql = raw(&url).await;
+    let taken: bool = sql
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(taken);
+    let name = format!("#{key}");
+    assert!(locks
+        .try_acquire(&name, Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .is_none());
+    sql.execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    let lease = locks
+        .try_acquire(&name, Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .unwrap();
+    let blocked: bool = sql
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!blocked, "plain SQL took the key lockkit holds");
+    lease.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_transaction_commits_lock_and_writes_together() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let (mine, theirs) = (
+        backend(&url, &namespace).await,
+        backend(&url, &namespace).await,
+    );
+    let other = Locker::new(theirs.clone());
+    let table = format!("lockkit_test_{}", &namespace[namespace.len() - 12..]);
+    let admin = raw(&url).await;
+    admin
+        .batch_execute(&format!("CREATE TABLE {table} (token bigint)"))
+        .await
+        .unwrap();
+
+    let before = other.acquire("tx", Acquire::ttl(TTL)).await.unwrap();
+    let before_token = before.fencing_token();
+    before.release().await.unwrap();
+
+    let transaction = mine
+        .transaction("tx", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(transaction.fencing_token() > before_token);
+    let token = i64::try_from(transaction.fencing_token().get()).unwrap();
+    transaction
+        .client()
+        .execute(&format!("INSERT INTO {table} VALUES ($1)"), &[&token])
+        .await
+        .unwrap();
+    assert!(
+        other
+            .try_acquire("tx", Acquire::ttl(TTL))
+            .await
+            .unwrap()
+            .is_none(),
+        "a session lock was granted during the transaction"
+    );
+    assert!(theirs.try_transaction("tx").await.unwrap().is_none());
+    let visible: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visible, 0, "an uncommitted write is visible");
+    transaction.commit().await.unwrap();
+    let visible: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visible, 1);
+    let after = other
+        .try_acquire("tx", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("the commit released the lock");
+    assert!(after.fencing_token().get() > token as u64);
+    after.release().await.unwrap();
+
+    // Rolled back or dropped: no write, and the lock is free again.
+    let transaction = mine
+        .transaction("tx", Duration::from_secs(1))
+        .await
+        .unwrap();
+    transaction
+        .client()
+        .execute(&format!("INSERT INTO {table} VALUES (0)"), &[])
+        .await
+        .unwrap();
+    transaction.rollback().await.unwrap();
+    let transaction = mine
+        .try_transaction("tx")
+        .await
+        .unwrap()
+        .expect("free after rollback");
+    transaction
+        .client()
+        .execute(&format!("INSERT INTO {table} VALUES (0)"), &[])
+        .await
+        .unwrap();
+    drop(transaction);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let lease = loop {
+        // The drop rolls back in the background.
+        match other.try_acquire("tx", Acquire::ttl(TTL)).await.unwrap() {
+            Some(lease) => break lease,
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            None => panic!("a dropped transaction kept its lock"),
+        }
+    };
+    let visible: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visible, 1, "a rolled-back or dropped write was kept");
+
+    // Held by a session lock: the transaction waits for it, or times out.
+    let started = Instant::now();
+    let error = mine
+        .transaction("tx", Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(1),
+        "timed out after {waited:?}"
+    );
+    let waiting = tokio::spawn({
+        let mine = mine.clone();
+        async move { mine.transaction("tx", Duration::from_secs(10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lease.release().await.unwrap();
+    let transaction = waiting
+        .await
+        .unwrap()
+        .expect("the release lets the transaction in");
+    transaction.commit().await.unwrap();
+    admin
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
