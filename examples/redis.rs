@@ -7,18 +7,7 @@
 
 mod jobs;
 
-use lockkit::LockConfig;
-
 #[tokio::main]
 async fn main() -> lockkit::Result<()> {
-    let config = match std::env::var_os("LOCKKIT_URL") {
-        Some(_) => LockConfig::from_env()?,
-        None => LockConfig::new("redis://127.0.0.1:6379"),
-    };
-    let locks = lockkit::connect(config).await?;
-    if jobs::run(locks).await? {
-        Ok(())
-    } else {
-        std::process::exit(1)
-    }
+    jobs::main("redis://127.0.0.1:6379").await
 }

@@ -25,6 +25,10 @@ use serde::Deserialize;
 /// [redis]                      # read by the redis backend only
 /// min_replicas = 1             # WAIT for this many replicas after each grant
 /// replica_timeout = "100ms"
+///
+/// [postgres]                   # read by the postgres backend only
+/// sessions = 2                 # connections that hold session locks (1–4)
+/// max_waiters = 16             # acquires waiting in the server's queue at once
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +50,9 @@ pub struct LockConfig {
     /// Settings only the Redis backend reads (`[redis]`).
     #[serde(default)]
     pub redis: RedisConfig,
+    /// Settings only the PostgreSQL backend reads (`[postgres]`).
+    #[serde(default)]
+    pub postgres: PostgresConfig,
 }
 
 /// The `[redis]` section: settings only the Redis backend reads. Unset
@@ -68,6 +75,31 @@ pub struct RedisConfig {
     pub connect_timeout: Option<Duration>,
 }
 
+/// The `[postgres]` section: settings only the PostgreSQL backend reads.
+/// Unset fields keep the backend's defaults (see
+/// `lockkit_postgres::PostgresOptions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connections that hold session locks, 1 to 4 (default 2); any number
+    /// of locks share them.
+    #[serde(default)]
+    pub sessions: Option<usize>,
+    /// Acquires that may wait in the server's queue at once, each on a
+    /// connection of its own (default 16).
+    #[serde(default)]
+    pub max_waiters: Option<usize>,
+    /// Locked transactions that may be open at once (default 8).
+    #[serde(default)]
+    pub max_transactions: Option<usize>,
+    /// The schema of the fencing sequence (default `lockkit`).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// How long one connection attempt may take (default 5 s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub connect_timeout: Option<Duration>,
+}
+
 fn default_namespace() -> String {
     DEFAULT_NAMESPACE.to_owned()
 }
@@ -85,6 +117,7 @@ impl LockConfig {
             require: None,
             default_ttl: DEFAULT_TTL,
             redis: RedisConfig::default(),
+            postgres: PostgresConfig::default(),
         }
     }
 
@@ -112,6 +145,12 @@ impl LockConfig {
         self
     }
 
+    /// Sets the `[postgres]` section.
+    pub fn postgres(mut self, postgres: PostgresConfig) -> Self {
+        self.postgres = postgres;
+        self
+    }
+
     /// Parses a TOML document; errors name the offending field.
     pub fn from_toml(text: &str) -> Result<Self> {
         let document = toml::Deserializer::parse(text)
@@ -131,9 +170,12 @@ impl LockConfig {
     }
 
     /// Reads `LOCKKIT_URL` (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`,
-    /// `LOCKKIT_DEFAULT_TTL` and the `[redis]` settings `LOCKKIT_REDIS_MIN_REPLICAS`,
+    /// `LOCKKIT_DEFAULT_TTL`, the `[redis]` settings `LOCKKIT_REDIS_MIN_REPLICAS`,
     /// `LOCKKIT_REDIS_REPLICA_TIMEOUT`, `LOCKKIT_REDIS_RESPONSE_TIMEOUT` and
-    /// `LOCKKIT_REDIS_CONNECT_TIMEOUT` from the process environment.
+    /// `LOCKKIT_REDIS_CONNECT_TIMEOUT`, and the `[postgres]` settings
+    /// `LOCKKIT_POSTGRES_SESSIONS`, `LOCKKIT_POSTGRES_MAX_WAITERS`,
+    /// `LOCKKIT_POSTGRES_MAX_TRANSACTIONS`, `LOCKKIT_POSTGRES_SCHEMA` and
+    /// `LOCKKIT_POSTGRES_CONNECT_TIMEOUT` from the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -185,6 +227,32 @@ impl LockConfig {
                 );
             }
         }
+        for (name, field) in [
+            ("LOCKKIT_POSTGRES_SESSIONS", &mut config.postgres.sessions),
+            (
+                "LOCKKIT_POSTGRES_MAX_WAITERS",
+                &mut config.postgres.max_waiters,
+            ),
+            (
+                "LOCKKIT_POSTGRES_MAX_TRANSACTIONS",
+                &mut config.postgres.max_transactions,
+            ),
+        ] {
+            if let Some(text) = var(name) {
+                *field = Some(text.trim().parse().map_err(|_| {
+                    config_error(format!("{name}: expected a whole number, got `{text}`"))
+                })?);
+            }
+        }
+        if let Some(schema) = var("LOCKKIT_POSTGRES_SCHEMA") {
+            config.postgres.schema = Some(schema);
+        }
+        if let Some(text) = var("LOCKKIT_POSTGRES_CONNECT_TIMEOUT") {
+            config.postgres.connect_timeout =
+                Some(parse_duration(&text).map_err(|why| {
+                    config_error(format!("LOCKKIT_POSTGRES_CONNECT_TIMEOUT: {why}"))
+                })?);
+        }
         Ok(config)
     }
 
@@ -220,6 +288,7 @@ impl fmt::Debug for LockConfig {
             .field("require", &self.require)
             .field("default_ttl", &self.default_ttl)
             .field("redis", &self.redis)
+            .field("postgres", &self.postgres)
             .finish()
     }
 }

@@ -41,8 +41,16 @@ mod scheme;
 
 use std::sync::Arc;
 
-pub use config::{redact_url, LockConfig, RedisConfig};
+pub use config::{redact_url, LockConfig, PostgresConfig, RedisConfig};
 pub use lockkit_core::*;
+/// The PostgreSQL backend, for what only it can do: locked transactions
+/// ([`PostgresBackend::transaction`](lockkit_postgres::PostgresBackend::transaction)),
+/// explicit keys, options.
+#[cfg(feature = "postgres")]
+pub use lockkit_postgres as postgres;
+/// The Redis backend, for its own options and scripts.
+#[cfg(feature = "redis")]
+pub use lockkit_redis as redis;
 pub use scheme::Scheme;
 
 /// Connects to the lock service a URL or a [`LockConfig`] names.
@@ -75,6 +83,8 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
         }
         #[cfg(feature = "redis")]
         Scheme::Redis => Arc::new(connect_redis(&config).await?),
+        #[cfg(feature = "postgres")]
+        Scheme::Postgres => Arc::new(connect_postgres(&config).await?),
         other => return Err(other.not_compiled_in()),
     };
     check_backend(&config, backend.as_ref())?;
@@ -98,6 +108,28 @@ async fn connect_redis(config: &LockConfig) -> Result<lockkit_redis::RedisBacken
         options = options.connect_timeout(timeout);
     }
     lockkit_redis::RedisBackend::connect(&config.url, options).await
+}
+
+#[cfg(feature = "postgres")]
+async fn connect_postgres(config: &LockConfig) -> Result<lockkit_postgres::PostgresBackend> {
+    let section = &config.postgres;
+    let mut options = lockkit_postgres::PostgresOptions::new().namespace(&config.namespace);
+    if let Some(sessions) = section.sessions {
+        options = options.sessions(sessions);
+    }
+    if let Some(waiters) = section.max_waiters {
+        options = options.max_waiters(waiters);
+    }
+    if let Some(transactions) = section.max_transactions {
+        options = options.max_transactions(transactions);
+    }
+    if let Some(schema) = &section.schema {
+        options = options.schema(schema);
+    }
+    if let Some(timeout) = section.connect_timeout {
+        options = options.connect_timeout(timeout);
+    }
+    lockkit_postgres::PostgresBackend::connect_with(&config.url, options).await
 }
 
 /// Refuses a backend weaker than `require`, or one that cannot honour the default TTL.

@@ -73,7 +73,7 @@ impl Scheme {
     pub fn is_compiled_in(self) -> bool {
         // Network backends join with their own crates; until one lands, its
         // feature name is reserved and the scheme reports it is missing.
-        let shipped = matches!(self, Self::Memory | Self::Redis);
+        let shipped = matches!(self, Self::Memory | Self::Redis | Self::Postgres);
         shipped && feature_enabled(self)
     }
 

@@ -189,3 +189,61 @@ fn the_redis_section_parses_and_refuses_by_name() {
     }));
     assert!(message.contains("LOCKKIT_REDIS_MIN_REPLICAS"), "{message}");
 }
+
+#[test]
+fn the_postgres_section_parses_and_refuses_by_name() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "postgres://app@db/app"
+        [postgres]
+        sessions = 3
+        max_waiters = 32
+        schema = "locks"
+        connect_timeout = "2s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.postgres.sessions, Some(3));
+    assert_eq!(config.postgres.max_waiters, Some(32));
+    assert_eq!(config.postgres.max_transactions, None);
+    assert_eq!(config.postgres.schema.as_deref(), Some("locks"));
+    assert_eq!(
+        config.postgres.connect_timeout,
+        Some(Duration::from_secs(2))
+    );
+
+    let message = refusal(LockConfig::from_toml(
+        "url = \"postgres://h\"\n[postgres]\nsession = 1\n",
+    ));
+    assert!(message.contains("session"), "{message}");
+    let message = refusal(LockConfig::from_toml(
+        "url = \"postgres://h\"\n[postgres]\nsessions = -1\n",
+    ));
+    assert!(message.contains("postgres.sessions"), "{message}");
+
+    let vars: HashMap<&str, &str> = [
+        ("LOCKKIT_URL", "postgres://h"),
+        ("LOCKKIT_POSTGRES_SESSIONS", "1"),
+        ("LOCKKIT_POSTGRES_MAX_TRANSACTIONS", "4"),
+        ("LOCKKIT_POSTGRES_SCHEMA", "locks"),
+        ("LOCKKIT_POSTGRES_CONNECT_TIMEOUT", "750ms"),
+    ]
+    .into();
+    let config = LockConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+    assert_eq!(config.postgres.sessions, Some(1));
+    assert_eq!(config.postgres.max_transactions, Some(4));
+    assert_eq!(config.postgres.schema.as_deref(), Some("locks"));
+    assert_eq!(
+        config.postgres.connect_timeout,
+        Some(Duration::from_millis(750))
+    );
+    let message = refusal(LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("postgres://h".into()),
+        "LOCKKIT_POSTGRES_MAX_WAITERS" => Some("many".into()),
+        _ => None,
+    }));
+    assert!(
+        message.contains("LOCKKIT_POSTGRES_MAX_WAITERS"),
+        "{message}"
+    );
+}

@@ -181,3 +181,43 @@ async fn the_redis_section_reaches_the_backend() {
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
     assert!(error.message().contains("replicas"), "{error}");
 }
+
+/// The `[postgres]` section reaches the backend: a bad value is refused
+/// naming it, before any connection; a good one connects a correctness backend.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_postgres_section_reaches_the_backend() {
+    let message = refusal(
+        LockConfig::from_toml(
+            "url = \"postgres://nobody@127.0.0.1:1/x\"\n[postgres]\nsessions = 9\n",
+        )
+        .unwrap(),
+    )
+    .await;
+    assert!(message.contains("sessions must be 1 to 4"), "{message}");
+    let error = connect("postgres://app:hunter2@127.0.0.1:1/x")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(
+        !format!("{error} {error:?}").contains("hunter2"),
+        "{error:?}"
+    );
+
+    let Some(url) = lockkit::conformance::server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = lockkit::conformance::unique_namespace();
+    let config = LockConfig::from_toml(&format!(
+        "url = \"{url}\"\nnamespace = \"{namespace}\"\nrequire = \"correctness\"\n[postgres]\nsessions = 1\nmax_waiters = 1\n"
+    ))
+    .unwrap();
+    let locks = connect(config).await.unwrap();
+    assert_eq!(locks.backend().name(), "postgres");
+    assert_eq!(locks.capabilities().lease, lockkit::LeaseModel::Session);
+    let lease = locks
+        .acquire("configured", Acquire::ttl(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    lease.release().await.unwrap();
+}

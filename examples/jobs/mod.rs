@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lockkit::{Acquire, FencingToken, Locker};
+use lockkit::{Acquire, FencingToken, LockConfig, Locker};
 
 const WORKERS: usize = 4;
 const JOBS: usize = 8;
@@ -38,6 +38,23 @@ impl Ledger {
         }
         *seen = token.get();
         Ok(())
+    }
+}
+
+/// Connects to the backend `LOCKKIT_URL` names (with the other `LOCKKIT_*`
+/// variables), or to `default_url`, and runs the workers; exits with status
+/// 1 if two holders of a job ever overlapped.
+pub async fn main(default_url: &str) -> lockkit::Result<()> {
+    // LOCKKIT_URL picks the backend; a bad value is an error, never a silent fallback.
+    let config = match std::env::var_os("LOCKKIT_URL") {
+        Some(_) => LockConfig::from_env()?,
+        None => LockConfig::new(default_url),
+    };
+    let locks = lockkit::connect(config).await?;
+    if run(locks).await? {
+        Ok(())
+    } else {
+        std::process::exit(1)
     }
 }
 
