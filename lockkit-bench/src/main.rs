@@ -3,8 +3,8 @@
 //! measured in the same process and run.
 //!
 //! ```text
-//! cargo run -p lockkit-bench --release -- [--backend memory|redis|all]
-//!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL]
+//! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|all]
+//!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]
 //! ```
 //!
 //! Server addresses come from the `LOCKKIT_TEST_*` variables, as for the
@@ -20,38 +20,43 @@ use std::process::ExitCode;
 use lockkit::{LockConfig, Locker, OwnerToken};
 
 use crate::report::Row;
-use crate::subjects::{Lockkit, RawRedis, Service};
+use crate::subjects::{Lockkit, RawPostgres, RawRedis, Service};
 use crate::workloads::{Counts, Workload};
 
-const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL]";
+const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]";
 
 struct Plan {
     backends: Vec<&'static str>,
     workloads: Vec<Workload>,
     counts: Counts,
     redis_url: Option<String>,
+    postgres_url: Option<String>,
 }
+
+const BACKENDS: [&str; 3] = ["memory", "redis", "postgres"];
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
     let mut plan = Plan {
-        backends: vec!["memory", "redis"],
+        backends: BACKENDS.to_vec(),
         workloads: Workload::ALL.to_vec(),
         counts: Counts { divisor: 1 },
         redis_url: std::env::var("LOCKKIT_TEST_REDIS_URL").ok(),
+        postgres_url: std::env::var("LOCKKIT_TEST_POSTGRES_URL").ok(),
     };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         match arg.as_str() {
             "--backend" => {
                 plan.backends = match value("--backend")?.as_str() {
-                    "all" => vec!["memory", "redis"],
-                    "memory" => vec!["memory"],
-                    "redis" => vec!["redis"],
-                    other => {
-                        return Err(format!(
-                            "--backend: unknown backend `{other}` (memory, redis, all)"
-                        ))
-                    }
+                    "all" => BACKENDS.to_vec(),
+                    other => match BACKENDS.iter().find(|backend| **backend == other) {
+                        Some(backend) => vec![*backend],
+                        None => {
+                            return Err(format!(
+                                "--backend: unknown backend `{other}` (memory, redis, postgres, all)"
+                            ))
+                        }
+                    },
                 }
             }
             "--workload" => {
@@ -69,6 +74,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
             }
             "--quick" => plan.counts = Counts { divisor: 10 },
             "--redis-url" => plan.redis_url = Some(value("--redis-url")?),
+            "--postgres-url" => plan.postgres_url = Some(value("--postgres-url")?),
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -135,6 +141,25 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     Some(Box::new(RawRedis {
                         url,
                         namespace: namespace.clone(),
+                    })),
+                )
+            }
+            "postgres" => {
+                let Some(url) = plan.postgres_url.clone() else {
+                    eprintln!("postgres: skipped, LOCKKIT_TEST_POSTGRES_URL is not set (run `scripts/services up`, or pass --postgres-url)");
+                    continue;
+                };
+                let config = LockConfig::new(url.clone()).namespace(namespace.clone());
+                (
+                    Box::new(Lockkit {
+                        config,
+                        shared: None,
+                    }),
+                    Some(Box::new(RawPostgres {
+                        url,
+                        namespace: namespace.clone(),
+                        // As many as lockkit's shared sessions by default.
+                        connections: 2,
                     })),
                 )
             }

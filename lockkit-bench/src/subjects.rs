@@ -220,3 +220,108 @@ impl Subject for RawRedisClient {
         Ok(waited)
     }
 }
+
+/// The PostgreSQL floor: prepared `pg_try_advisory_lock` / `pg_advisory_unlock`
+/// with tokio-postgres, pipelined over as many connections as lockkit's
+/// shared sessions; for W2, `pg_advisory_lock` — the server's own queue —
+/// on each client's connections.
+pub(crate) struct RawPostgres {
+    pub(crate) url: String,
+    pub(crate) namespace: String,
+    pub(crate) connections: usize,
+}
+
+#[async_trait]
+impl Service for RawPostgres {
+    async fn client(&self) -> Outcome<Arc<dyn Subject>> {
+        let mut sessions = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .map_err(|error| error.to_string())?;
+            tokio::spawn(connection);
+            let prepare = |sql| client.prepare(sql);
+            let (try_lock, lock, unlock) = tokio::try_join!(
+                prepare("SELECT pg_try_advisory_lock($1)"),
+                prepare("SELECT pg_advisory_lock($1)"),
+                prepare("SELECT pg_advisory_unlock($1)"),
+            )
+            .map_err(|error| error.to_string())?;
+            sessions.push(RawSession {
+                client,
+                try_lock,
+                lock,
+                unlock,
+            });
+        }
+        Ok(Arc::new(RawPostgresClient {
+            sessions,
+            next: AtomicU64::new(0),
+            namespace: self.namespace.clone(),
+        }))
+    }
+}
+
+struct RawSession {
+    client: tokio_postgres::Client,
+    try_lock: tokio_postgres::Statement,
+    lock: tokio_postgres::Statement,
+    unlock: tokio_postgres::Statement,
+}
+
+struct RawPostgresClient {
+    sessions: Vec<RawSession>,
+    next: AtomicU64,
+    namespace: String,
+}
+
+impl RawPostgresClient {
+    fn session(&self) -> &RawSession {
+        let next = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        &self.sessions[next % self.sessions.len()]
+    }
+
+    async fn unlock(&self, session: &RawSession, key: i64, name: &str) -> Outcome<()> {
+        let row = session
+            .client
+            .query_one(&session.unlock, &[&key])
+            .await
+            .map_err(|error| error.to_string())?;
+        if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err(format!("raw unlock of {name}: not held"))
+        }
+    }
+}
+
+#[async_trait]
+impl Subject for RawPostgresClient {
+    async fn pair(&self, name: &str) -> Outcome<()> {
+        let key = lockkit_postgres::lock_key(&self.namespace, name);
+        let session = self.session();
+        let row = session
+            .client
+            .query_one(&session.try_lock, &[&key])
+            .await
+            .map_err(|error| error.to_string())?;
+        if !row.get::<_, bool>(0) {
+            return Err(format!("raw try-lock of free lock {name} refused"));
+        }
+        self.unlock(session, key, name).await
+    }
+
+    async fn contend(&self, name: &str) -> Outcome<Duration> {
+        let key = lockkit_postgres::lock_key(&self.namespace, name);
+        let session = self.session();
+        let started = Instant::now();
+        session
+            .client
+            .query_one(&session.lock, &[&key])
+            .await
+            .map_err(|error| error.to_string())?;
+        let waited = started.elapsed();
+        self.unlock(session, key, name).await?;
+        Ok(waited)
+    }
+}
