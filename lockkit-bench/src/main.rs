@@ -53,8 +53,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
                         Some(backend) => vec![*backend],
                         None => {
                             return Err(format!(
-                                "--backend: unknown backend `{other}` (memory, redis, postgres, all)"
-                            ))
+                            "--backend: unknown backend `{other}` (memory, redis, postgres, all)"
+                        ))
                         }
                     },
                 }

@@ -13,7 +13,6 @@ use lockkit_core::{
     AcquireRequest, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
     FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Wait, WaitMode,
 };
-use tokio::sync::oneshot;
 
 use crate::error::{from_postgres, is_lock_timeout, BACKEND};
 use crate::key::lock_key;
@@ -25,6 +24,13 @@ use crate::transaction::LockedTransaction;
 /// How long past an acquire's deadline the client waits for the server to
 /// report its own `lock_timeout`, before giving up on a silent server.
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a waiting acquire of a name this client recently found held
+/// goes straight to the server's queue, skipping the try that would fail.
+const CONTENTION_MEMORY: Duration = Duration::from_secs(1);
+
+/// How many recently contended names are remembered before old ones are dropped.
+const CONTENTION_NAMES: usize = 4096;
 
 /// A lock service on one PostgreSQL database.
 ///
@@ -50,6 +56,8 @@ pub(crate) struct Inner {
     /// per key, so a session never takes a key twice (PostgreSQL would
     /// count it, and one unlock would not free it).
     held: Mutex<HashMap<i64, Held>>,
+    /// Keys a try recently found held, and when.
+    contended: Mutex<HashMap<i64, Instant>>,
     closed: AtomicBool,
 }
 
@@ -122,6 +130,7 @@ impl PostgresBackend {
                 waiters: Pool::new(options.max_waiters, "waiter"),
                 transactions: Pool::new(options.max_transactions, "transaction"),
                 held: Mutex::new(HashMap::new()),
+                contended: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -225,6 +234,30 @@ impl Inner {
         drop(table);
         self.settle(stale);
         true
+    }
+
+    /// Remembers that a try found `key` held.
+    fn note_contended(&self, key: i64) {
+        let mut contended = self
+            .contended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if contended.len() >= CONTENTION_NAMES {
+            contended.retain(|_, seen| now.duration_since(*seen) < CONTENTION_MEMORY);
+        }
+        contended.insert(key, now);
+    }
+
+    /// Whether a try found `key` held within [`CONTENTION_MEMORY`].
+    fn recently_contended(&self, key: i64) -> bool {
+        let contended = self
+            .contended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        contended
+            .get(&key)
+            .is_some_and(|seen| seen.elapsed() < CONTENTION_MEMORY)
     }
 
     fn token(&self, value: i64) -> Result<FencingToken> {
@@ -374,27 +407,24 @@ impl PostgresBackend {
             inner.waiters.put(pooled);
             return Err(timeout());
         }
-        let (reply, outcome) = oneshot::channel();
-        tokio::spawn(wait_in_queue(Arc::clone(inner), pooled, key, left, reply));
+        // Until the outcome is in hand, a cancelled acquire (or a silent
+        // server past the deadline) withdraws from the queue in the background.
+        let mut waiting = Waiting {
+            inner: Arc::clone(inner),
+            key,
+            connection: Some(pooled),
+        };
+        let session = Arc::clone(&waiting.connection.as_ref().expect("just set").session);
+        let lock = session.lock(key, left);
         let outcome = match deadline {
-            // Dropping `outcome` at the grace deadline cancels the wait.
-            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), outcome)
+            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), lock)
                 .await
                 .map_err(|_| timeout())?,
-            None => outcome.await,
+            None => lock.await,
         };
-        let outcome = outcome.map_err(|_| {
-            Error::new(
-                ErrorKind::Backend,
-                BACKEND,
-                format!(
-                    "{}: the wait for `{name}` ended without an answer",
-                    inner.target.server
-                ),
-            )
-        })?;
+        let pooled = waiting.connection.take().expect("still set");
         match outcome {
-            Ok((token, pooled)) => {
+            Ok(token) => {
                 let grant = self.grant(token, &pooled.session, true);
                 let stale = inner.table().insert(
                     key,
@@ -414,53 +444,63 @@ impl PostgresBackend {
                 }
                 grant
             }
-            Err(error) if is_lock_timeout(&error) => Err(timeout()),
-            Err(error) => Err(from_postgres(
-                &inner.target.server,
-                format!("wait for `{name}`"),
-                error,
-            )),
+            Err(error) => {
+                inner.waiters.put(pooled);
+                if is_lock_timeout(&error) {
+                    return Err(timeout());
+                }
+                Err(from_postgres(
+                    &inner.target.server,
+                    format!("wait for `{name}`"),
+                    error,
+                ))
+            }
         }
     }
 }
 
-/// The waiter task: blocks in `pg_advisory_lock` and hands the grant, with
-/// the connection that holds it, to the acquire. If the acquire is gone by
-/// then (cancelled, or its deadline passed), it cancels the wait and gives
-/// back a grant that raced the cancel, so no lock is left to nobody.
-async fn wait_in_queue(
+/// A wait in the server's queue whose outcome was not collected: the
+/// acquire was cancelled, or the server stayed silent past the deadline.
+/// Cancels the wait at the server and gives back a grant that raced the
+/// cancel, so no lock is left granted to nobody; runs in the background.
+struct Waiting {
     inner: Arc<Inner>,
-    pooled: Pooled,
     key: i64,
-    timeout: Option<Duration>,
-    mut reply: oneshot::Sender<std::result::Result<(i64, Pooled), tokio_postgres::Error>>,
-) {
-    let session = Arc::clone(&pooled.session);
-    let outcome = {
-        let lock = session.lock(key, timeout);
-        tokio::pin!(lock);
-        tokio::select! {
-            outcome = &mut lock => outcome,
-            () = reply.closed() => {
+    connection: Option<Pooled>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(pooled) = self.connection.take() else {
+            return;
+        };
+        let (inner, key) = (Arc::clone(&self.inner), self.key);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime: closing the connection ends the wait and any grant.
+            pooled.session.end();
+            return;
+        };
+        runtime.spawn(async move {
+            let session = Arc::clone(&pooled.session);
+            // Queued behind the wait on the same connection, the unlock runs
+            // once the wait ends, granted or cancelled.
+            let unlock = session.unlock(key);
+            tokio::pin!(unlock);
+            let outcome = loop {
                 session.cancel(inner.target.tls.clone()).await;
-                lock.await
-            }
-        }
-    };
-    match outcome {
-        Ok(token) => {
-            if let Err(Ok((_, pooled))) = reply.send(Ok((token, pooled))) {
-                match pooled.session.unlock(key).await {
-                    Ok(true) => inner.waiters.put(pooled),
-                    // Not sure the lock is gone: drop the connection, and the lock with it.
-                    _ => pooled.session.end(),
+                // A cancel that reached the server before the wait began is
+                // lost: ask again until the wait has ended.
+                tokio::select! {
+                    outcome = &mut unlock => break outcome,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
+            };
+            match outcome {
+                Ok(_) => inner.waiters.put(pooled),
+                // Not sure the lock is gone: drop the connection, and the lock with it.
+                Err(_) => pooled.session.end(),
             }
-        }
-        Err(error) => {
-            inner.waiters.put(pooled);
-            let _ = reply.send(Err(error));
-        }
+        });
     }
 }
 
@@ -479,10 +519,15 @@ impl LockBackend for PostgresBackend {
         inner.check_open()?;
         let name = request.name.as_str();
         let key = self.key_of(name);
-        if inner.reserve(key, request.owner) {
+        // A waiting acquire of a name found held a moment ago joins the
+        // queue at once; otherwise a try on a shared session comes first,
+        // and the lock stays there if it was free.
+        let queue_at_once = request.wait != Wait::No && inner.recently_contended(key);
+        if !queue_at_once && inner.reserve(key, request.owner) {
             if let Some(grant) = self.try_shared(key, request.owner, name).await? {
                 return Ok(grant);
             }
+            inner.note_contended(key);
         }
         match request.wait {
             Wait::No => Err(Error::new(

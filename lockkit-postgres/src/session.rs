@@ -31,17 +31,16 @@ pub(crate) struct Target {
 struct Statements {
     /// `$1` key → the fencing token if the lock was free, else NULL.
     try_lock: Statement,
-    /// `$1` key → blocks until granted, then the fencing token.
+    /// `$1` key, `$2` lock_timeout → blocks until granted, then the fencing token.
     lock: Statement,
-    /// `$1` lock_timeout text, for this session.
-    lock_timeout: Statement,
     /// `$1` key → whether this session held it (and now does not).
     unlock: Statement,
     /// `$1` classid, `$2` objid → whether this session holds that lock.
     holds: Statement,
     /// `$1` key → the fencing token if free, else NULL; inside a transaction.
     try_xact_lock: Statement,
-    /// `$1` key → blocks until granted, then the fencing token; inside a transaction.
+    /// `$1` key, `$2` lock_timeout → blocks until granted, then the
+    /// fencing token; inside a transaction.
     xact_lock: Statement,
 }
 
@@ -123,9 +122,8 @@ impl Session {
         self.timed_lock(&self.statements.lock, key, timeout).await
     }
 
-    /// Sets `lock_timeout` and runs `statement` (a blocking lock of `key`
-    /// returning the fencing token); the two statements pipeline. Both run
-    /// to the end, so a granted lock is never dropped unseen.
+    /// Runs `statement`: sets `lock_timeout`, blocks for `key` in the
+    /// server's queue, then takes the fencing token — one statement.
     async fn timed_lock(
         &self,
         statement: &Statement,
@@ -138,16 +136,8 @@ impl Session {
             Some(timeout) => format!("{}ms", timeout.as_micros().div_ceil(1000).max(1)),
             None => "0".to_owned(),
         };
-        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&timeout];
-        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
-        let set = self
-            .client
-            .query_one(&self.statements.lock_timeout, &set_params);
-        let lock = self.client.query_one(statement, &lock_params);
-        let (set, lock) = tokio::join!(set, lock);
-        let token = lock?.try_get(0)?;
-        set?;
-        Ok(token)
+        let row = self.client.query_one(statement, &[&key, &timeout]).await?;
+        row.try_get(0)
     }
 
     /// `pg_advisory_unlock`: whether this session held the lock.
@@ -233,19 +223,22 @@ async fn prepare(
 ) -> std::result::Result<Statements, tokio_postgres::Error> {
     let fence = format!("nextval('{schema}.fence')");
     let try_lock = format!("SELECT CASE WHEN pg_try_advisory_lock($1::bigint) THEN {fence} END");
-    // OFFSET 0 keeps the planner from merging the subquery: nextval runs
-    // only after the lock is granted.
-    let lock =
-        format!("SELECT {fence} FROM (SELECT pg_advisory_lock($1::bigint) OFFSET 0) AS granted");
+    // The subquery's target list runs in order: lock_timeout is set before
+    // the lock is waited for. OFFSET 0 keeps the planner from merging the
+    // subquery, so nextval runs only once the lock is granted.
+    let lock = format!(
+        "SELECT {fence} FROM (SELECT set_config('lock_timeout', $2::text, false), \
+         pg_advisory_lock($1::bigint) OFFSET 0) AS granted"
+    );
     let try_xact_lock =
         format!("SELECT CASE WHEN pg_try_advisory_xact_lock($1::bigint) THEN {fence} END");
     let xact_lock = format!(
-        "SELECT {fence} FROM (SELECT pg_advisory_xact_lock($1::bigint) OFFSET 0) AS granted"
+        "SELECT {fence} FROM (SELECT set_config('lock_timeout', $2::text, true), \
+         pg_advisory_xact_lock($1::bigint) OFFSET 0) AS granted"
     );
-    let (try_lock, lock, lock_timeout, unlock, holds, try_xact_lock, xact_lock) = tokio::try_join!(
+    let (try_lock, lock, unlock, holds, try_xact_lock, xact_lock) = tokio::try_join!(
         client.prepare(&try_lock),
         client.prepare(&lock),
-        client.prepare("SELECT set_config('lock_timeout', $1::text, false)"),
         client.prepare("SELECT pg_advisory_unlock($1::bigint)"),
         client.prepare(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
@@ -258,7 +251,6 @@ async fn prepare(
     Ok(Statements {
         try_lock,
         lock,
-        lock_timeout,
         unlock,
         holds,
         try_xact_lock,
