@@ -38,6 +38,13 @@ async fn held_at_server(admin: &Client, keys: &[i64]) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
+/// This process's resident memory, from `/proc` (Linux).
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
     const LOCKS: usize = 10_000;
@@ -49,6 +56,7 @@ async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
     let backend = backend(&url, &namespace).await;
     let locks = Locker::new(backend.clone());
     let names: Arc<Vec<String>> = Arc::new((0..LOCKS).map(|i| format!("scale:{i}")).collect());
+    let memory_before = resident_kib();
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..TASKS {
         let (locks, names) = (locks.clone(), Arc::clone(&names));
@@ -77,6 +85,14 @@ async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
         "{} connections",
         backend.connections()
     );
+    if let (Some(before), Some(after)) = (memory_before, resident_kib()) {
+        // Reported, not asserted: the allocator decides what RSS shows.
+        eprintln!(
+            "{LOCKS} locks held on {sessions} sessions; client resident memory \
+             {before} KiB -> {after} KiB (+{} KiB)",
+            after.saturating_sub(before)
+        );
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut leases = leases;
