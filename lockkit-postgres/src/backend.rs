@@ -260,7 +260,8 @@ impl Inner {
             .is_some_and(|seen| seen.elapsed() < CONTENTION_MEMORY)
     }
 
-    fn token(&self, value: i64) -> Result<FencingToken> {
+    /// A fencing token from the sequence's value.
+    pub(crate) fn token(&self, value: i64) -> Result<FencingToken> {
         u64::try_from(value)
             .ok()
             .and_then(FencingToken::new)

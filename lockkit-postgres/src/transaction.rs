@@ -91,16 +91,7 @@ impl LockedTransaction {
         let pooled = abandon.connection.take().expect("still set");
         match begun {
             Ok(Some(token)) => {
-                let token = u64::try_from(token)
-                    .ok()
-                    .and_then(FencingToken::new)
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Backend,
-                            BACKEND,
-                            format!("{server}: the fencing sequence returned {token}; it must never be reset or lowered"),
-                        )
-                    })?;
+                let token = inner.token(token)?;
                 Ok(Self {
                     inner,
                     connection: Some(pooled),

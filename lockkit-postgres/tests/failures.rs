@@ -9,7 +9,10 @@ use lockkit_core::conformance::{server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+mod common;
+use common::{backend, raw};
 
 /// One fault at a time: they share the server.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -23,23 +26,9 @@ async fn setup() -> Option<(String, tokio::sync::MutexGuard<'static, ()>)> {
     Some((url, TURN.lock().await))
 }
 
-async fn backend(url: &str, namespace: &str) -> PostgresBackend {
-    PostgresBackend::connect_with(url, PostgresOptions::new().namespace(namespace))
-        .await
-        .unwrap()
-}
-
-/// A plain connection, to inspect and disturb the server from outside lockkit.
-async fn raw(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 /// Terminates the session holding advisory `key`; returns its pid.
 async fn terminate_holder(admin: &Client, key: i64) -> i32 {
-    let bits = u64::from_ne_bytes(key.to_ne_bytes());
-    let (classid, objid) = ((bits >> 32) as u32, bits as u32);
+    let (classid, objid) = common::lock_columns(key);
     let row = admin
         .query_one(
             "SELECT pid, pg_terminate_backend(pid) FROM pg_locks \

@@ -8,21 +8,12 @@ use std::time::{Duration, Instant};
 use lockkit_core::conformance::{server_from_env, unique_namespace};
 use lockkit_core::{Acquire, ErrorKind, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+mod common;
+use common::{backend, raw};
 
 const TTL: Duration = Duration::from_secs(30);
-
-async fn backend(url: &str, namespace: &str) -> PostgresBackend {
-    PostgresBackend::connect_with(url, PostgresOptions::new().namespace(namespace))
-        .await
-        .unwrap()
-}
-
-async fn raw(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
 
 /// How many of `keys` are granted at the server, and to how many sessions.
 async fn held_at_server(admin: &Client, keys: &[i64]) -> (i64, i64) {
