@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{server_from_env, unique_namespace, Services};
+use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 mod common;
-use common::{backend, raw};
+use common::{backend, raw, wait_until_queued};
 
 /// One fault at a time: they share the server.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -82,7 +82,7 @@ async fn terminated_session_loses_its_leases_and_another_client_acquires() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until_queued(&admin, mine.key_of("failures:waited")).await;
     blocker.release().await.unwrap();
     let waited = waiting.await.unwrap().expect("the waiter gets the lock");
 
@@ -156,21 +156,14 @@ async fn restart_loses_leases_then_reconnects_with_higher_tokens() {
     );
 
     outage.restore();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let again = loop {
-        match locks
-            .try_acquire("failures:restart", Acquire::ttl(TTL))
-            .await
-        {
-            Ok(Some(lease)) => break lease,
-            Ok(None) => panic!("nobody else holds failures:restart"),
-            Err(error) if error.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
-                // The server may still be starting up; nothing announces it.
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(error) => panic!("no reconnect after the restart: {error}"),
-        }
-    };
+    // The server may still be starting up; nothing announces it.
+    let again = acquire_when_back(
+        &locks,
+        "failures:restart",
+        Acquire::ttl(TTL),
+        Duration::from_secs(20),
+    )
+    .await;
     assert!(
         again.fencing_token() > before,
         "token {} after the restart is not above {before}",
@@ -219,20 +212,17 @@ async fn a_full_lock_table_is_unavailable_naming_the_setting() {
     );
 
     drop(filler);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match locks
-            .try_acquire("failures:no-room", Acquire::ttl(TTL))
-            .await
-        {
-            Ok(Some(lease)) => break lease.release().await.unwrap(),
-            // The filler's session may take a moment to end.
-            Err(error) if error.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            other => panic!("no room after the filler left: {other:?}"),
-        }
-    }
+    // The filler's session may take a moment to end.
+    acquire_when_back(
+        &locks,
+        "failures:no-room",
+        Acquire::ttl(TTL),
+        Duration::from_secs(10),
+    )
+    .await
+    .release()
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use tokio_postgres::Client;
 
 mod common;
-use common::{backend, raw};
+use common::{backend, raw, wait_until_queued};
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -137,13 +137,13 @@ async fn a_name_this_client_holds_never_stacks() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let admin = raw(&url).await;
+    wait_until_queued(&admin, backend.key_of("stack")).await;
     assert!(!second.is_finished(), "the second acquire did not wait");
     first.release().await.unwrap();
     let second = second.await.unwrap().unwrap();
     second.release().await.unwrap();
     // Had either stacked, one release would have left the lock held.
-    let admin = raw(&url).await;
     assert_eq!(
         held_at_server(&admin, &[backend.key_of("stack")]).await.0,
         0
@@ -314,7 +314,7 @@ async fn a_locked_transaction_commits_lock_and_writes_together() {
         let mine = mine.clone();
         async move { mine.transaction("tx", Duration::from_secs(10)).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_queued(&admin, mine.key_of("tx")).await;
     lease.release().await.unwrap();
     let transaction = waiting
         .await

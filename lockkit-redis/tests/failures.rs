@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{server_from_env, unique_namespace, Services};
+use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_redis::{RedisBackend, RedisOptions};
 use tokio::sync::Mutex;
@@ -70,21 +70,13 @@ async fn stopped_server_fails_fast_turns_leases_uncertain_and_restart_reconnects
     outage.restore();
     // The same backend reconnects by itself; its first commands may still
     // see the old connection fail.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let again = loop {
-        match locks
-            .try_acquire("failures:after-restart", Acquire::ttl(ttl))
-            .await
-        {
-            Ok(Some(lease)) => break lease,
-            Ok(None) => panic!("nobody else holds failures:after-restart"),
-            Err(error) if error.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
-                // No event announces the reconnect; try again shortly.
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(error) => panic!("no reconnect after the restart: {error}"),
-        }
-    };
+    let again = acquire_when_back(
+        &locks,
+        "failures:after-restart",
+        Acquire::ttl(ttl),
+        Duration::from_secs(10),
+    )
+    .await;
     again.release().await.unwrap();
     drop(lease);
 

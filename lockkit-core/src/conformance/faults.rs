@@ -101,3 +101,33 @@ impl Drop for Fault {
         }
     }
 }
+
+/// Try-acquires the free lock `name` until the server answers again after a
+/// fault: retries while the error is `Unavailable`, for at most `within`.
+///
+/// No event announces a reconnect or a server that finished starting, so
+/// this is the one poll the failure tests share. Panics if the lock is held
+/// or another error comes, or when `within` has passed.
+pub async fn acquire_when_back(
+    locks: &crate::Locker,
+    name: &str,
+    options: crate::Acquire,
+    within: std::time::Duration,
+) -> crate::Lease {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match locks.try_acquire(name, options).await {
+            Ok(Some(lease)) => return lease,
+            Ok(None) => panic!("nobody else holds {name}, yet it is held"),
+            Err(error)
+                if error.kind() == crate::ErrorKind::Unavailable
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(error) => {
+                panic!("{name} not granted within {within:?} of the fault's end: {error}")
+            }
+        }
+    }
+}

@@ -48,7 +48,7 @@ mod validity;
 mod waiting;
 
 pub use exclusion::*;
-pub use faults::{Fault, Services};
+pub use faults::{acquire_when_back, Fault, Services};
 pub use fencing::*;
 pub use input::*;
 pub use ownership::*;

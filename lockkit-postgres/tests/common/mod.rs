@@ -26,3 +26,30 @@ pub fn lock_columns(key: i64) -> (u32, u32) {
     let bits = u64::from_ne_bytes(key.to_ne_bytes());
     ((bits >> 32) as u32, bits as u32)
 }
+
+/// Waits until someone waits in the server's queue for advisory `key`
+/// (a lock request in `pg_locks` not yet granted). No event says so, so
+/// this polls the server's own view, briefly.
+pub async fn wait_until_queued(admin: &Client, key: i64) {
+    let (classid, objid) = lock_columns(key);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND classid = $1 AND objid = $2 AND objsubid = 1 AND NOT granted",
+                &[&classid, &objid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody ever queued for key {key}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
