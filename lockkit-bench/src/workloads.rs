@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use tokio::sync::Barrier;
 
 use crate::subjects::{Outcome, Service, Subject};
 
@@ -92,6 +93,8 @@ struct Tally {
     busy: Duration,
     per_client: Vec<usize>,
     w2_round: usize,
+    /// W1's 1,000 names, made before the clock starts.
+    w1_names: Vec<String>,
 }
 
 impl Tally {
@@ -106,9 +109,13 @@ impl Tally {
                 clients
             }
         };
+        let w1_names: Vec<String> = match workload {
+            Workload::W1 => (0..W1_NAMES).map(|i| format!("bench:w1:{i}")).collect(),
+            Workload::W2 | Workload::W3 => Vec::new(),
+        };
         if workload == Workload::W1 {
             for i in 0..counts.of(500) {
-                clients[0].pair(&format!("bench:w1:{}", i % 1000)).await?;
+                clients[0].pair(&w1_names[i % W1_NAMES]).await?;
             }
         }
         let per_client = vec![0; clients.len()];
@@ -119,6 +126,7 @@ impl Tally {
             busy: Duration::ZERO,
             per_client,
             w2_round: 0,
+            w1_names,
         })
     }
 
@@ -154,9 +162,9 @@ impl Tally {
     async fn w1_block(&mut self, pairs: usize) -> Outcome<()> {
         let client = &self.clients[0];
         for _ in 0..pairs {
-            let name = format!("bench:w1:{}", self.operations % 1000);
+            let name = &self.w1_names[self.operations % W1_NAMES];
             let one = Instant::now();
-            client.pair(&name).await?;
+            client.pair(name).await?;
             self.latency.saturating_record(micros(one.elapsed()));
             self.operations += 1;
         }
@@ -170,12 +178,17 @@ impl Tally {
         self.w2_round += 1;
         let name = format!("bench:w2:{}", self.w2_round);
         let taken = Arc::new(AtomicUsize::new(0));
+        // Every client is running before the first acquire, so none takes a
+        // block's acquisitions alone while the others are still being spawned.
+        let start = Arc::new(Barrier::new(self.clients.len()));
         let mut tasks = Vec::with_capacity(self.clients.len());
         for client in &self.clients {
             let (client, taken, name) = (Arc::clone(client), Arc::clone(&taken), name.clone());
+            let start = Arc::clone(&start);
             tasks.push(tokio::spawn(async move {
                 let mut latency = histogram();
                 let mut mine = 0usize;
+                start.wait().await;
                 while taken.fetch_add(1, Ordering::Relaxed) < acquisitions {
                     let waited = client.contend(&name).await?;
                     latency.saturating_record(micros(waited));
@@ -226,6 +239,7 @@ impl Tally {
     }
 }
 
+const W1_NAMES: usize = 1000;
 const W2_CLIENTS: usize = 16;
 const W3_TASKS: usize = 64;
 

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::backend::{Claim, Grant, LockBackend};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,7 +15,7 @@ use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
 use crate::renewal::RenewalTask;
 use crate::session::{SessionHealth, SessionWatch};
-use crate::telemetry;
+use crate::telemetry::Instruments;
 
 /// Where a lease stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +39,7 @@ impl LeaseState {
     }
 }
 
-/// The lease's state and validity bound, as shared with its observers.
+/// The lease's state and validity bound.
 #[derive(Debug, Clone, Copy)]
 struct Status {
     state: LeaseState,
@@ -61,7 +61,10 @@ pub(crate) struct LeaseCore {
     pub(crate) backend: Arc<dyn LockBackend>,
     pub(crate) claim: Claim,
     pub(crate) granted_at: Instant,
-    status: watch::Sender<Status>,
+    pub(crate) instruments: Arc<Instruments>,
+    status: Mutex<Status>,
+    /// Woken at every change of `status`.
+    changed: Notify,
     /// The session a session grant lives on.
     session: Option<SessionWatch>,
     finished: AtomicBool,
@@ -69,7 +72,21 @@ pub(crate) struct LeaseCore {
 
 impl LeaseCore {
     pub(crate) fn state(&self) -> LeaseState {
-        self.state_with(*self.status.borrow(), Instant::now())
+        self.state_with(self.status(), Instant::now())
+    }
+
+    fn status(&self) -> Status {
+        // A `Status` is valid between any two statements: keep serving after
+        // a panic elsewhere poisoned the mutex.
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` to the status; wakes the observers if it returns true.
+    fn update(&self, change: impl FnOnce(&mut Status) -> bool) {
+        let changed = change(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+        if changed {
+            self.changed.notify_waiters();
+        }
     }
 
     /// The state at `now` given `status`, with the session's health applied:
@@ -86,7 +103,7 @@ impl LeaseCore {
     }
 
     pub(crate) fn valid_until(&self) -> Option<Instant> {
-        self.status.borrow().valid_until
+        self.status().valid_until
     }
 
     /// Records a successful extension sent at `sent` (`None`: a session
@@ -94,19 +111,23 @@ impl LeaseCore {
     /// already past its bound when the extension was sent stays lost: a
     /// holder that saw `Lost` must never see `Held` again.
     pub(crate) fn extended(&self, sent: Instant, valid_until: Option<Instant>) {
-        self.status.send_modify(|status| match status.at(sent) {
+        self.update(|status| match status.at(sent) {
             LeaseState::Held | LeaseState::Uncertain => {
                 status.state = LeaseState::Held;
                 status.valid_until = valid_until;
+                true
             }
-            LeaseState::Lost => status.state = LeaseState::Lost,
-            LeaseState::Released => {}
+            LeaseState::Lost => {
+                status.state = LeaseState::Lost;
+                true
+            }
+            LeaseState::Released => false,
         });
     }
 
     /// Renewal is failing; the lease stays valid until its bound.
     pub(crate) fn mark_uncertain(&self) {
-        self.status.send_if_modified(|status| {
+        self.update(|status| {
             let uncertain = status.state == LeaseState::Held;
             if uncertain {
                 status.state = LeaseState::Uncertain;
@@ -117,7 +138,7 @@ impl LeaseCore {
 
     /// The backend says the lock is no longer ours.
     pub(crate) fn mark_lost(&self) {
-        self.status.send_if_modified(|status| {
+        self.update(|status| {
             let lost = status.state.is_valid();
             if lost {
                 status.state = LeaseState::Lost;
@@ -126,26 +147,31 @@ impl LeaseCore {
         });
     }
 
-    /// Ends the lease once: publishes the final state and records hold time
-    /// and, for a lost lease, the loss.
-    fn finish(&self, final_state: LeaseState) {
+    /// Ends the lease once: publishes the final state and records the hold
+    /// time up to `ended` and, for a lost lease, the loss.
+    fn finish(&self, final_state: LeaseState, ended: Instant) {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.status.send_modify(|status| status.state = final_state);
-        let backend = self.backend.name();
-        telemetry::record_hold(backend, self.granted_at.elapsed());
+        self.update(|status| {
+            status.state = final_state;
+            true
+        });
+        self.instruments
+            .record_hold(ended.saturating_duration_since(self.granted_at));
         if final_state == LeaseState::Lost {
-            telemetry::record_loss(backend);
+            self.instruments.record_loss();
         }
     }
 
     /// Resolves with the first state for which `done` holds.
     async fn until(&self, done: impl Fn(LeaseState) -> bool) -> LeaseState {
-        let mut changes = self.status.subscribe();
         let mut session = self.session.clone();
         loop {
-            let status = *changes.borrow_and_update();
+            // Registered before the status is read, so a change in between
+            // still wakes it.
+            let changed = self.changed.notified();
+            let status = self.status();
             let state = self.state_with(status, Instant::now());
             if done(state) {
                 return state;
@@ -162,9 +188,8 @@ impl LeaseCore {
                     None => std::future::pending().await,
                 }
             };
-            // The sender lives in `self`, so `changed` cannot fail while we borrow it.
             tokio::select! {
-                _ = changes.changed() => {}
+                () = changed => {}
                 () = bound => {}
                 () = session_changed => {}
             }
@@ -285,17 +310,20 @@ impl Lease {
         backend: Arc<dyn LockBackend>,
         claim: Claim,
         grant: Grant,
+        granted_at: Instant,
+        instruments: Arc<Instruments>,
         renewal: Option<ResolvedRenewal>,
     ) -> Self {
-        let (status, _) = watch::channel(Status {
-            state: LeaseState::Held,
-            valid_until: grant.valid_until,
-        });
         let core = Arc::new(LeaseCore {
             backend,
             claim,
-            granted_at: Instant::now(),
-            status,
+            granted_at,
+            instruments,
+            status: Mutex::new(Status {
+                state: LeaseState::Held,
+                valid_until: grant.valid_until,
+            }),
+            changed: Notify::new(),
             session: grant.session,
             finished: AtomicBool::new(false),
         });
@@ -357,27 +385,29 @@ impl Lease {
             renewal.stop().await;
         }
         let core = Arc::clone(&self.view.core);
-        let state = core.state();
+        // The hold ends when its holder lets go.
+        let let_go = Instant::now();
+        let state = core.state_with(core.status(), let_go);
         // Even an expired lease is released: owner-checked, it frees what is
         // left of the key (drift allowance) and never touches a new holder's.
         let outcome = core.backend.release(&core.claim).await;
         self.ended = true;
         match outcome {
             Ok(()) if state.is_valid() => {
-                core.finish(LeaseState::Released);
+                core.finish(LeaseState::Released, let_go);
                 Ok(())
             }
             Ok(()) => {
-                core.finish(LeaseState::Lost);
+                core.finish(LeaseState::Lost, let_go);
                 Err(core.not_held(state, "release"))
             }
             Err(error) if error.kind() == ErrorKind::NotHeld => {
-                core.finish(LeaseState::Lost);
+                core.finish(LeaseState::Lost, let_go);
                 Err(error)
             }
             Err(error) => {
                 // The lock stays until its TTL or session ends; the lease is gone.
-                core.finish(LeaseState::Released);
+                core.finish(LeaseState::Released, let_go);
                 Err(error)
             }
         }
@@ -432,7 +462,7 @@ impl Drop for Lease {
                         }
                         _ => LeaseState::Lost,
                     };
-                    core.finish(final_state);
+                    core.finish(final_state, Instant::now());
                 });
             }
             Err(_) => {
@@ -442,7 +472,7 @@ impl Drop for Lease {
                     "lease dropped without release outside a tokio runtime; \
                      the lock lapses at its TTL or session end"
                 );
-                core.finish(core.state());
+                core.finish(core.state(), Instant::now());
             }
         }
     }

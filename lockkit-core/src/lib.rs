@@ -76,5 +76,5 @@ pub use locker::{Locker, DEFAULT_TTL};
 pub use memory::MemoryBackend;
 pub use name::{check_namespace, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES};
 pub use options::{Acquire, Renewal};
-pub use owner::OwnerToken;
+pub use owner::{OwnerToken, OwnerTokens};
 pub use session::{SessionHealth, SessionSignal, SessionWatch};

@@ -14,8 +14,8 @@ use crate::lease::{Lease, LeaseView};
 use crate::memory::MemoryBackend;
 use crate::name::LockName;
 use crate::options::Acquire;
-use crate::owner::OwnerToken;
-use crate::telemetry::{self, AcquireOutcome};
+use crate::owner::OwnerTokens;
+use crate::telemetry::{AcquireOutcome, Instruments};
 
 /// The TTL used when [`Acquire`] names none and the configuration sets no other.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -29,6 +29,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 pub struct Locker {
     backend: Arc<dyn LockBackend>,
     default_ttl: Duration,
+    tokens: Arc<OwnerTokens>,
+    instruments: Arc<Instruments>,
 }
 
 impl Locker {
@@ -40,8 +42,10 @@ impl Locker {
     /// A locker over an already shared backend.
     pub fn from_backend(backend: Arc<dyn LockBackend>) -> Self {
         Self {
+            instruments: Arc::new(Instruments::new(backend.name())),
             backend,
             default_ttl: DEFAULT_TTL,
+            tokens: Arc::new(OwnerTokens::new()),
         }
     }
 
@@ -149,7 +153,7 @@ impl Locker {
         let backend_name = self.backend.name();
         let lock = LockName::new(name)?;
         let resolved = options.resolve(self.capabilities(), self.default_ttl, backend_name)?;
-        let owner = OwnerToken::generate()?;
+        let owner = self.tokens.next()?;
         let span = tracing::info_span!(
             "lockkit.acquire",
             backend = backend_name,
@@ -166,7 +170,8 @@ impl Locker {
             wait,
         };
         let granted = self.backend.acquire(request).instrument(span.clone()).await;
-        let waited = started.elapsed();
+        let answered = Instant::now();
+        let waited = answered - started;
         let outcome = match &granted {
             Ok(_) => AcquireOutcome::Acquired,
             Err(error) => match error.kind() {
@@ -179,7 +184,7 @@ impl Locker {
             Ok(grant) => grant.contended,
             Err(_) => matches!(outcome, AcquireOutcome::Contended | AcquireOutcome::Timeout),
         };
-        telemetry::record_acquire(backend_name, outcome, waited, contended);
+        self.instruments.record_acquire(outcome, waited, contended);
         span.record("outcome", outcome.as_str());
         span.record("waited_ms", waited.as_secs_f64() * 1e3);
         let grant = granted?;
@@ -193,6 +198,8 @@ impl Locker {
             Arc::clone(&self.backend),
             claim,
             grant,
+            answered,
+            Arc::clone(&self.instruments),
             resolved.renewal,
         ))
     }

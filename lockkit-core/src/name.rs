@@ -1,6 +1,7 @@
 //! Lock names, checked once before any backend sees them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -40,9 +41,9 @@ pub fn check_namespace(namespace: &str, backend: &'static str) -> Result<()> {
 /// [`MAX_NAME_BYTES`] bytes, and free of control characters.
 ///
 /// Any other text is accepted — Unicode, `/`, `:`, spaces — and each backend
-/// maps it into its key space without ambiguity.
+/// maps it into its key space without ambiguity. Clones share the text.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LockName(String);
+pub struct LockName(Arc<str>);
 
 impl LockName {
     /// Validates `name`; on refusal the error is [`InvalidInput`](crate::ErrorKind::InvalidInput)
@@ -69,7 +70,7 @@ impl LockName {
                 ),
             ));
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(Arc::from(name)))
     }
 
     /// The name as text.

@@ -9,7 +9,6 @@ use tokio::task::JoinHandle;
 use crate::error::ErrorKind;
 use crate::lease::{LeaseCore, LeaseState};
 use crate::options::ResolvedRenewal;
-use crate::telemetry;
 
 /// The running renewal of one lease.
 ///
@@ -73,16 +72,16 @@ async fn renew(core: Arc<LeaseCore>, policy: ResolvedRenewal, mut stopped: onesh
         match core.backend.extend(&core.claim, ttl).await {
             Ok(valid_until) => {
                 core.extended(sent, valid_until);
-                telemetry::record_renewal(backend, true);
+                core.instruments.record_renewal(true);
             }
             Err(error) if error.kind() == ErrorKind::NotHeld => {
-                telemetry::record_renewal(backend, false);
+                core.instruments.record_renewal(false);
                 tracing::warn!(backend, lock = %core.claim.name, %error, "renewal found the lock lost");
                 core.mark_lost();
                 return;
             }
             Err(error) => {
-                telemetry::record_renewal(backend, false);
+                core.instruments.record_renewal(false);
                 tracing::warn!(backend, lock = %core.claim.name, %error, "renewal failed; lease is uncertain");
                 core.mark_uncertain();
             }

@@ -104,11 +104,12 @@ impl SessionWatch {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::backend::{Claim, Grant};
     use crate::lease::{Lease, LeaseState};
+    use crate::telemetry::Instruments;
     use crate::{FencingToken, LockName, MemoryBackend, OwnerToken};
 
     /// A lease on a session, as a session backend would start it.
@@ -124,7 +125,14 @@ mod tests {
             contended: false,
             session: Some(signal.watch()),
         };
-        Lease::start(Arc::new(MemoryBackend::new()), claim, grant, None)
+        Lease::start(
+            Arc::new(MemoryBackend::new()),
+            claim,
+            grant,
+            Instant::now(),
+            Arc::new(Instruments::new("memory")),
+            None,
+        )
     }
 
     #[tokio::test]
