@@ -112,6 +112,17 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A backend without a server address is skipped with the reason — or,
+/// under `LOCKKIT_TEST_REQUIRE=1` as in `scripts/test`, fails the run.
+fn skip(backend: &str, variable: &str, flag: &str) -> Result<(), String> {
+    let why = format!("{variable} is not set (run `scripts/services up`, or pass {flag})");
+    if std::env::var("LOCKKIT_TEST_REQUIRE").as_deref() == Ok("1") {
+        return Err(format!("{backend}: {why}, and LOCKKIT_TEST_REQUIRE=1"));
+    }
+    eprintln!("{backend}: skipped, {why}");
+    Ok(())
+}
+
 async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
     let namespace = format!(
         "lockkit-bench-{}",
@@ -129,7 +140,7 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
             ),
             "redis" => {
                 let Some(url) = plan.redis_url.clone() else {
-                    eprintln!("redis: skipped, LOCKKIT_TEST_REDIS_URL is not set (run `scripts/services up`, or pass --redis-url)");
+                    skip("redis", "LOCKKIT_TEST_REDIS_URL", "--redis-url")?;
                     continue;
                 };
                 let config = LockConfig::new(url.clone()).namespace(namespace.clone());
@@ -146,7 +157,7 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
             }
             "postgres" => {
                 let Some(url) = plan.postgres_url.clone() else {
-                    eprintln!("postgres: skipped, LOCKKIT_TEST_POSTGRES_URL is not set (run `scripts/services up`, or pass --postgres-url)");
+                    skip("postgres", "LOCKKIT_TEST_POSTGRES_URL", "--postgres-url")?;
                     continue;
                 };
                 let config = LockConfig::new(url.clone()).namespace(namespace.clone());

@@ -1,6 +1,6 @@
 //! The results: a markdown table on stdout and JSON rows under `target/bench/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -118,7 +118,12 @@ pub(crate) fn write_json(rows: &[Row]) -> std::io::Result<PathBuf> {
             })
         })
         .collect();
-    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    // The workspace's target folder: this crate's parent.
+    let crate_folder = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let folder = crate_folder
+        .parent()
+        .unwrap_or(crate_folder)
+        .join("target/bench");
     std::fs::create_dir_all(&folder)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

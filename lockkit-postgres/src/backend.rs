@@ -107,10 +107,26 @@ impl PostgresBackend {
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self> {
         options.validate()?;
         let target = target(url, &options)?;
+        // The first session sets the schema up; the others connect together
+        // after it, now rather than at their first use, where the connection
+        // would add its tens of milliseconds to an acquire.
         let first = Session::connect_setup(&target).await?;
-        let shared = (0..options.sessions)
-            .map(|index| SharedSession::new((index == 0).then(|| Arc::clone(&first))))
-            .collect();
+        let mut others = tokio::task::JoinSet::new();
+        for _ in 1..options.sessions {
+            let target = target.clone();
+            others.spawn(async move { Session::connect(&target).await });
+        }
+        let mut shared = vec![SharedSession::new(Some(first))];
+        while let Some(joined) = others.join_next().await {
+            let session = joined.map_err(|error| {
+                Error::new(
+                    ErrorKind::Backend,
+                    BACKEND,
+                    format!("connecting a shared session failed: {error}"),
+                )
+            })??;
+            shared.push(SharedSession::new(Some(session)));
+        }
         let mut capabilities = Capabilities::new(
             SafetyClass::Correctness,
             FencingGuarantee::Linearizable,

@@ -36,6 +36,23 @@ fn resident_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Every shared session connects in `connect`, so none adds a connection's
+/// setup to some later acquire.
+#[tokio::test]
+async fn connect_opens_every_shared_session() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    for sessions in [1, 3] {
+        let options = PostgresOptions::new()
+            .namespace(unique_namespace())
+            .sessions(sessions);
+        let backend = PostgresBackend::connect_with(&url, options).await.unwrap();
+        assert_eq!(backend.connections(), sessions);
+        Locker::new(backend).close().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
     const LOCKS: usize = 10_000;
