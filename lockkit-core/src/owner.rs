@@ -60,11 +60,12 @@ fn os_random(bytes: &mut [u8]) -> Result<()> {
 /// at its first token.
 ///
 /// Tokens are as unpredictable as the operating system's, without a system
-/// call per acquire (which cost the memory backend a fifth of its time).
-/// Each [`Locker`](crate::Locker) owns one, shared by its clones, so two
-/// clients never share a key — not even across `fork`, since a client does
-/// not survive into a forked child's new runtime and a new client draws a
-/// new key.
+/// call per acquire (which took a fifth of the memory backend's time).
+/// Each [`Locker`](crate::Locker) owns one, shared by its clones: two
+/// clients never share a key. A process that forks copies its clients'
+/// generators into the child, but only a memory client still works there,
+/// and its locks are the child's own; a network client's connections run
+/// on the parent's runtime. A client made in the child draws a new key.
 pub struct OwnerTokens {
     generator: Mutex<Option<ChaCha12Rng>>,
 }
