@@ -143,36 +143,24 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     skip("redis", "LOCKKIT_TEST_REDIS_URL", "--redis-url")?;
                     continue;
                 };
-                let config = LockConfig::new(url.clone()).namespace(namespace.clone());
-                (
-                    Box::new(Lockkit {
-                        config,
-                        shared: None,
-                    }),
-                    Some(Box::new(RawRedis {
-                        url,
-                        namespace: namespace.clone(),
-                    })),
-                )
+                let raw = RawRedis {
+                    url: url.clone(),
+                    namespace: namespace.clone(),
+                };
+                (Lockkit::at(url, &namespace), Some(Box::new(raw)))
             }
             "postgres" => {
                 let Some(url) = plan.postgres_url.clone() else {
                     skip("postgres", "LOCKKIT_TEST_POSTGRES_URL", "--postgres-url")?;
                     continue;
                 };
-                let config = LockConfig::new(url.clone()).namespace(namespace.clone());
-                (
-                    Box::new(Lockkit {
-                        config,
-                        shared: None,
-                    }),
-                    Some(Box::new(RawPostgres {
-                        url,
-                        namespace: namespace.clone(),
-                        // As many as lockkit's shared sessions by default.
-                        connections: 2,
-                    })),
-                )
+                let raw = RawPostgres {
+                    url: url.clone(),
+                    namespace: namespace.clone(),
+                    // As many as lockkit's shared sessions by default.
+                    connections: 2,
+                };
+                (Lockkit::at(url, &namespace), Some(Box::new(raw)))
             }
             other => unreachable!("unknown backend {other}"),
         };

@@ -43,6 +43,16 @@ pub(crate) struct Lockkit {
     pub(crate) shared: Option<Locker>,
 }
 
+impl Lockkit {
+    /// lockkit on the server at `url`, each client its own connections.
+    pub(crate) fn at(url: String, namespace: &str) -> Box<dyn Service> {
+        Box::new(Self {
+            config: LockConfig::new(url).namespace(namespace),
+            shared: None,
+        })
+    }
+}
+
 #[async_trait]
 impl Service for Lockkit {
     async fn client(&self) -> Outcome<Arc<dyn Subject>> {
