@@ -308,7 +308,8 @@ impl RawPostgresClient {
 #[async_trait]
 impl Subject for RawPostgresClient {
     async fn pair(&self, name: &str) -> Outcome<()> {
-        let key = lockkit_postgres::lock_key(&self.namespace, name);
+        let key =
+            lockkit_postgres::lock_key(&self.namespace, name).map_err(|error| error.to_string())?;
         let session = self.session();
         let row = session
             .client
@@ -322,7 +323,8 @@ impl Subject for RawPostgresClient {
     }
 
     async fn contend(&self, name: &str) -> Outcome<Duration> {
-        let key = lockkit_postgres::lock_key(&self.namespace, name);
+        let key =
+            lockkit_postgres::lock_key(&self.namespace, name).map_err(|error| error.to_string())?;
         let session = self.session();
         let started = Instant::now();
         session

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -11,9 +11,11 @@ use tokio::sync::Notify;
 use crate::backend::{Claim, Grant, LockBackend};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fence::FencingToken;
+use crate::locker::Life;
 use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
 use crate::renewal::RenewalTask;
+use crate::repeat::{self, REPEAT_FOR};
 use crate::session::{SessionHealth, SessionWatch};
 use crate::telemetry::Instruments;
 
@@ -67,6 +69,12 @@ pub(crate) struct LeaseCore {
     changed: Notify,
     /// The session a session grant lives on.
     session: Option<SessionWatch>,
+    /// The locker that granted it: closing it releases this lease.
+    life: Arc<Life>,
+    /// The lease's entry in `life`'s table of held leases.
+    slot: OnceLock<usize>,
+    /// Set by whoever ends the lease — release, drop or close — so only one does.
+    ending: AtomicBool,
     finished: AtomicBool,
 }
 
@@ -147,11 +155,95 @@ impl LeaseCore {
         });
     }
 
+    /// Claims the lease's end for the caller; false if release, drop or
+    /// close already claimed it.
+    fn claim_end(&self) -> bool {
+        !self.ending.swap(true, Ordering::AcqRel)
+    }
+
+    /// The latest instant an owner-checked operation on this lease starts a
+    /// repeated attempt: [`REPEAT_FOR`] from now, or the end of the lease's
+    /// validity if sooner (past it there is nothing left to act on).
+    fn repeat_until(&self, now: Instant) -> Instant {
+        let bound = now + REPEAT_FOR;
+        self.valid_until().map_or(bound, |valid| valid.min(bound))
+    }
+
+    /// Releases the lock at the backend — repeated after a transient
+    /// failure, within [`repeat_until`](Self::repeat_until) — and ends the
+    /// lease with the outcome: `released` if it was held until now (the
+    /// holder's release: Released; close's: Lost). The caller has claimed the end.
+    async fn release(&self, released: LeaseState) -> Result<()> {
+        // The hold ends when its holder lets go.
+        let let_go = Instant::now();
+        let state = self.state_with(self.status(), let_go);
+        // Even an expired lease is released: owner-checked, it frees what is
+        // left of the key (drift allowance) and never touches a new holder's.
+        let repeated = repeat::until_answered(self.repeat_until(let_go), || {
+            self.backend.release(&self.claim)
+        })
+        .await;
+        let outcome = match repeated.outcome {
+            // An earlier attempt's reply was lost. Still within the lease's
+            // validity the lock cannot have expired, so `NotHeld` now means
+            // that attempt released it.
+            Err(error)
+                if error.kind() == ErrorKind::NotHeld
+                    && repeated.attempts > 1
+                    && self.state().is_valid() =>
+            {
+                Ok(())
+            }
+            outcome => outcome,
+        };
+        match outcome {
+            Ok(()) if state.is_valid() => {
+                self.finish(released, let_go);
+                Ok(())
+            }
+            Ok(()) => {
+                self.finish(LeaseState::Lost, let_go);
+                Err(self.not_held(state, "release"))
+            }
+            Err(error) if error.kind() == ErrorKind::NotHeld => {
+                self.finish(LeaseState::Lost, let_go);
+                Err(error)
+            }
+            Err(error) => {
+                // The lock stays until its TTL or session ends; the lease is gone.
+                self.finish(released, let_go);
+                Err(error)
+            }
+        }
+    }
+
+    /// Releases the lease for [`Locker::close`](crate::Locker::close),
+    /// unless its holder is already releasing it. The lease turns Lost: its
+    /// holder did not let go, and a critical section still running must stop.
+    pub(crate) async fn release_at_close(&self) {
+        if !self.claim_end() {
+            return;
+        }
+        if let Err(error) = self.release(LeaseState::Lost).await {
+            if error.kind() != ErrorKind::NotHeld {
+                tracing::warn!(
+                    backend = self.backend.name(),
+                    lock = %self.claim.name,
+                    %error,
+                    "release at close failed; the lock lapses at its TTL or session end"
+                );
+            }
+        }
+    }
+
     /// Ends the lease once: publishes the final state and records the hold
     /// time up to `ended` and, for a lost lease, the loss.
     fn finish(&self, final_state: LeaseState, ended: Instant) {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(slot) = self.slot.get() {
+            self.life.leave(*slot);
         }
         self.update(|status| {
             status.state = final_state;
@@ -200,7 +292,9 @@ impl LeaseCore {
     fn not_held(&self, state: LeaseState, action: &str) -> Error {
         let name = &self.claim.name;
         let why = match (state, self.valid_until()) {
-            (LeaseState::Released, _) => "it was already released".to_owned(),
+            (LeaseState::Released, _) => {
+                "it was already released (by its holder, or by closing its client)".to_owned()
+            }
             (_, Some(bound)) if Instant::now() >= bound => {
                 format!("its lease expired {:?} ago", bound.elapsed())
             }
@@ -306,14 +400,17 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub(crate) fn start(
+    /// Starts the lease of a grant; `None` if its locker was closed
+    /// meanwhile, in which case the grant has been released again.
+    pub(crate) async fn start(
         backend: Arc<dyn LockBackend>,
         claim: Claim,
         grant: Grant,
         granted_at: Instant,
         instruments: Arc<Instruments>,
+        life: Arc<Life>,
         renewal: Option<ResolvedRenewal>,
-    ) -> Self {
+    ) -> Option<Self> {
         let core = Arc::new(LeaseCore {
             backend,
             claim,
@@ -325,14 +422,28 @@ impl Lease {
             }),
             changed: Notify::new(),
             session: grant.session,
+            life,
+            slot: OnceLock::new(),
+            ending: AtomicBool::new(false),
             finished: AtomicBool::new(false),
         });
+        match core.life.enter(Arc::downgrade(&core)) {
+            Some(slot) => {
+                let _ = core.slot.set(slot);
+            }
+            None => {
+                // Closed while the grant was on its way: give it back.
+                core.claim_end();
+                let _ = core.release(LeaseState::Lost).await;
+                return None;
+            }
+        }
         let renewal = renewal.map(|policy| RenewalTask::spawn(Arc::clone(&core), policy));
-        Self {
+        Some(Self {
             view: LeaseView { core },
             renewal,
             ended: false,
-        }
+        })
     }
 
     /// A cheap, cloneable view of this lease.
@@ -344,7 +455,9 @@ impl Lease {
     ///
     /// Fails with `NotHeld` without I/O if the lease already expired or was
     /// lost (a lease that reported `Lost` never becomes `Held` again), and
-    /// with `NotHeld` if the backend finds another owner.
+    /// with `NotHeld` if the backend finds another owner. A transient
+    /// failure (`Unavailable`: a dropped connection) is repeated for up to
+    /// [`REPEAT_FOR`] or until the lease's validity ends, whichever is sooner.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         let core = &self.view.core;
         let capabilities = core.backend.capabilities();
@@ -360,8 +473,14 @@ impl Lease {
         if !state.is_valid() {
             return Err(core.not_held(state, "extend"));
         }
-        let sent = Instant::now();
-        match core.backend.extend(&core.claim, ttl).await {
+        let started = Instant::now();
+        let mut sent = started;
+        let repeated = repeat::until_answered(core.repeat_until(started), || {
+            sent = Instant::now();
+            core.backend.extend(&core.claim, ttl)
+        })
+        .await;
+        match repeated.outcome {
             Ok(valid_until) => {
                 core.extended(sent, valid_until);
                 Ok(())
@@ -379,38 +498,27 @@ impl Lease {
     ///
     /// Returns `NotHeld` if the lease had expired or been lost before the
     /// release — the critical section overran its lease and its writes may
-    /// have raced another holder's (the fencing token is the defence).
+    /// have raced another holder's (the fencing token is the defence) — or
+    /// if closing its client released it already.
+    ///
+    /// A transient failure before the server answered (`Unavailable`: a
+    /// connection dropped by a network blip or a server restart) is
+    /// repeated on the reconnected connection — the release is
+    /// owner-checked, so repeating it is safe — for up to [`REPEAT_FOR`]
+    /// (5 s) or until the lease's validity ends, whichever is sooner. So a
+    /// release returns within that bound plus one attempt (the backend's
+    /// reply timeout); if it still fails, the error is returned and the lock
+    /// lapses at its TTL or session end.
     pub async fn release(mut self) -> Result<()> {
         if let Some(renewal) = self.renewal.take() {
             renewal.stop().await;
         }
-        let core = Arc::clone(&self.view.core);
-        // The hold ends when its holder lets go.
-        let let_go = Instant::now();
-        let state = core.state_with(core.status(), let_go);
-        // Even an expired lease is released: owner-checked, it frees what is
-        // left of the key (drift allowance) and never touches a new holder's.
-        let outcome = core.backend.release(&core.claim).await;
         self.ended = true;
-        match outcome {
-            Ok(()) if state.is_valid() => {
-                core.finish(LeaseState::Released, let_go);
-                Ok(())
-            }
-            Ok(()) => {
-                core.finish(LeaseState::Lost, let_go);
-                Err(core.not_held(state, "release"))
-            }
-            Err(error) if error.kind() == ErrorKind::NotHeld => {
-                core.finish(LeaseState::Lost, let_go);
-                Err(error)
-            }
-            Err(error) => {
-                // The lock stays until its TTL or session ends; the lease is gone.
-                core.finish(LeaseState::Released, let_go);
-                Err(error)
-            }
+        let core = Arc::clone(&self.view.core);
+        if !core.claim_end() {
+            return Err(core.not_held(LeaseState::Released, "release"));
         }
+        core.release(LeaseState::Released).await
     }
 }
 
@@ -434,46 +542,46 @@ impl Drop for Lease {
             return;
         }
         let core = Arc::clone(&self.view.core);
+        if !core.claim_end() {
+            return;
+        }
         let renewal = self.renewal.take();
-        let name = &core.claim.name;
-        let backend = core.backend.name();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                tracing::warn!(
-                    backend,
-                    lock = %name,
-                    "lease dropped without release; releasing it in the background"
-                );
-                runtime.spawn(async move {
-                    if let Some(renewal) = renewal {
-                        renewal.stop().await;
+        let (backend, name) = (core.backend.name(), core.claim.name.clone());
+        let background = core.life.background.clone();
+        // On a thread without a runtime too: the lease reaches the runtime
+        // its locker was used on.
+        let spawned = background.spawn({
+            let core = Arc::clone(&core);
+            async move {
+                if let Some(renewal) = renewal {
+                    renewal.stop().await;
+                }
+                if let Err(error) = core.release(LeaseState::Released).await {
+                    if error.kind() != ErrorKind::NotHeld {
+                        tracing::warn!(
+                            backend = core.backend.name(),
+                            lock = %core.claim.name,
+                            %error,
+                            "background release failed; the lock lapses at its TTL or session end"
+                        );
                     }
-                    let state = core.state();
-                    let final_state = match core.backend.release(&core.claim).await {
-                        Ok(()) if state.is_valid() => LeaseState::Released,
-                        Err(error) if error.kind() != ErrorKind::NotHeld => {
-                            tracing::warn!(
-                                backend = core.backend.name(),
-                                lock = %core.claim.name,
-                                %error,
-                                "background release failed; the lock lapses at its TTL or session end"
-                            );
-                            LeaseState::Released
-                        }
-                        _ => LeaseState::Lost,
-                    };
-                    core.finish(final_state, Instant::now());
-                });
+                }
             }
-            Err(_) => {
-                tracing::warn!(
-                    backend,
-                    lock = %name,
-                    "lease dropped without release outside a tokio runtime; \
-                     the lock lapses at its TTL or session end"
-                );
-                core.finish(core.state(), Instant::now());
-            }
+        });
+        if spawned {
+            tracing::warn!(
+                backend,
+                lock = %name,
+                "lease dropped without release; releasing it in the background"
+            );
+        } else {
+            tracing::warn!(
+                backend,
+                lock = %name,
+                "lease dropped without release where no tokio runtime is reachable; \
+                 the lock lapses at its TTL or session end"
+            );
+            core.finish(core.state(), Instant::now());
         }
     }
 }

@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod background;
 mod capabilities;
 mod error;
 mod fence;
@@ -59,6 +60,7 @@ mod name;
 mod options;
 mod owner;
 mod renewal;
+pub mod repeat;
 mod session;
 pub mod telemetry;
 
@@ -66,6 +68,7 @@ pub mod telemetry;
 pub mod conformance;
 
 pub use backend::{AcquireRequest, Claim, Grant, LockBackend, Wait};
+pub use background::Background;
 pub use capabilities::{
     Capabilities, Fairness, FencingGuarantee, LeaseModel, SafetyClass, WaitMode,
 };
@@ -77,4 +80,5 @@ pub use memory::MemoryBackend;
 pub use name::{check_namespace, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES};
 pub use options::{Acquire, Renewal};
 pub use owner::{OwnerToken, OwnerTokens};
+pub use repeat::REPEAT_FOR;
 pub use session::{SessionHealth, SessionSignal, SessionWatch};

@@ -2,19 +2,23 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use slab::Slab;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{AcquireRequest, Claim, LockBackend, Wait};
+use crate::background::Background;
 use crate::capabilities::Capabilities;
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{Lease, LeaseView};
+use crate::lease::{Lease, LeaseCore, LeaseView};
 use crate::memory::MemoryBackend;
 use crate::name::LockName;
 use crate::options::Acquire;
 use crate::owner::OwnerTokens;
+use crate::repeat::REPEAT_FOR;
 use crate::telemetry::{AcquireOutcome, Instruments};
 
 /// The TTL used when [`Acquire`] names none and the configuration sets no other.
@@ -31,6 +35,54 @@ pub struct Locker {
     default_ttl: Duration,
     tokens: Arc<OwnerTokens>,
     instruments: Arc<Instruments>,
+    life: Arc<Life>,
+}
+
+/// What a locker and its clones share until [`Locker::close`]: whether it
+/// is closed, the leases it holds, and where their drop-releases run.
+pub(crate) struct Life {
+    /// Cancelled by `close`: ends waiting acquires.
+    closed: CancellationToken,
+    /// The leases held now, so `close` can release them. `None` once closed.
+    leases: Mutex<Option<Slab<Weak<LeaseCore>>>>,
+    /// Where dropped leases are released.
+    pub(crate) background: Background,
+}
+
+impl Life {
+    pub(crate) fn new() -> Self {
+        Self {
+            closed: CancellationToken::new(),
+            leases: Mutex::new(Some(Slab::new())),
+            background: Background::new(),
+        }
+    }
+
+    fn leases(&self) -> MutexGuard<'_, Option<Slab<Weak<LeaseCore>>>> {
+        // Each critical section is one slab operation: consistent even after a panic.
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a new lease; `None` if the locker closed meanwhile.
+    pub(crate) fn enter(&self, lease: Weak<LeaseCore>) -> Option<usize> {
+        self.leases().as_mut().map(|leases| leases.insert(lease))
+    }
+
+    /// Forgets an ended lease.
+    pub(crate) fn leave(&self, slot: usize) {
+        if let Some(leases) = self.leases().as_mut() {
+            leases.try_remove(slot);
+        }
+    }
+
+    fn closed_error(&self, backend: &'static str) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            backend,
+            "this lock client was closed; connect a new one",
+        )
+        .with_retryable(false)
+    }
 }
 
 impl Locker {
@@ -46,6 +98,7 @@ impl Locker {
             backend,
             default_ttl: DEFAULT_TTL,
             tokens: Arc::new(OwnerTokens::new()),
+            life: Arc::new(Life::new()),
         }
     }
 
@@ -144,13 +197,50 @@ impl Locker {
         }
     }
 
-    /// Ends the backend's connections or sessions (session leases end with them).
+    /// Closes this client (and its clones).
+    ///
+    /// In order: every acquire still waiting ends with a non-retryable
+    /// [`Unavailable`](ErrorKind::Unavailable) error saying the client was
+    /// closed (its place in the backend's queue is withdrawn); every held
+    /// lease stops renewing, is **released** at the backend (repeated for
+    /// up to [`REPEAT_FOR`](crate::REPEAT_FOR) after a transient failure),
+    /// and turns [`Lost`](crate::LeaseState::Lost) — its holder did not let
+    /// go, so `lost()` fires and a critical section still running stops;
+    /// background releases of dropped leases are awaited for up to the same
+    /// bound; then the backend closes its connections or sessions. Every
+    /// later call fails with that same error. Closing twice is harmless.
     pub async fn close(&self) -> Result<()> {
+        self.life.closed.cancel();
+        let leases = self.life.leases().take();
+        let mut releases = tokio::task::JoinSet::new();
+        for core in leases
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, lease)| lease.upgrade())
+        {
+            releases.spawn(async move { core.release_at_close().await });
+        }
+        releases.join_all().await;
+        if !self.life.background.settle(REPEAT_FOR).await {
+            tracing::warn!(
+                backend = self.backend.name(),
+                "close: background releases still running after {REPEAT_FOR:?}; closing anyway"
+            );
+        }
         self.backend.close().await
+    }
+
+    /// Whether [`close`](Self::close) was called on this client or a clone.
+    pub fn is_closed(&self) -> bool {
+        self.life.closed.is_cancelled()
     }
 
     async fn acquire_with(&self, name: &str, options: Acquire, wait: Wait) -> Result<Lease> {
         let backend_name = self.backend.name();
+        if self.life.closed.is_cancelled() {
+            return Err(self.life.closed_error(backend_name));
+        }
+        self.life.background.capture();
         let lock = LockName::new(name)?;
         let resolved = options.resolve(self.capabilities(), self.default_ttl, backend_name)?;
         let owner = self.tokens.next()?;
@@ -169,7 +259,12 @@ impl Locker {
             ttl: resolved.ttl,
             wait,
         };
-        let granted = self.backend.acquire(request).instrument(span.clone()).await;
+        // Closing drops the backend's acquire, which withdraws it (cancel safety).
+        let granted = tokio::select! {
+            biased;
+            granted = self.backend.acquire(request).instrument(span.clone()) => granted,
+            () = self.life.closed.cancelled() => Err(self.life.closed_error(backend_name)),
+        };
         let answered = Instant::now();
         let waited = answered - started;
         let outcome = match &granted {
@@ -194,14 +289,17 @@ impl Locker {
             owner,
             token: grant.token,
         };
-        Ok(Lease::start(
+        Lease::start(
             Arc::clone(&self.backend),
             claim,
             grant,
             answered,
             Arc::clone(&self.instruments),
+            Arc::clone(&self.life),
             resolved.renewal,
-        ))
+        )
+        .await
+        .ok_or_else(|| self.life.closed_error(backend_name))
     }
 }
 

@@ -109,11 +109,12 @@ mod tests {
     use super::*;
     use crate::backend::{Claim, Grant};
     use crate::lease::{Lease, LeaseState};
+    use crate::locker::Life;
     use crate::telemetry::Instruments;
     use crate::{FencingToken, LockName, MemoryBackend, OwnerToken};
 
     /// A lease on a session, as a session backend would start it.
-    fn session_lease(signal: &SessionSignal) -> Lease {
+    async fn session_lease(signal: &SessionSignal) -> Lease {
         let claim = Claim {
             name: LockName::new("session-test").unwrap(),
             owner: OwnerToken::generate().unwrap(),
@@ -131,14 +132,17 @@ mod tests {
             grant,
             Instant::now(),
             Arc::new(Instruments::new("memory")),
+            Arc::new(Life::new()),
             None,
         )
+        .await
+        .expect("the locker is open")
     }
 
     #[tokio::test]
     async fn suspension_makes_leases_uncertain_and_recovery_held_again() {
         let signal = SessionSignal::new();
-        let lease = session_lease(&signal);
+        let lease = session_lease(&signal).await;
         assert_eq!(lease.state(), LeaseState::Held);
         let noticed = tokio::spawn({
             let view = lease.view();
@@ -154,7 +158,7 @@ mod tests {
     #[tokio::test]
     async fn session_end_loses_every_lease_for_good() {
         let signal = SessionSignal::new();
-        let (first, second) = (session_lease(&signal), session_lease(&signal));
+        let (first, second) = (session_lease(&signal).await, session_lease(&signal).await);
         let lost = tokio::spawn({
             let view = first.view();
             async move { view.lost().await }
@@ -176,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_signal_ends_its_session() {
         let signal = SessionSignal::new();
-        let lease = session_lease(&signal);
+        let lease = session_lease(&signal).await;
         drop(signal);
         let seen = tokio::time::timeout(Duration::from_secs(1), lease.lost()).await;
         assert_eq!(seen, Ok(LeaseState::Lost));

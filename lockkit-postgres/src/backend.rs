@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lockkit_core::{
-    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
+    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
     FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Wait, WaitMode,
+    REPEAT_FOR,
 };
 
 use crate::error::{from_postgres, is_lock_timeout, BACKEND};
@@ -31,6 +32,15 @@ const CONTENTION_MEMORY: Duration = Duration::from_secs(1);
 
 /// How many recently contended names are remembered before old ones are dropped.
 const CONTENTION_NAMES: usize = 4096;
+
+/// While every waiter connection is busy, a waiting acquire re-checks the
+/// lock without one (a try needs none) after this pause, doubling up to
+/// [`LAST_RECHECK`]: a client-side limit must never keep a free lock from
+/// being granted.
+const FIRST_RECHECK: Duration = Duration::from_millis(10);
+
+/// The longest pause between those re-checks.
+const LAST_RECHECK: Duration = Duration::from_millis(200);
 
 /// A lock service on one PostgreSQL database.
 ///
@@ -52,13 +62,22 @@ pub(crate) struct Inner {
     waiters: Pool,
     /// Connections running a [`LockedTransaction`].
     pub(crate) transactions: Pool,
-    /// Every lock this client holds or is trying to take, by key. One entry
-    /// per key, so a session never takes a key twice (PostgreSQL would
-    /// count it, and one unlock would not free it).
-    held: Mutex<HashMap<i64, Held>>,
+    /// Every lock this client holds or is trying to take: per key, one
+    /// entry per owner, each saying on which session. It must be exact under
+    /// every interleaving of try, waited grant, release, cancellation and
+    /// connection loss: PostgreSQL counts a session's locks on a key, so a
+    /// try on a session that holds (or is trying for) the key would stack
+    /// it, granting one name twice. A try is sent only while the key has no
+    /// live entry at all; a waited grant adds its own entry and never
+    /// replaces another's.
+    held: Mutex<HashMap<i64, Vec<Held>>>,
     /// Keys a try recently found held, and when.
     contended: Mutex<HashMap<i64, Instant>>,
     closed: AtomicBool,
+    /// Where cancelled operations are undone.
+    pub(crate) background: Background,
+    /// `max_waiters`, for messages.
+    max_waiters: usize,
 }
 
 /// A key this client holds, or is trying for on a shared session.
@@ -148,13 +167,16 @@ impl PostgresBackend {
                 held: Mutex::new(HashMap::new()),
                 contended: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                background: Background::new(),
+                max_waiters: options.max_waiters,
             }),
         })
     }
 
     /// The advisory lock key of `name` in this backend's namespace (see
-    /// [`lock_key`](crate::lock_key)), to find it in `pg_locks` or take it from SQL.
-    pub fn key_of(&self, name: &str) -> i64 {
+    /// [`lock_key`](crate::lock_key)), to find it in `pg_locks` or take it
+    /// from SQL. `InvalidInput` for an explicit key not in its one spelling.
+    pub fn key_of(&self, name: &str) -> Result<i64> {
         lock_key(&self.inner.namespace, name)
     }
 
@@ -162,14 +184,20 @@ impl PostgresBackend {
     /// waiting up to `wait` for it (then `Timeout`). The lock and the
     /// transaction's writes commit or roll back together.
     pub async fn transaction(&self, name: &str, wait: Duration) -> Result<LockedTransaction> {
-        LockedTransaction::begin(Arc::clone(&self.inner), name, self.key_of(name), Some(wait)).await
+        LockedTransaction::begin(
+            Arc::clone(&self.inner),
+            name,
+            self.key_of(name)?,
+            Some(wait),
+        )
+        .await
     }
 
     /// Like [`transaction`](Self::transaction) but without waiting:
     /// `Ok(None)` if someone else holds `name` now.
     pub async fn try_transaction(&self, name: &str) -> Result<Option<LockedTransaction>> {
         let begun =
-            LockedTransaction::begin(Arc::clone(&self.inner), name, self.key_of(name), None).await;
+            LockedTransaction::begin(Arc::clone(&self.inner), name, self.key_of(name)?, None).await;
         match begun {
             Ok(transaction) => Ok(Some(transaction)),
             Err(error) if error.kind() == ErrorKind::Contended => Ok(None),
@@ -191,29 +219,69 @@ impl PostgresBackend {
 }
 
 impl Inner {
-    fn table(&self) -> MutexGuard<'_, HashMap<i64, Held>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<i64, Vec<Held>>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                format!("{}: the backend was closed", self.target.server),
-            )
-            .with_retryable(false));
+            return Err(self.closed_error());
         }
         Ok(())
     }
 
-    /// Removes `key`'s entry if `owner` made it.
+    fn closed_error(&self) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!("{}: the backend was closed", self.target.server),
+        )
+        .with_retryable(false)
+    }
+
+    /// Removes `owner`'s entry for `key`, if there is one.
     fn forget(&self, key: i64, owner: &OwnerToken) -> Option<Held> {
         let mut table = self.table();
-        match table.get(&key) {
-            Some(held) if held.owner == *owner => table.remove(&key),
-            _ => None,
+        let entries = table.get_mut(&key)?;
+        let at = entries.iter().position(|held| held.owner == *owner)?;
+        let held = entries.swap_remove(at);
+        if entries.is_empty() {
+            table.remove(&key);
         }
+        Some(held)
+    }
+
+    /// Records a lock granted after waiting, beside any other entry.
+    fn record_waited(&self, key: i64, owner: OwnerToken, pooled: Pooled) {
+        self.table().entry(key).or_default().push(Held {
+            owner,
+            place: Place::Waited(pooled),
+        });
+    }
+
+    /// Moves `owner`'s try for `key` to `session`, which now holds it;
+    /// false if the entry is gone (the backend was closed meanwhile).
+    fn place_shared(&self, key: i64, owner: &OwnerToken, session: &Arc<Session>) -> bool {
+        let mut table = self.table();
+        let entry = table
+            .get_mut(&key)
+            .and_then(|entries| entries.iter_mut().find(|held| held.owner == *owner));
+        match entry {
+            Some(held) => {
+                held.place = Place::Shared(Arc::clone(session));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many waiter connections hold locks granted after waiting.
+    fn pinned_waiters(&self) -> usize {
+        self.table()
+            .values()
+            .flatten()
+            .filter(|held| matches!(held.place, Place::Waited(_)) && held.is_live())
+            .count()
     }
 
     /// Gives back what a removed entry occupied.
@@ -233,23 +301,34 @@ impl Inner {
         self.shared[index].get(&self.target).await
     }
 
-    /// Whether this client holds `key` (or is trying for it); dead entries
-    /// are dropped on the way. If not, reserves it for `owner`'s try.
+    /// Reserves `key` for `owner`'s try, unless this client holds it or is
+    /// trying for it already (any owner, any session): then a try could
+    /// reach a session that holds it and stack it. Entries of dead sessions
+    /// are dropped on the way.
     fn reserve(&self, key: i64, owner: OwnerToken) -> bool {
         let mut table = self.table();
-        if table.get(&key).is_some_and(Held::is_live) {
-            return false;
+        let entries = table.entry(key).or_default();
+        let mut dead = Vec::new();
+        let mut at = 0;
+        while at < entries.len() {
+            if entries[at].is_live() {
+                at += 1;
+            } else {
+                dead.push(entries.swap_remove(at));
+            }
         }
-        let stale = table.insert(
-            key,
-            Held {
+        let free = entries.is_empty();
+        if free {
+            entries.push(Held {
                 owner,
                 place: Place::Trying,
-            },
-        );
+            });
+        }
         drop(table);
-        self.settle(stale);
-        true
+        for held in dead {
+            self.settle(Some(held));
+        }
+        free
     }
 
     /// Remembers that a try found `key` held.
@@ -327,12 +406,14 @@ impl Drop for Unfinished<'_> {
             let held = inner.forget(key, &owner);
             inner.settle(held);
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(finish);
-            }
-            // No runtime: the session's end is the backstop.
-            Err(_) => drop(self.inner.forget(self.key, &self.owner)),
+        if !self.inner.background.spawn(finish) {
+            // No runtime: the session's end is the backstop. The entry
+            // stays, so no try stacks on a session that may hold the key.
+            tracing::warn!(
+                backend = BACKEND,
+                "an operation was cancelled where no runtime is reachable; \
+                 its lock lapses with its session"
+            );
         }
     }
 }
@@ -363,12 +444,12 @@ impl PostgresBackend {
         let what = || format!("acquire `{name}`");
         match outcome {
             Ok(Some(token)) => {
-                unfinished.armed = false;
-                if let Some(held) = inner.table().get_mut(&key) {
-                    if held.owner == owner {
-                        held.place = Place::Shared(Arc::clone(&session));
-                    }
+                if !inner.place_shared(key, &owner, &session) {
+                    // Only close removes a live try's entry: the unfinished
+                    // guard gives the lock back.
+                    return Err(inner.closed_error());
                 }
+                unfinished.armed = false;
                 self.grant(token, &session, false).map(Some)
             }
             Ok(None) => {
@@ -393,6 +474,10 @@ impl PostgresBackend {
     }
 
     /// Waits for `key` in the server's queue on a waiter connection.
+    ///
+    /// While every waiter connection is busy it keeps checking, without
+    /// one, whether the lock came free — a client-side limit never looks
+    /// like contention and never keeps a free lock from being granted.
     async fn wait_queued(
         &self,
         key: i64,
@@ -411,14 +496,29 @@ impl PostgresBackend {
                 ),
             )
         };
-        let pooled = match deadline {
-            Some(deadline) => {
-                tokio::time::timeout_at(deadline.into(), inner.waiters.take(&inner.target))
-                    .await
-                    .map_err(|_| timeout())??
+        let slot = {
+            let mut recheck = FIRST_RECHECK;
+            loop {
+                let until = Instant::now() + recheck;
+                let wake = deadline.map_or(until, |deadline| deadline.min(until));
+                tokio::select! {
+                    biased;
+                    slot = inner.waiters.slot(&inner.target) => break slot?,
+                    () = tokio::time::sleep_until(wake.into()) => {}
+                }
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    return Err(self.no_waiter_connection(name));
+                }
+                // A try needs no waiter connection.
+                if inner.reserve(key, owner) {
+                    if let Some(grant) = self.try_shared(key, owner, name).await? {
+                        return Ok(grant);
+                    }
+                }
+                recheck = (recheck * 2).min(LAST_RECHECK);
             }
-            None => inner.waiters.take(&inner.target).await?,
         };
+        let pooled = inner.waiters.fill(slot, &inner.target).await?;
         let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left < Duration::from_millis(1)) {
             inner.waiters.put(pooled);
@@ -443,14 +543,7 @@ impl PostgresBackend {
         match outcome {
             Ok(token) => {
                 let grant = self.grant(token, &pooled.session, true);
-                let stale = inner.table().insert(
-                    key,
-                    Held {
-                        owner,
-                        place: Place::Waited(pooled),
-                    },
-                );
-                inner.settle(stale);
+                inner.record_waited(key, owner, pooled);
                 if grant.is_err() || inner.check_open().is_err() {
                     let held = inner.forget(key, &owner);
                     if let Some(session) = held.as_ref().and_then(Held::session) {
@@ -461,11 +554,28 @@ impl PostgresBackend {
                 }
                 grant
             }
-            Err(error) => {
-                inner.waiters.put(pooled);
-                if is_lock_timeout(&error) {
-                    return Err(timeout());
+            Err(error) if is_lock_timeout(&error) => {
+                // PostgreSQL can report lock_timeout for a lock it granted
+                // in the same instant (DistributedLock met this): make sure
+                // the connection does not keep the key before reusing it,
+                // or the next wait on it would stack on a lock nobody owns.
+                match pooled.session.unlock(key).await {
+                    Ok(granted_anyway) => {
+                        if granted_anyway {
+                            tracing::debug!(
+                                lock = name,
+                                "lock_timeout reported for a granted lock; released it"
+                            );
+                        }
+                        inner.waiters.put(pooled);
+                    }
+                    Err(_) => pooled.session.end(),
                 }
+                Err(timeout())
+            }
+            Err(error) => {
+                // Not sure what the connection holds: drop it, and any lock with it.
+                pooled.session.end();
                 Err(from_postgres(
                     &inner.target.server,
                     format!("wait for `{name}`"),
@@ -473,6 +583,25 @@ impl PostgresBackend {
                 ))
             }
         }
+    }
+
+    /// The deadline passed while every waiter connection was busy and the
+    /// lock was held at every re-check: say which limit was in the way.
+    fn no_waiter_connection(&self, name: &str) -> Error {
+        let inner = &self.inner;
+        Error::new(
+            ErrorKind::Timeout,
+            BACKEND,
+            format!(
+                "{}: lock `{name}` was still held at the acquire's deadline (re-checked every \
+                 {LAST_RECHECK:?} at most). It never got a waiter connection: all \
+                 max_waiters = {} were busy, {} of them holding locks granted after waiting \
+                 until those are released. Raise [postgres] max_waiters, or release those locks sooner",
+                inner.target.server,
+                inner.max_waiters,
+                inner.pinned_waiters(),
+            ),
+        )
     }
 }
 
@@ -492,32 +621,32 @@ impl Drop for Waiting {
             return;
         };
         let (inner, key) = (Arc::clone(&self.inner), self.key);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime: closing the connection ends the wait and any grant.
-            pooled.session.end();
-            return;
-        };
-        runtime.spawn(async move {
+        let session = Arc::clone(&pooled.session);
+        let spawned = self.inner.background.spawn(async move {
             let session = Arc::clone(&pooled.session);
             // Queued behind the wait on the same connection, the unlock runs
             // once the wait ends, granted or cancelled.
             let unlock = session.unlock(key);
             tokio::pin!(unlock);
-            let outcome = loop {
+            loop {
                 session.cancel(inner.target.tls.clone()).await;
                 // A cancel that reached the server before the wait began is
                 // lost: ask again until the wait has ended.
                 tokio::select! {
-                    outcome = &mut unlock => break outcome,
+                    _ = &mut unlock => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-            };
-            match outcome {
-                Ok(_) => inner.waiters.put(pooled),
-                // Not sure the lock is gone: drop the connection, and the lock with it.
-                Err(_) => pooled.session.end(),
             }
+            // Never reused: a cancel request reaches the server on its own
+            // connection, and one that arrives late would cancel whatever
+            // runs next on this one — another acquire's wait, or a release.
+            // Ending the connection also frees the lock if the unlock failed.
+            pooled.session.end();
         });
+        if !spawned {
+            // No runtime: closing the connection ends the wait and any grant.
+            session.end();
+        }
     }
 }
 
@@ -535,7 +664,7 @@ impl LockBackend for PostgresBackend {
         let inner = &self.inner;
         inner.check_open()?;
         let name = request.name.as_str();
-        let key = self.key_of(name);
+        let key = self.key_of(name)?;
         // A waiting acquire of a name found held a moment ago joins the
         // queue at once; otherwise a try on a shared session comes first,
         // and the lock stays there if it was free.
@@ -563,7 +692,7 @@ impl LockBackend for PostgresBackend {
     async fn extend(&self, claim: &Claim, _ttl: Duration) -> Result<Option<Instant>> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let key = self.key_of(name);
+        let key = self.key_of(name)?;
         let session = self.holding_session(key, claim, "extend")?;
         let what = || format!("extend `{name}`");
         match session.holds(key).await {
@@ -585,7 +714,7 @@ impl LockBackend for PostgresBackend {
     async fn release(&self, claim: &Claim) -> Result<()> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let key = self.key_of(name);
+        let key = self.key_of(name)?;
         let session = self.holding_session(key, claim, "release")?;
         let mut unfinished = Unfinished {
             inner,
@@ -627,16 +756,25 @@ impl LockBackend for PostgresBackend {
         }
     }
 
+    /// Refuses every later call, lets cancelled waits withdraw from the
+    /// server's queue (for up to [`REPEAT_FOR`]), then closes every
+    /// connection: the server frees whatever locks they still hold.
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Release);
+        if !inner.background.settle(REPEAT_FOR).await {
+            tracing::warn!(
+                server = inner.target.server,
+                "close: cancelled waits still withdrawing; closing their connections"
+            );
+        }
         for shared in &inner.shared {
             shared.close();
         }
         inner.waiters.close();
         inner.transactions.close();
         let held = std::mem::take(&mut *inner.table());
-        for entry in held.into_values() {
+        for entry in held.into_values().flatten() {
             if let Some(session) = entry.session() {
                 session.end();
             }
@@ -650,13 +788,16 @@ impl PostgresBackend {
     fn holding_session(&self, key: i64, claim: &Claim, action: &str) -> Result<Arc<Session>> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let mut table = inner.table();
-        let (session, alive) = match table.get(&key) {
-            Some(held) if held.owner == claim.owner => match held.session() {
+        let table = inner.table();
+        let entry = table
+            .get(&key)
+            .and_then(|entries| entries.iter().find(|held| held.owner == claim.owner));
+        let (session, alive) = match entry {
+            Some(held) => match held.session() {
                 Some(session) => (Arc::clone(session), session.is_alive()),
                 None => return Err(not_held(name, action, "it was never granted")),
             },
-            _ => {
+            None => {
                 return Err(not_held(
                     name,
                     action,
@@ -664,9 +805,9 @@ impl PostgresBackend {
                 ))
             }
         };
+        drop(table);
         if !alive {
-            let held = table.remove(&key);
-            drop(table);
+            let held = inner.forget(key, &claim.owner);
             inner.settle(held);
             return Err(not_held(
                 name,
@@ -706,8 +847,11 @@ fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
         .keepalives_idle(Duration::from_secs(5))
         .keepalives_interval(Duration::from_secs(2))
         .keepalives_retries(3)
-        .tcp_user_timeout(Duration::from_secs(10))
-        .application_name("lockkit");
+        .tcp_user_timeout(Duration::from_secs(10));
+    // The URL's own application_name wins; otherwise sessions show as lockkit's.
+    if config.get_application_name().is_none() {
+        config.application_name("lockkit");
+    }
     let server = server_of(&config);
     let tls = crate::tls::connector(&mut config, &server)?;
     Ok(Target {

@@ -92,14 +92,25 @@ impl Pool {
     /// A connection: waits (in arrival order) while all are in use, then
     /// reuses an idle one or connects.
     pub(crate) async fn take(&self, target: &Target) -> Result<Pooled> {
-        let slot = Arc::clone(&self.slots).acquire_owned().await.map_err(|_| {
+        let slot = self.slot(target).await?;
+        self.fill(slot, target).await
+    }
+
+    /// A slot for one connection: waits, in arrival order, while all are in
+    /// use. Cancel-safe: dropped while waiting, it takes no place.
+    pub(crate) async fn slot(&self, target: &Target) -> Result<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).acquire_owned().await.map_err(|_| {
             Error::new(
                 ErrorKind::Unavailable,
                 BACKEND,
                 format!("{}: the backend was closed", target.server),
             )
             .with_retryable(false)
-        })?;
+        })
+    }
+
+    /// The connection for `slot`: an idle one, or a new one.
+    pub(crate) async fn fill(&self, slot: OwnedSemaphorePermit, target: &Target) -> Result<Pooled> {
         loop {
             let idle = self
                 .idle
@@ -135,6 +146,11 @@ impl Pool {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(Arc::clone(&pooled.session));
         }
+    }
+
+    /// How many connections the pool may hold.
+    pub(crate) fn size(&self) -> usize {
+        self.size
     }
 
     /// Connections open: in use, plus idle ones still alive.

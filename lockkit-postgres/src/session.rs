@@ -265,7 +265,7 @@ async fn prepare(
 /// creates them in advance needs no CREATE privilege.
 async fn migrate(client: &Client, target: &Target) -> Result<()> {
     let schema = &target.schema;
-    let serialise = crate::key::lock_key("lockkit", "migration");
+    let serialise = crate::key::lock_key("lockkit", "migration")?;
     let migration = format!(
         "DO $lockkit$ BEGIN
            IF to_regclass('{schema}.fence') IS NULL THEN

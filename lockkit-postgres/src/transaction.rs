@@ -56,11 +56,25 @@ impl LockedTransaction {
                 format!("{server}: lock `{name}` was still held at the transaction's deadline"),
             )
         };
+        // Waiting for a connection is the client's own limit, not the
+        // lock's holder: a deadline reached there says so.
+        let no_connection = || {
+            Error::new(
+                ErrorKind::Timeout,
+                BACKEND,
+                format!(
+                    "{server}: no transaction connection came free before the deadline for \
+                     lock `{name}`: all max_transactions = {} locked transactions are open. \
+                     Raise [postgres] max_transactions, or end transactions sooner",
+                    inner.transactions.size()
+                ),
+            )
+        };
         let pooled = match deadline {
             Some(Wait::Until(deadline)) => {
                 tokio::time::timeout_at(deadline.into(), inner.transactions.take(&inner.target))
                     .await
-                    .map_err(|_| timeout())??
+                    .map_err(|_| no_connection())??
             }
             _ => inner.transactions.take(&inner.target).await?,
         };
@@ -188,12 +202,12 @@ impl Drop for Abandon {
         };
         pooled.session.end();
         let tls = self.inner.target.tls.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                pooled.session.cancel(tls).await;
-                drop(pooled);
-            });
-        }
+        // Without a runtime the connection just closes, ending the
+        // transaction and its wait at the server all the same.
+        let _ = self.inner.background.spawn(async move {
+            pooled.session.cancel(tls).await;
+            drop(pooled);
+        });
     }
 }
 
@@ -208,14 +222,13 @@ impl Drop for LockedTransaction {
             "locked transaction dropped without commit; rolling it back"
         );
         let inner = Arc::clone(&self.inner);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let _ = end(&inner, pooled, "ROLLBACK").await;
-                });
-            }
+        let session = Arc::clone(&pooled.session);
+        let spawned = self.inner.background.spawn(async move {
+            let _ = end(&inner, pooled, "ROLLBACK").await;
+        });
+        if !spawned {
             // Closing the connection rolls the transaction back.
-            Err(_) => pooled.session.end(),
+            session.end();
         }
     }
 }

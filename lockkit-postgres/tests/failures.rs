@@ -82,11 +82,11 @@ async fn terminated_session_loses_its_leases_and_another_client_acquires() {
                 .await
         }
     });
-    wait_until_queued(&admin, mine.key_of("failures:waited")).await;
+    wait_until_queued(&admin, mine.key_of("failures:waited").unwrap()).await;
     blocker.release().await.unwrap();
     let waited = waiting.await.unwrap().expect("the waiter gets the lock");
 
-    let killed = terminate_holder(&admin, mine.key_of("failures:shared")).await;
+    let killed = terminate_holder(&admin, mine.key_of("failures:shared").unwrap()).await;
     lost_within(&shared, Duration::from_secs(2)).await;
     assert_eq!(
         waited.state(),
@@ -103,7 +103,7 @@ async fn terminated_session_loses_its_leases_and_another_client_acquires() {
     assert_eq!(error.kind(), ErrorKind::NotHeld, "{error}");
     taken.release().await.unwrap();
 
-    terminate_holder(&admin, mine.key_of("failures:waited")).await;
+    terminate_holder(&admin, mine.key_of("failures:waited").unwrap()).await;
     lost_within(&waited, Duration::from_secs(2)).await;
     other
         .try_acquire("failures:waited", Acquire::ttl(TTL))
@@ -274,4 +274,121 @@ async fn bad_credentials_are_config_and_an_unreachable_server_is_unavailable() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config, "{error}");
     assert!(error.message().contains("url"), "{error}");
+}
+
+/// The server process serving the session that holds advisory `key`.
+async fn holder_pid(admin: &Client, key: i64) -> i32 {
+    let (classid, objid) = common::lock_columns(key);
+    admin
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' \
+             AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted",
+            &[&classid, &objid],
+        )
+        .await
+        .expect("exactly one session holds the key")
+        .get(0)
+}
+
+/// A server process stopped by SIGSTOP: its connection stays open and
+/// nothing it was sent runs. Continued when dropped, also on panic.
+struct Stopped(i32);
+
+impl Stopped {
+    fn process(pid: i32) -> Self {
+        signal(pid, "-STOP");
+        Self(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: i32, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid}: {status}");
+}
+
+/// The double grant seen by replaying other libraries' bug reports: one
+/// client (`sessions = 1`) has a try in flight on its shared session while
+/// its own waiting acquire of the same name is granted on a waiter
+/// connection and released. The try then gets the lock; the client must
+/// know it holds it, so a second try is refused rather than stacked on the
+/// same session, and one release frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_in_flight_during_a_waited_grant_is_recorded_and_never_stacked() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let options = PostgresOptions::new().namespace(&namespace).sessions(1);
+    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
+    let (locks, other) = (
+        Locker::new(mine.clone()),
+        Locker::new(backend(&url, &namespace).await),
+    );
+    let admin = raw(&url).await;
+    let key = mine.key_of("stacked").unwrap();
+
+    // The shared session's server process, found by a lock it holds.
+    let marker = locks.acquire("marker", Acquire::ttl(TTL)).await.unwrap();
+    let shared_pid = holder_pid(&admin, mine.key_of("marker").unwrap()).await;
+
+    let blocker = other.acquire("stacked", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire("stacked", Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+                .await
+        }
+    });
+    wait_until_queued(&admin, key).await;
+
+    let stopped = Stopped::process(shared_pid);
+    let trying = tokio::spawn({
+        let locks = locks.clone();
+        async move { locks.try_acquire("stacked", Acquire::ttl(TTL)).await }
+    });
+    // The try is sent to a stopped process: nothing at the server shows it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !trying.is_finished(),
+        "the try did not wait for its session"
+    );
+    blocker.release().await.unwrap();
+    let waited = waiting.await.unwrap().expect("the waiter gets the lock");
+    waited.release().await.unwrap();
+    drop(stopped);
+
+    let tried = trying
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the lock was free when the try ran");
+    assert!(
+        locks
+            .try_acquire("stacked", Acquire::ttl(TTL))
+            .await
+            .unwrap()
+            .is_none(),
+        "the same client granted `stacked` twice"
+    );
+    assert!(tried.is_held());
+    tried.release().await.expect("the try's lease releases");
+    other
+        .try_acquire("stacked", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("one release per grant frees the lock")
+        .release()
+        .await
+        .unwrap();
+    marker.release().await.unwrap();
 }

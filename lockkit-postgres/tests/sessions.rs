@@ -80,7 +80,10 @@ async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
     let leases: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
     assert_eq!(leases.len(), LOCKS);
 
-    let keys: Vec<i64> = names.iter().map(|name| backend.key_of(name)).collect();
+    let keys: Vec<i64> = names
+        .iter()
+        .map(|name| backend.key_of(name).unwrap())
+        .collect();
     let admin = raw(&url).await;
     let (granted, sessions) = held_at_server(&admin, &keys).await;
     assert_eq!(
@@ -155,14 +158,16 @@ async fn a_name_this_client_holds_never_stacks() {
         }
     });
     let admin = raw(&url).await;
-    wait_until_queued(&admin, backend.key_of("stack")).await;
+    wait_until_queued(&admin, backend.key_of("stack").unwrap()).await;
     assert!(!second.is_finished(), "the second acquire did not wait");
     first.release().await.unwrap();
     let second = second.await.unwrap().unwrap();
     second.release().await.unwrap();
     // Had either stacked, one release would have left the lock held.
     assert_eq!(
-        held_at_server(&admin, &[backend.key_of("stack")]).await.0,
+        held_at_server(&admin, &[backend.key_of("stack").unwrap()])
+            .await
+            .0,
         0
     );
     other
@@ -326,7 +331,7 @@ async fn a_locked_transaction_commits_lock_and_writes_together() {
         let mine = mine.clone();
         async move { mine.transaction("tx", Duration::from_secs(10)).await }
     });
-    wait_until_queued(&admin, mine.key_of("tx")).await;
+    wait_until_queued(&admin, mine.key_of("tx").unwrap()).await;
     lease.release().await.unwrap();
     let transaction = waiting
         .await
@@ -337,4 +342,163 @@ async fn a_locked_transaction_commits_lock_and_writes_together() {
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
         .unwrap();
+}
+
+/// Running out of waiter connections (`max_waiters`, each pinned by a lock
+/// granted after waiting) never looks like contention: a free lock is
+/// granted, a lock released during the wait is noticed, and when the limit
+/// really is in the way the error names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_waiter_connections_never_keep_a_free_lock_from_being_granted() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
+    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
+    let (locks, other) = (
+        Locker::new(mine.clone()),
+        Locker::new(backend(&url, &namespace).await),
+    );
+    let admin = raw(&url).await;
+
+    // Pin the only waiter connection: the lock it waited for stays on it.
+    let blocker = other.acquire("pin", Acquire::ttl(TTL)).await.unwrap();
+    let pinning = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire("pin", Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+                .await
+        }
+    });
+    wait_until_queued(&admin, mine.key_of("pin").unwrap()).await;
+    blocker.release().await.unwrap();
+    let pinned = pinning.await.unwrap().expect("the waiter gets the lock");
+
+    // (a) Contended a moment ago (so a wait goes straight for the queue),
+    // free now: granted at once.
+    let holder = other.acquire("was-busy", Acquire::ttl(TTL)).await.unwrap();
+    assert!(locks
+        .try_acquire("was-busy", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .is_none());
+    holder.release().await.unwrap();
+    let started = Instant::now();
+    let lease = locks
+        .acquire("was-busy", Acquire::ttl(TTL).wait(Duration::from_secs(1)))
+        .await
+        .expect("a free lock was refused because no waiter connection was free");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    lease.release().await.unwrap();
+
+    // (b) Released 200 ms into a 1.5 s wait: noticed without a waiter connection.
+    let holder = other.acquire("released", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire(
+                    "released",
+                    Acquire::ttl(TTL).wait(Duration::from_millis(1500)),
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let lease = waiting
+        .await
+        .unwrap()
+        .expect("a lock released during the wait was not noticed");
+    assert!(
+        released.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        released.elapsed()
+    );
+    lease.release().await.unwrap();
+
+    // (c) Held throughout: the timeout names the limit that was in the way.
+    let holder = other.acquire("held", Acquire::ttl(TTL)).await.unwrap();
+    let error = locks
+        .acquire("held", Acquire::ttl(TTL).wait(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    let message = error.to_string();
+    assert!(message.contains("max_waiters = 1"), "{message}");
+    assert!(message.contains("1 of them holding"), "{message}");
+    holder.release().await.unwrap();
+    pinned.release().await.unwrap();
+}
+
+/// Close, at the server: a waiting acquire leaves the queue, the held locks
+/// are freed, and every connection of the client is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_leaves_nothing_queued_held_or_connected_at_the_server() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let application = format!("lockkit-close-{}", &namespace[namespace.len() - 12..]);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let own_url = format!("{url}{separator}application_name={application}");
+    let mine = backend(&own_url, &namespace).await;
+    let (locks, other) = (
+        Locker::new(mine.clone()),
+        Locker::new(backend(&url, &namespace).await),
+    );
+    let admin = raw(&url).await;
+    let busy = other.acquire("busy", Acquire::ttl(TTL)).await.unwrap();
+    let held = locks.acquire("held", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let locks = locks.clone();
+        async move { locks.acquire("busy", Acquire::ttl(TTL)).await }
+    });
+    let busy_key = mine.key_of("busy").unwrap();
+    wait_until_queued(&admin, busy_key).await;
+
+    locks.close().await.unwrap();
+    let error = waiting.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert_eq!(held.state(), lockkit_core::LeaseState::Lost);
+    assert_eq!(
+        held_at_server(&admin, &[mine.key_of("held").unwrap()])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(mine.connections(), 0);
+    // The server notices closed sockets on its own time: poll its view.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (queued, connected): (i64, i64) = {
+            let (classid, objid) = common::lock_columns(busy_key);
+            let row = admin
+                .query_one(
+                    "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                     AND classid = $1 AND objid = $2 AND objsubid = 1 AND NOT granted), \
+                     (SELECT count(*) FROM pg_stat_activity WHERE application_name = $3)",
+                    &[&classid, &objid, &application],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        if queued == 0 && connected == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after close: {queued} waits queued, {connected} connections open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    busy.release().await.unwrap();
 }

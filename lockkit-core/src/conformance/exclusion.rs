@@ -211,3 +211,77 @@ pub async fn with_lock_cancels_work_when_the_lease_is_lost(target: &impl Target)
         "work ran on long after the lease was lost"
     );
 }
+
+/// Names that look alike are different locks: numeric spellings (`#42`,
+/// `#042`, `#+42`), case, Unicode normalization forms, surrounding spaces.
+/// A backend may refuse a spelling with `InvalidInput` (one that would
+/// alias another), but never grants two of them as one lock.
+pub async fn look_alike_names_are_distinct_locks(target: &impl Target) {
+    let locks = target.client().await;
+    let options = Acquire::ttl(Timing::of(&locks).long_ttl);
+    let base = unique_name("look-alike");
+    // A number no other run uses, for the `#<integer>` spellings that some
+    // backends read as explicit keys outside any namespace.
+    let hex = crate::OwnerToken::generate().unwrap().to_hex();
+    let number = 1_000_000 + u64::from_str_radix(&hex[..12], 16).unwrap();
+    let groups: Vec<Vec<String>> = vec![
+        vec![
+            format!("#{number}"),
+            format!("#0{number}"),
+            format!("#00{number}"),
+            format!("#+{number}"),
+            format!("# {number}"),
+        ],
+        vec![format!("#-{number}"), format!("#-0{number}")],
+        vec![
+            format!("{base}:42"),
+            format!("{base}:042"),
+            format!("{base}:+42"),
+        ],
+        vec![
+            format!("{base}:job"),
+            format!("{base}:JOB"),
+            format!("{base}:Job"),
+        ],
+        // NFC, NFD, and a compatibility form.
+        vec![
+            format!("{base}:caf\u{e9}"),
+            format!("{base}:cafe\u{301}"),
+            format!("{base}:\u{fb01}le"),
+            format!("{base}:file"),
+        ],
+        vec![
+            format!("{base}:x"),
+            format!("{base}:x "),
+            format!("{base}: x"),
+            format!("{base}:x\u{a0}"),
+        ],
+    ];
+    for group in groups {
+        let mut held: Vec<(String, crate::Lease)> = Vec::new();
+        for name in &group {
+            match locks.try_acquire(name, options).await {
+                Ok(Some(lease)) => held.push((name.clone(), lease)),
+                Ok(None) => {
+                    let others: Vec<&str> = held.iter().map(|(name, _)| name.as_str()).collect();
+                    panic!("`{name}` shares a lock with one of {others:?}")
+                }
+                Err(error) if error.kind() == ErrorKind::InvalidInput => {
+                    assert!(
+                        error.message().contains("name"),
+                        "a refusal must name the field: {error}"
+                    );
+                }
+                Err(error) => panic!("`{name}`: {error}"),
+            }
+        }
+        assert!(
+            held.iter().any(|(name, _)| name == &group[0]),
+            "the plain spelling `{}` was refused",
+            group[0]
+        );
+        for (_, lease) in held {
+            lease.release().await.unwrap();
+        }
+    }
+}

@@ -41,6 +41,7 @@ mod exclusion;
 mod faults;
 mod fencing;
 mod input;
+mod lifecycle;
 mod ownership;
 mod probe;
 mod renewal;
@@ -51,6 +52,7 @@ pub use exclusion::*;
 pub use faults::{acquire_when_back, Fault, Services};
 pub use fencing::*;
 pub use input::*;
+pub use lifecycle::*;
 pub use ownership::*;
 pub use probe::ProbedBackend;
 pub use renewal::*;
@@ -144,6 +146,7 @@ macro_rules! conformance_suite {
             exclusive_try_acquire,
             release_then_reacquire,
             distinct_names_do_not_contend,
+            look_alike_names_are_distinct_locks,
             mutual_exclusion_under_contention,
             thousand_locks_held_at_once,
             with_lock_runs_work_then_releases,
@@ -163,6 +166,8 @@ macro_rules! conformance_suite {
             wait_deadline_returns_timeout_near_it,
             cancelled_acquire_leaves_nothing_held,
             dropped_lease_frees_the_lock,
+            lease_dropped_on_any_thread_is_released,
+            close_ends_waits_renewals_and_later_calls,
             auto_renewal_keeps_the_lease_alive,
             renewal_stops_after_release_and_drop,
             renewal_respects_max_hold,

@@ -1,0 +1,97 @@
+//! Where a lease and a client end: dropped on any thread, closed while
+//! busy. Both keep every promise whatever thread or runtime state they end in.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{expect_error, unique_name, ProbedBackend, Target, Timing};
+use crate::{Acquire, ErrorKind, LeaseState, Locker};
+
+/// A lease dropped on a thread with no tokio runtime is still released in
+/// the background, long before its TTL: it reaches the runtime it was
+/// granted on.
+pub async fn lease_dropped_on_any_thread_is_released(target: &impl Target) {
+    let (holder, next) = (target.client().await, target.client().await);
+    let timing = Timing::of(&holder);
+    let name = unique_name("dropped-elsewhere");
+    let lease = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    std::thread::spawn(move || drop(lease))
+        .join()
+        .expect("dropping a lease on a plain thread panicked");
+    let started = Instant::now();
+    let lease = next
+        .acquire(
+            &name,
+            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("a lease dropped outside a runtime was not released");
+    assert!(started.elapsed() < timing.long_ttl / 2);
+    lease.release().await.unwrap();
+}
+
+/// `close` ends a waiting acquire with a clear error, stops renewals,
+/// releases the leases it held (another client gets them at once, not at
+/// their TTL) and marks them Lost, and every later call fails with a clear,
+/// non-retryable error.
+pub async fn close_ends_waits_renewals_and_later_calls(target: &impl Target) {
+    let other = target.client().await;
+    let probe = Arc::new(ProbedBackend::new(Arc::clone(
+        target.client().await.backend(),
+    )));
+    let closing = Locker::from_backend(probe.clone());
+    let timing = Timing::of(&closing);
+    let (held, busy) = (unique_name("close-held"), unique_name("close-busy"));
+
+    let blocker = other
+        .acquire(&busy, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    let renewing = match closing.capabilities().extend {
+        true => Acquire::ttl(timing.ttl * 3).auto_renew(),
+        false => Acquire::ttl(timing.long_ttl),
+    };
+    let lease = closing.acquire(&held, renewing).await.unwrap();
+    let waiting = tokio::spawn({
+        let closing = closing.clone();
+        let busy = busy.clone();
+        async move { closing.acquire(&busy, Acquire::ttl(timing.long_ttl)).await }
+    });
+    // Nothing announces that the waiter has reached the backend's queue; a
+    // close before that must end it all the same.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    closing.close().await.expect("close");
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("a waiting acquire outlived close")
+        .unwrap();
+    let error = expect_error(ended, ErrorKind::Unavailable, "an acquire waiting at close");
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.message().contains("closed"), "{error}");
+
+    assert_eq!(lease.state(), LeaseState::Lost, "close left a lease held");
+    let taken = other
+        .try_acquire(&held, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap()
+        .expect("close did not release the lease it held");
+
+    let later = closing
+        .try_acquire(&unique_name("close-later"), Acquire::ttl(timing.long_ttl))
+        .await;
+    let error = expect_error(later, ErrorKind::Unavailable, "an acquire after close");
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.message().contains("closed"), "{error}");
+
+    // No renewal reaches the backend after close: none in three of its periods.
+    let extends = probe.extends();
+    tokio::time::sleep(timing.ttl * 3).await;
+    assert_eq!(probe.extends(), extends, "a renewal ran after close");
+
+    taken.release().await.unwrap();
+    blocker.release().await.unwrap();
+}
