@@ -595,8 +595,9 @@ impl PostgresBackend {
             format!(
                 "{}: lock `{name}` was still held at the acquire's deadline (re-checked every \
                  {LAST_RECHECK:?} at most). It never got a waiter connection: all \
-                 max_waiters = {} were busy, {} of them holding locks granted after waiting \
-                 until those are released. Raise [postgres] max_waiters, or release those locks sooner",
+                 max_waiters = {} were busy, {} of them holding a lock granted after waiting \
+                 (such a lock keeps its connection until released). Raise [postgres] \
+                 max_waiters, or release those locks sooner",
                 inner.target.server,
                 inner.max_waiters,
                 inner.pinned_waiters(),

@@ -1,13 +1,14 @@
 //! [`RedisBackend`]: the lock operations over one multiplexed connection.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lockkit_core::{
-    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Wait, WaitMode,
+    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
+    FencingGuarantee, FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result,
+    SafetyClass, Wait, WaitMode, REPEAT_FOR,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion, ScriptInvocation};
@@ -37,8 +38,12 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    connection: ConnectionManager,
-    waiters: Arc<Waiters>,
+    /// The command connection; `None` once closed.
+    connection: Mutex<Option<ConnectionManager>>,
+    /// The subscriber and its waiters; `None` once closed.
+    waiters: Mutex<Option<Arc<Waiters>>>,
+    /// Where cancelled acquires leave their queue.
+    background: Background,
     server: String,
     options: RedisOptions,
     capabilities: Capabilities,
@@ -107,8 +112,8 @@ impl RedisBackend {
         capabilities.min_ttl = DRIFT * 2;
         let backend = Self {
             inner: Arc::new(Inner {
-                connection,
-                waiters: Arc::new(Waiters::new(
+                connection: Mutex::new(Some(connection)),
+                waiters: Mutex::new(Some(Arc::new(Waiters::new(
                     subscriber,
                     server.clone(),
                     // Rides out a restart; a longer outage ends its
@@ -118,7 +123,8 @@ impl RedisBackend {
                         .set_max_delay(Duration::from_secs(1)),
                     channel,
                     options.connect_timeout + options.response_timeout,
-                )),
+                )))),
+                background: Background::new(),
                 server,
                 options,
                 capabilities,
@@ -138,8 +144,37 @@ impl RedisBackend {
         &self.inner.options
     }
 
+    /// The command connection, or a non-retryable error once closed.
+    fn connection(&self) -> Result<ConnectionManager> {
+        let connection = self
+            .inner
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connection.clone().ok_or_else(|| self.closed())
+    }
+
+    /// The subscriber and its waiters, or a non-retryable error once closed.
+    fn waiters(&self) -> Result<Arc<Waiters>> {
+        let waiters = self
+            .inner
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        waiters.clone().ok_or_else(|| self.closed())
+    }
+
+    fn closed(&self) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!("{}: the backend was closed", self.inner.server),
+        )
+        .with_retryable(false)
+    }
+
     async fn ping(&self) -> Result<()> {
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection()?;
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
             .await
@@ -157,7 +192,7 @@ impl RedisBackend {
         invocation: &ScriptInvocation<'_>,
         what: &Operation<'_>,
     ) -> Result<(T, Option<u32>)> {
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection()?;
         let server = &self.inner.server;
         let replicas = self.inner.options.min_replicas;
         if replicas == 0 {
@@ -199,13 +234,14 @@ impl RedisBackend {
     ) -> Result<(AcquireReply, Instant)> {
         let scripts = Scripts::get();
         let ttl_ms = millis(ttl);
+        let waiters = self.waiters()?;
         let invocation = scripts.acquire(
             keys,
             owner,
             ttl_ms,
             mode,
             millis(QUEUE_PLACE),
-            self.inner.waiters.channel(),
+            waiters.channel(),
         );
         let what = Operation("acquire", keys);
         let sent = Instant::now();
@@ -236,12 +272,11 @@ impl RedisBackend {
         let outcome = match give_back {
             GiveBack::Nothing => "",
             GiveBack::Grant => {
-                let mut connection = self.inner.connection.clone();
-                let released = Scripts::get()
-                    .release(keys, owner)
-                    .invoke_async::<i64>(&mut connection)
-                    .await;
-                if released.is_ok() {
+                let released = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
+                    self.release_script(keys, owner, what)
+                })
+                .await;
+                if released.outcome.is_ok() {
                     "; the grant was released"
                 } else {
                     "; releasing the grant failed too, it expires at its TTL"
@@ -259,9 +294,24 @@ impl RedisBackend {
         ))
     }
 
+    /// Runs the owner-checked release script: its reply code.
+    async fn release_script(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        what: &Operation<'_>,
+    ) -> Result<i64> {
+        let mut connection = self.connection()?;
+        Scripts::get()
+            .release(keys, owner)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.inner.server, what, error))
+    }
+
     /// Takes `owner` out of the queue and passes on a lock handed to it.
     async fn leave(&self, keys: &LockKeys, owner: &str) -> Result<()> {
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection()?;
         Scripts::get()
             .leave(keys, owner)
             .invoke_async::<i64>(&mut connection)
@@ -306,7 +356,7 @@ impl RedisBackend {
         ttl: Duration,
         deadline: Option<Instant>,
     ) -> Result<Grant> {
-        let listener = self.inner.waiters.listen(owner).await?;
+        let listener = self.waiters()?.listen(owner).await?;
         loop {
             // Also catches a hand-over published before the subscription held.
             let (reply, sent) = self.attempt(keys, owner, ttl, QueueMode::Wait).await?;
@@ -432,14 +482,37 @@ impl LockBackend for RedisBackend {
     async fn release(&self, claim: &Claim) -> Result<()> {
         let keys = self.keys(claim.name.as_str());
         let owner = claim.owner.to_hex();
-        let mut connection = self.inner.connection.clone();
         let what = Operation("release", &keys);
-        let code = Scripts::get()
-            .release(&keys, &owner)
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map_err(|error| from_redis(&self.inner.server, &what, error))?;
+        let code = self.release_script(&keys, &owner, &what).await?;
         self.owner_check(code, &what)
+    }
+
+    /// Refuses every later call, lets cancelled acquires leave their
+    /// queues (for up to [`REPEAT_FOR`]), then drops both connections. Lock
+    /// keys still held by leases not released through a
+    /// [`Locker`](lockkit_core::Locker) expire at their TTL.
+    async fn close(&self) -> Result<()> {
+        let waiters = self
+            .inner
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(waiters);
+        if !self.inner.background.settle(REPEAT_FOR).await {
+            tracing::warn!(
+                server = self.inner.server,
+                "close: cancelled acquires still leaving their queues; closing anyway"
+            );
+        }
+        let connection = self
+            .inner
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(connection);
+        Ok(())
     }
 }
 
@@ -478,17 +551,22 @@ impl Drop for Abandon<'_> {
         if !self.armed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let backend = self.backend.clone();
         let keys = self.keys.clone();
         let owner = self.owner.to_owned();
-        runtime.spawn(async move {
-            if let Err(error) = backend.leave(&keys, &owner).await {
+        // Owner-checked, so repeated after a dropped connection.
+        let spawned = self.backend.inner.background.spawn(async move {
+            let left = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
+                backend.leave(&keys, &owner)
+            })
+            .await;
+            if let Err(error) = left.outcome {
                 tracing::debug!(%error, "abandoned acquire could not leave the queue; its place expires");
             }
         });
+        if !spawned {
+            tracing::debug!("abandoned acquire with no runtime reachable; its queue place expires");
+        }
     }
 }
 
