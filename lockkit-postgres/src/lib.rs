@@ -50,7 +50,10 @@
 //! namespace and the name with FNV-1a 64 — documented and fixed, unlike
 //! `hashtext` — and `#<integer>` names an explicit key; see [`lock_key`]
 //! for the exact definition and the collision probability (about n²/2⁶⁵
-//! for n names in use at once).
+//! for n names in use at once). An explicit key has one spelling: `#042`,
+//! `#+42` and `#-0` are refused with `InvalidInput` naming the canonical
+//! `#42` or `#0`, so two different names never share a lock except by that
+//! hash collision.
 //!
 //! # Connections
 //!
@@ -67,13 +70,39 @@
 //!   that connection until released. At most
 //!   [`max_waiters`](PostgresOptions::max_waiters) acquires wait (or hold
 //!   what they waited for) at once; more wait in the client, in arrival
-//!   order, for a connection. A cancelled wait is cancelled at the server
-//!   (`pg_cancel_backend` semantics) and a grant that raced the cancel is
-//!   released, so no lock is left granted to nobody.
+//!   order, for a connection — and meanwhile re-check the lock without one
+//!   (a try needs none), after 10 ms and then at most every 200 ms, so a
+//!   client-side limit never keeps a free lock from being granted. When the
+//!   deadline passes while every waiter connection was busy, the `Timeout`
+//!   error says so: it names `max_waiters` and how many of its connections
+//!   hold locks granted after waiting.
+//! - A cancelled wait is cancelled at the server (`pg_cancel_backend`
+//!   semantics) and a grant that raced the cancel is released, so no lock is
+//!   left granted to nobody; that connection is then closed, never reused,
+//!   because a cancel request that arrives late would cancel whatever ran
+//!   next on it. A wait that reports `lock_timeout` (SQLSTATE 55P03) is
+//!   checked for a lock granted in the same instant (PostgreSQL can report
+//!   the timeout for a lock it just granted) before its connection is reused.
 //! - **No stacking.** PostgreSQL counts session locks: a session that takes
-//!   a key twice must unlock it twice. lockkit never lets that happen: a
-//!   name this client already holds (for any owner) is **contended** for a
+//!   a key twice must unlock it twice, and a second grant to the same
+//!   session would let two holders in. lockkit never lets that happen: the
+//!   client records, per key and owner, which session holds or is trying
+//!   for each lock, exactly under any interleaving of tries, waited grants,
+//!   releases, cancellations and lost connections; a name this client
+//!   already holds or is trying for (any owner) is **contended** for a
 //!   try-acquire and waited for by an acquire, like any other holder's.
+//!
+//! # Close
+//!
+//! [`Locker::close`](lockkit_core::Locker::close) ends waiting acquires,
+//! releases every held lease (each turns Lost), lets cancelled waits
+//! withdraw from the server's queue, then closes every connection: the
+//! server frees whatever they still held. Every later call fails with a
+//! non-retryable `Unavailable`. A lease dropped anywhere — even on a thread
+//! with no tokio runtime — is released on the runtime the client was used on.
+//!
+//! Sessions show in `pg_stat_activity` with `application_name` `lockkit`,
+//! unless the URL names another.
 //!
 //! # The lock table
 //!

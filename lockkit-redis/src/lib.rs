@@ -27,6 +27,22 @@
 //! place lasts [`QUEUE_PLACE`] unless renewed (every third of it, while
 //! waiting), so a waiter that dies holds the queue up for at most that.
 //!
+//! # Dropped connections and close
+//!
+//! Release, extend, and a cancelled waiter leaving its queue are
+//! owner-checked, so a failure before the server answered — a connection
+//! dropped by a network blip, a load balancer's idle timeout, a restart — is
+//! repeated on the reconnected connection for up to
+//! [`REPEAT_FOR`](lockkit_core::REPEAT_FOR) (5 s), or until the lease's
+//! validity ends if sooner, instead of leaving the lock held for its whole
+//! TTL. A release therefore returns within that bound plus one reply
+//! timeout ([`RedisOptions::response_timeout`]).
+//!
+//! [`Locker::close`](lockkit_core::Locker::close) ends waiting acquires,
+//! releases held leases, lets cancelled acquires leave their queues, and
+//! then this backend drops its command and subscriber connections; every
+//! later call fails with a non-retryable `Unavailable`.
+//!
 //! # What it promises, and what it does not
 //!
 //! Redis is an [efficiency](lockkit_core::SafetyClass::Efficiency) lock: it
