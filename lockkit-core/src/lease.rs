@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::backend::{Claim, Grant, LockBackend};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fence::FencingToken;
-use crate::locker::Life;
+use crate::locker::{Life, Slot};
 use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
 use crate::renewal::RenewalTask;
@@ -72,7 +72,7 @@ pub(crate) struct LeaseCore {
     /// The locker that granted it: closing it releases this lease.
     life: Arc<Life>,
     /// The lease's entry in `life`'s table of held leases.
-    slot: OnceLock<usize>,
+    slot: OnceLock<Slot>,
     /// Set by whoever ends the lease — release, drop or close — so only one does.
     ending: AtomicBool,
     finished: AtomicBool,
@@ -179,10 +179,24 @@ impl LeaseCore {
         let state = self.state_with(self.status(), let_go);
         // Even an expired lease is released: owner-checked, it frees what is
         // left of the key (drift allowance) and never touches a new holder's.
-        let repeated = repeat::until_answered(self.repeat_until(let_go), || {
-            self.backend.release(&self.claim)
-        })
-        .await;
+        // The first attempt goes straight out; repeating, rare, is boxed so
+        // the common path's future stays small.
+        let repeated = match self.backend.release(&self.claim).await {
+            Err(error) if repeat::is_transient(&error) => {
+                tracing::debug!(%error, "release failed before an answer; repeating it");
+                let until = self.repeat_until(let_go);
+                let mut repeated = Box::pin(repeat::until_answered(until, || {
+                    self.backend.release(&self.claim)
+                }))
+                .await;
+                repeated.attempts += 1;
+                repeated
+            }
+            outcome => repeat::Repeated {
+                outcome,
+                attempts: 1,
+            },
+        };
         let outcome = match repeated.outcome {
             // An earlier attempt's reply was lost. Still within the lease's
             // validity the lock cannot have expired, so `NotHeld` now means
@@ -427,7 +441,9 @@ impl Lease {
             ending: AtomicBool::new(false),
             finished: AtomicBool::new(false),
         });
-        match core.life.enter(Arc::downgrade(&core)) {
+        // The owner token is random: its first byte spreads leases over shards.
+        let shard = usize::from(core.claim.owner.as_bytes()[0]);
+        match core.life.enter(shard, Arc::downgrade(&core)) {
             Some(slot) => {
                 let _ = core.slot.set(slot);
             }
@@ -518,7 +534,65 @@ impl Lease {
         if !core.claim_end() {
             return Err(core.not_held(LeaseState::Released, "release"));
         }
-        core.release(LeaseState::Released).await
+        // Cancelled part-way (a timeout around the release, a dropped
+        // `with_lock`), the release finishes in the background.
+        let mut unfinished = UnfinishedRelease(Some(Arc::clone(&core)));
+        let outcome = core.release(LeaseState::Released).await;
+        unfinished.0 = None;
+        outcome
+    }
+}
+
+/// A release whose caller stopped waiting for it: finished in the background.
+struct UnfinishedRelease(Option<Arc<LeaseCore>>);
+
+impl Drop for UnfinishedRelease {
+    fn drop(&mut self) {
+        if let Some(core) = self.0.take() {
+            release_in_background(core, None);
+        }
+    }
+}
+
+/// Releases a lease whose end the caller claimed, on its locker's
+/// background (reachable from any thread), after stopping its renewal.
+/// Without a reachable runtime the lock lapses at its TTL or session end,
+/// and the lease ends in the state it is in.
+fn release_in_background(core: Arc<LeaseCore>, renewal: Option<RenewalTask>) {
+    let (backend, name) = (core.backend.name(), core.claim.name.clone());
+    let background = core.life.background.clone();
+    let spawned = background.spawn({
+        let core = Arc::clone(&core);
+        async move {
+            if let Some(renewal) = renewal {
+                renewal.stop().await;
+            }
+            if let Err(error) = core.release(LeaseState::Released).await {
+                if error.kind() != ErrorKind::NotHeld {
+                    tracing::warn!(
+                        backend = core.backend.name(),
+                        lock = %core.claim.name,
+                        %error,
+                        "background release failed; the lock lapses at its TTL or session end"
+                    );
+                }
+            }
+        }
+    });
+    if spawned {
+        tracing::warn!(
+            backend,
+            lock = %name,
+            "lease let go without a finished release; releasing it in the background"
+        );
+    } else {
+        tracing::warn!(
+            backend,
+            lock = %name,
+            "lease let go without a finished release where no tokio runtime is reachable; \
+             the lock lapses at its TTL or session end"
+        );
+        core.finish(core.state(), Instant::now());
     }
 }
 
@@ -542,46 +616,10 @@ impl Drop for Lease {
             return;
         }
         let core = Arc::clone(&self.view.core);
-        if !core.claim_end() {
-            return;
-        }
-        let renewal = self.renewal.take();
-        let (backend, name) = (core.backend.name(), core.claim.name.clone());
-        let background = core.life.background.clone();
-        // On a thread without a runtime too: the lease reaches the runtime
-        // its locker was used on.
-        let spawned = background.spawn({
-            let core = Arc::clone(&core);
-            async move {
-                if let Some(renewal) = renewal {
-                    renewal.stop().await;
-                }
-                if let Err(error) = core.release(LeaseState::Released).await {
-                    if error.kind() != ErrorKind::NotHeld {
-                        tracing::warn!(
-                            backend = core.backend.name(),
-                            lock = %core.claim.name,
-                            %error,
-                            "background release failed; the lock lapses at its TTL or session end"
-                        );
-                    }
-                }
-            }
-        });
-        if spawned {
-            tracing::warn!(
-                backend,
-                lock = %name,
-                "lease dropped without release; releasing it in the background"
-            );
-        } else {
-            tracing::warn!(
-                backend,
-                lock = %name,
-                "lease dropped without release where no tokio runtime is reachable; \
-                 the lock lapses at its TTL or session end"
-            );
-            core.finish(core.state(), Instant::now());
+        if core.claim_end() {
+            // On a thread without a runtime too: the lease reaches the
+            // runtime its locker was used on.
+            release_in_background(core, self.renewal.take());
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -41,38 +44,68 @@ pub struct Locker {
 /// What a locker and its clones share until [`Locker::close`]: whether it
 /// is closed, the leases it holds, and where their drop-releases run.
 pub(crate) struct Life {
-    /// Cancelled by `close`: ends waiting acquires.
-    closed: CancellationToken,
-    /// The leases held now, so `close` can release them. `None` once closed.
-    leases: Mutex<Option<Slab<Weak<LeaseCore>>>>,
+    /// Set by `close`: refuses later calls (one atomic load per acquire).
+    closed: AtomicBool,
+    /// Cancelled by `close`: wakes waiting acquires.
+    closing: CancellationToken,
+    /// The leases held now, so `close` can release them; `None` once
+    /// closed. Sharded, so tasks acquiring at once rarely meet on one mutex.
+    leases: [Mutex<Option<Slab<Weak<LeaseCore>>>>; SHARDS],
     /// Where dropped leases are released.
     pub(crate) background: Background,
 }
 
+/// How many shards the table of held leases has.
+const SHARDS: usize = 8;
+
+/// A lease's place in its locker's table: (shard, index).
+pub(crate) type Slot = (usize, usize);
+
 impl Life {
     pub(crate) fn new() -> Self {
         Self {
-            closed: CancellationToken::new(),
-            leases: Mutex::new(Some(Slab::new())),
+            closed: AtomicBool::new(false),
+            closing: CancellationToken::new(),
+            leases: std::array::from_fn(|_| Mutex::new(Some(Slab::new()))),
             background: Background::new(),
         }
     }
 
-    fn leases(&self) -> MutexGuard<'_, Option<Slab<Weak<LeaseCore>>>> {
+    fn shard(&self, shard: usize) -> MutexGuard<'_, Option<Slab<Weak<LeaseCore>>>> {
         // Each critical section is one slab operation: consistent even after a panic.
-        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+        self.leases[shard % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a new lease; `None` if the locker closed meanwhile.
-    pub(crate) fn enter(&self, lease: Weak<LeaseCore>) -> Option<usize> {
-        self.leases().as_mut().map(|leases| leases.insert(lease))
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Records a new lease in `shard` (any number: a random one spreads
+    /// them); `None` if the locker closed meanwhile.
+    pub(crate) fn enter(&self, shard: usize, lease: Weak<LeaseCore>) -> Option<Slot> {
+        let shard = shard % SHARDS;
+        self.shard(shard)
+            .as_mut()
+            .map(|leases| (shard, leases.insert(lease)))
     }
 
     /// Forgets an ended lease.
-    pub(crate) fn leave(&self, slot: usize) {
-        if let Some(leases) = self.leases().as_mut() {
-            leases.try_remove(slot);
+    pub(crate) fn leave(&self, (shard, index): Slot) {
+        if let Some(leases) = self.shard(shard).as_mut() {
+            leases.try_remove(index);
         }
+    }
+
+    /// Closes the table and returns the leases it held.
+    fn take_leases(&self) -> Vec<Arc<LeaseCore>> {
+        self.closed.store(true, Ordering::Release);
+        self.closing.cancel();
+        (0..SHARDS)
+            .filter_map(|shard| self.shard(shard).take())
+            .flat_map(|leases| leases.into_iter().filter_map(|(_, lease)| lease.upgrade()))
+            .collect()
     }
 
     fn closed_error(&self, backend: &'static str) -> Error {
@@ -210,14 +243,8 @@ impl Locker {
     /// bound; then the backend closes its connections or sessions. Every
     /// later call fails with that same error. Closing twice is harmless.
     pub async fn close(&self) -> Result<()> {
-        self.life.closed.cancel();
-        let leases = self.life.leases().take();
         let mut releases = tokio::task::JoinSet::new();
-        for core in leases
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, lease)| lease.upgrade())
-        {
+        for core in self.life.take_leases() {
             releases.spawn(async move { core.release_at_close().await });
         }
         releases.join_all().await;
@@ -232,12 +259,12 @@ impl Locker {
 
     /// Whether [`close`](Self::close) was called on this client or a clone.
     pub fn is_closed(&self) -> bool {
-        self.life.closed.is_cancelled()
+        self.life.is_closed()
     }
 
     async fn acquire_with(&self, name: &str, options: Acquire, wait: Wait) -> Result<Lease> {
         let backend_name = self.backend.name();
-        if self.life.closed.is_cancelled() {
+        if self.life.is_closed() {
             return Err(self.life.closed_error(backend_name));
         }
         self.life.background.capture();
@@ -259,11 +286,22 @@ impl Locker {
             ttl: resolved.ttl,
             wait,
         };
-        // Closing drops the backend's acquire, which withdraws it (cancel safety).
-        let granted = tokio::select! {
-            biased;
-            granted = self.backend.acquire(request).instrument(span.clone()) => granted,
-            () = self.life.closed.cancelled() => Err(self.life.closed_error(backend_name)),
+        // Closing drops the backend's acquire, which withdraws it (cancel
+        // safety). A free lock is often granted at the first poll: only an
+        // acquire that has to wait also listens for close.
+        let mut acquire = pin!(self.backend.acquire(request).instrument(span.clone()));
+        let first = std::future::poll_fn(|context| match acquire.as_mut().poll(context) {
+            Poll::Ready(granted) => Poll::Ready(Some(granted)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        let granted = match first {
+            Some(granted) => granted,
+            None => tokio::select! {
+                biased;
+                granted = &mut acquire => granted,
+                () = self.life.closing.cancelled() => Err(self.life.closed_error(backend_name)),
+            },
         };
         let answered = Instant::now();
         let waited = answered - started;

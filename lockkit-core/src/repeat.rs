@@ -55,7 +55,23 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let attempts = AtomicU32::new(0);
+    // The first attempt goes straight out: the common case builds no
+    // backoff at all.
+    let first = operation().await;
+    match &first {
+        Err(error) if is_transient(error) && Instant::now() < until => {}
+        _ => {
+            return Repeated {
+                outcome: first,
+                attempts: 1,
+            }
+        }
+    }
+    if let Err(error) = &first {
+        tracing::debug!(%error, "owner-checked operation failed before an answer; repeating it");
+    }
+    tokio::time::sleep(FIRST_PAUSE).await;
+    let attempts = AtomicU32::new(1);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(FIRST_PAUSE)
         .with_max_delay(MAX_PAUSE)

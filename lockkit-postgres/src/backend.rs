@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     /// Keys a try recently found held, and when.
     contended: Mutex<HashMap<i64, Instant>>,
     closed: AtomicBool,
+    /// Turns true at close: ends acquires waiting in the server's queue.
+    closing: tokio::sync::watch::Sender<bool>,
     /// Where cancelled operations are undone.
     pub(crate) background: Background,
     /// `max_waiters`, for messages.
@@ -167,6 +169,7 @@ impl PostgresBackend {
                 held: Mutex::new(HashMap::new()),
                 contended: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                closing: tokio::sync::watch::Sender::new(false),
                 background: Background::new(),
                 max_waiters: options.max_waiters,
             }),
@@ -251,18 +254,27 @@ impl Inner {
         Some(held)
     }
 
-    /// Records a lock granted after waiting, beside any other entry.
-    fn record_waited(&self, key: i64, owner: OwnerToken, pooled: Pooled) {
-        self.table().entry(key).or_default().push(Held {
+    /// Records a lock granted after waiting, beside any other entry;
+    /// gives the connection back (unrecorded) if the backend was closed.
+    fn record_waited(&self, key: i64, owner: OwnerToken, pooled: Pooled) -> Option<Pooled> {
+        let mut table = self.table();
+        if self.closed.load(Ordering::Acquire) {
+            return Some(pooled);
+        }
+        table.entry(key).or_default().push(Held {
             owner,
             place: Place::Waited(pooled),
         });
+        None
     }
 
     /// Moves `owner`'s try for `key` to `session`, which now holds it;
     /// false if the entry is gone (the backend was closed meanwhile).
     fn place_shared(&self, key: i64, owner: &OwnerToken, session: &Arc<Session>) -> bool {
         let mut table = self.table();
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
         let entry = table
             .get_mut(&key)
             .and_then(|entries| entries.iter_mut().find(|held| held.owner == *owner));
@@ -307,6 +319,10 @@ impl Inner {
     /// are dropped on the way.
     fn reserve(&self, key: i64, owner: OwnerToken) -> bool {
         let mut table = self.table();
+        // Under the table's lock: close empties the table after setting it.
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
         let entries = table.entry(key).or_default();
         let mut dead = Vec::new();
         let mut at = 0;
@@ -399,9 +415,7 @@ impl Drop for Unfinished<'_> {
             if let Some(session) = session {
                 // Sent after the unfinished statement on the same
                 // connection, so it runs after it.
-                if let Err(error) = session.unlock(key).await {
-                    tracing::debug!(%error, "unlock after a cancelled operation failed");
-                }
+                give_back(&session, key).await;
             }
             let held = inner.forget(key, &owner);
             inner.settle(held);
@@ -414,6 +428,19 @@ impl Drop for Unfinished<'_> {
                 "an operation was cancelled where no runtime is reachable; \
                  its lock lapses with its session"
             );
+        }
+    }
+}
+
+/// Unlocks `key` on `session`. If that fails while the connection lives,
+/// the session is ended instead — its connection closes and the server
+/// frees every lock it held — so the client never forgets a key the
+/// session might still hold (a later try there would stack on it).
+async fn give_back(session: &Session, key: i64) {
+    if let Err(error) = session.unlock(key).await {
+        if session.is_alive() {
+            tracing::warn!(%error, "unlock failed on a live session; ending the session instead");
+            session.end();
         }
     }
 }
@@ -444,13 +471,13 @@ impl PostgresBackend {
         let what = || format!("acquire `{name}`");
         match outcome {
             Ok(Some(token)) => {
+                // Until both hold, the unfinished guard gives the lock back.
+                let grant = self.grant(token, &session, false)?;
                 if !inner.place_shared(key, &owner, &session) {
-                    // Only close removes a live try's entry: the unfinished
-                    // guard gives the lock back.
                     return Err(inner.closed_error());
                 }
                 unfinished.armed = false;
-                self.grant(token, &session, false).map(Some)
+                Ok(Some(grant))
             }
             Ok(None) => {
                 unfinished.armed = false;
@@ -462,9 +489,7 @@ impl PostgresBackend {
                 // (the token after it): give it back before answering, so a
                 // retry finds it free. A lost connection took it already.
                 if session.is_alive() {
-                    if let Err(error) = session.unlock(key).await {
-                        tracing::debug!(%error, "unlock after a failed acquire failed");
-                    }
+                    give_back(&session, key).await;
                 }
                 unfinished.armed = false;
                 drop(inner.forget(key, &owner));
@@ -475,9 +500,10 @@ impl PostgresBackend {
 
     /// Waits for `key` in the server's queue on a waiter connection.
     ///
-    /// While every waiter connection is busy it keeps checking, without
-    /// one, whether the lock came free — a client-side limit never looks
-    /// like contention and never keeps a free lock from being granted.
+    /// While every waiter connection is busy it keeps its place in line for
+    /// one and meanwhile checks, without one, whether the lock came free —
+    /// a client-side limit never looks like contention and never keeps a
+    /// free lock from being granted. Closing the backend ends the wait.
     async fn wait_queued(
         &self,
         key: i64,
@@ -496,36 +522,63 @@ impl PostgresBackend {
                 ),
             )
         };
-        let slot = {
-            let mut recheck = FIRST_RECHECK;
-            loop {
-                let until = Instant::now() + recheck;
-                let wake = deadline.map_or(until, |deadline| deadline.min(until));
-                tokio::select! {
-                    biased;
-                    slot = inner.waiters.slot(&inner.target) => break slot?,
-                    () = tokio::time::sleep_until(wake.into()) => {}
-                }
-                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    return Err(self.no_waiter_connection(name));
-                }
-                // A try needs no waiter connection.
-                if inner.reserve(key, owner) {
-                    if let Some(grant) = self.try_shared(key, owner, name).await? {
-                        return Ok(grant);
-                    }
-                }
-                recheck = (recheck * 2).min(LAST_RECHECK);
-            }
+        let mut closing = inner.closing.subscribe();
+        let closed = async move {
+            let _ = closing.wait_for(|closed| *closed).await;
         };
-        let pooled = inner.waiters.fill(slot, &inner.target).await?;
+        tokio::pin!(closed);
+        // Created once: it keeps this acquire's place in the FIFO line for a
+        // waiter connection across the re-checks.
+        let slot = inner.waiters.slot(&inner.target);
+        tokio::pin!(slot);
+        let mut rechecks = 0;
+        let mut pause = FIRST_RECHECK;
+        let slot = loop {
+            let until = Instant::now() + pause;
+            let wake = deadline.map_or(until, |deadline| deadline.min(until));
+            tokio::select! {
+                biased;
+                slot = &mut slot => break slot?,
+                () = &mut closed => return Err(inner.closed_error()),
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(self.no_waiter_connection(name, rechecks));
+            }
+            // A try needs no waiter connection.
+            if inner.reserve(key, owner) {
+                rechecks += 1;
+                if let Some(grant) = self.try_shared(key, owner, name).await? {
+                    return Ok(grant);
+                }
+            }
+            pause = (pause * 2).min(LAST_RECHECK);
+        };
+        let fill = inner.waiters.fill(slot, &inner.target);
+        let pooled = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), fill)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Timeout,
+                        BACKEND,
+                        format!(
+                            "{}: opening a waiter connection for lock `{name}` took past the \
+                             acquire's deadline (the lock was never waited for)",
+                            inner.target.server
+                        ),
+                    )
+                })??,
+            None => fill.await?,
+        };
         let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left < Duration::from_millis(1)) {
             inner.waiters.put(pooled);
             return Err(timeout());
         }
         // Until the outcome is in hand, a cancelled acquire (or a silent
-        // server past the deadline) withdraws from the queue in the background.
+        // server past the deadline, or close) withdraws from the queue in
+        // the background.
         let mut waiting = Waiting {
             inner: Arc::clone(inner),
             key,
@@ -533,26 +586,35 @@ impl PostgresBackend {
         };
         let session = Arc::clone(&waiting.connection.as_ref().expect("just set").session);
         let lock = session.lock(key, left);
-        let outcome = match deadline {
-            Some(deadline) => tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), lock)
-                .await
-                .map_err(|_| timeout())?,
-            None => lock.await,
+        let give_up = deadline.and_then(|deadline| deadline.checked_add(DEADLINE_GRACE));
+        let silent = async {
+            match give_up {
+                Some(give_up) => tokio::time::sleep_until(give_up.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = lock => outcome,
+            () = silent => return Err(timeout()),
+            () = &mut closed => return Err(inner.closed_error()),
         };
         let pooled = waiting.connection.take().expect("still set");
         match outcome {
             Ok(token) => {
-                let grant = self.grant(token, &pooled.session, true);
-                inner.record_waited(key, owner, pooled);
-                if grant.is_err() || inner.check_open().is_err() {
-                    let held = inner.forget(key, &owner);
-                    if let Some(session) = held.as_ref().and_then(Held::session) {
-                        let _ = session.unlock(key).await;
+                let grant = match self.grant(token, &pooled.session, true) {
+                    Ok(grant) => grant,
+                    Err(error) => {
+                        give_back(&pooled.session, key).await;
+                        inner.waiters.put(pooled);
+                        return Err(error);
                     }
-                    inner.settle(held);
-                    inner.check_open()?;
+                };
+                if let Some(pooled) = inner.record_waited(key, owner, pooled) {
+                    // Closed meanwhile: nobody will release it.
+                    pooled.session.end();
+                    return Err(inner.closed_error());
                 }
-                grant
+                Ok(grant)
             }
             Err(error) if is_lock_timeout(&error) => {
                 // PostgreSQL can report lock_timeout for a lock it granted
@@ -585,19 +647,22 @@ impl PostgresBackend {
         }
     }
 
-    /// The deadline passed while every waiter connection was busy and the
-    /// lock was held at every re-check: say which limit was in the way.
-    fn no_waiter_connection(&self, name: &str) -> Error {
+    /// The deadline passed while every waiter connection was busy: say
+    /// which limit was in the way, and what the re-checks saw.
+    fn no_waiter_connection(&self, name: &str, rechecks: usize) -> Error {
         let inner = &self.inner;
+        let seen = match rechecks {
+            0 => "the deadline came before any re-check".to_owned(),
+            checks => format!("it was held at each of {checks} re-checks without one"),
+        };
         Error::new(
             ErrorKind::Timeout,
             BACKEND,
             format!(
-                "{}: lock `{name}` was still held at the acquire's deadline (re-checked every \
-                 {LAST_RECHECK:?} at most). It never got a waiter connection: all \
-                 max_waiters = {} were busy, {} of them holding a lock granted after waiting \
-                 (such a lock keeps its connection until released). Raise [postgres] \
-                 max_waiters, or release those locks sooner",
+                "{}: lock `{name}` was not granted by the acquire's deadline ({seen}). It never \
+                 got a waiter connection: all max_waiters = {} were busy, {} of them holding a \
+                 lock granted after waiting (such a lock keeps its connection until released). \
+                 Raise [postgres] max_waiters, or release those locks sooner",
                 inner.target.server,
                 inner.max_waiters,
                 inner.pinned_waiters(),
@@ -629,13 +694,21 @@ impl Drop for Waiting {
             // once the wait ends, granted or cancelled.
             let unlock = session.unlock(key);
             tokio::pin!(unlock);
+            // A cancel that reached the server before the wait began is
+            // lost: ask again until the wait has ended, for a bounded time.
+            let give_up = Instant::now() + REPEAT_FOR;
             loop {
                 session.cancel(inner.target.tls.clone()).await;
-                // A cancel that reached the server before the wait began is
-                // lost: ask again until the wait has ended.
                 tokio::select! {
                     _ = &mut unlock => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if Instant::now() >= give_up {
+                    tracing::warn!(
+                        lock_key = key,
+                        "a cancelled wait did not end; closing its connection"
+                    );
+                    break;
                 }
             }
             // Never reused: a cancel request reaches the server on its own
@@ -745,14 +818,15 @@ impl LockBackend for PostgresBackend {
                 ))
             }
             Err(error) => {
-                // Unknown outcome: leave it to the background give-back.
+                // Unknown outcome: leave it to the background give-back, and
+                // say not to repeat it — the entry stays until that is done,
+                // and PostgreSQL's unlock is not owner-checked at the server.
                 unfinished.armed = true;
                 drop(unfinished);
-                Err(from_postgres(
-                    &inner.target.server,
-                    format!("release `{name}`"),
-                    error,
-                ))
+                Err(
+                    from_postgres(&inner.target.server, format!("release `{name}`"), error)
+                        .with_retryable(false),
+                )
             }
         }
     }
@@ -762,7 +836,14 @@ impl LockBackend for PostgresBackend {
     /// connection: the server frees whatever locks they still hold.
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        inner.closed.store(true, Ordering::Release);
+        {
+            // Under the table's lock, so no grant is recorded after close empties it.
+            let _table = inner.table();
+            inner.closed.store(true, Ordering::Release);
+        }
+        inner.closing.send_replace(true);
+        // Let the waits just woken hand their withdrawal to the background.
+        tokio::task::yield_now().await;
         if !inner.background.settle(REPEAT_FOR).await {
             tracing::warn!(
                 server = inner.target.server,
@@ -798,6 +879,13 @@ impl PostgresBackend {
                 Some(session) => (Arc::clone(session), session.is_alive()),
                 None => return Err(not_held(name, action, "it was never granted")),
             },
+            None if inner.check_open().is_err() => {
+                return Err(not_held(
+                    name,
+                    action,
+                    "the backend was closed, which ended its sessions and their locks",
+                ))
+            }
             None => {
                 return Err(not_held(
                     name,

@@ -1,6 +1,7 @@
 //! Connections: the few shared sessions that hold locks, and bounded pools
 //! of connections that block (waiters, transactions).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lockkit_core::{Error, ErrorKind, Result};
@@ -12,6 +13,8 @@ use crate::session::{Session, Target};
 /// One of the shared sessions: reconnected on first use after it died.
 pub(crate) struct SharedSession {
     current: Mutex<Option<Arc<Session>>>,
+    /// Set by close: no reconnecting afterwards.
+    closed: AtomicBool,
     /// One reconnect at a time.
     reconnect: tokio::sync::Mutex<()>,
 }
@@ -20,6 +23,7 @@ impl SharedSession {
     pub(crate) fn new(session: Option<Arc<Session>>) -> Self {
         Self {
             current: Mutex::new(session),
+            closed: AtomicBool::new(false),
             reconnect: tokio::sync::Mutex::new(()),
         }
     }
@@ -41,6 +45,14 @@ impl SharedSession {
         if let Some(session) = self.alive() {
             return Ok(session);
         }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                BACKEND,
+                format!("{}: the backend was closed", target.server),
+            )
+            .with_retryable(false));
+        }
         let session = Session::connect(target).await?;
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&session));
         Ok(session)
@@ -53,6 +65,7 @@ impl SharedSession {
 
     /// Ends the session (its leases are Lost) and forgets it.
     pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         let session = self
             .current
             .lock()
@@ -87,13 +100,6 @@ impl Pool {
             size,
             what,
         }
-    }
-
-    /// A connection: waits (in arrival order) while all are in use, then
-    /// reuses an idle one or connects.
-    pub(crate) async fn take(&self, target: &Target) -> Result<Pooled> {
-        let slot = self.slot(target).await?;
-        self.fill(slot, target).await
     }
 
     /// A slot for one connection: waits, in arrival order, while all are in

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
+use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, Statement};
 
 use crate::error::from_postgres;
@@ -51,27 +52,31 @@ struct Statements {
 pub(crate) struct Session {
     pub(crate) client: Client,
     signal: Arc<SessionSignal>,
+    /// The task driving the connection: aborting it closes the socket, and
+    /// the server frees every lock the session held.
+    driver: AbortHandle,
     statements: Statements,
 }
 
 impl Session {
     /// Connects and prepares the statements. The fencing sequence must exist.
     pub(crate) async fn connect(target: &Target) -> Result<Arc<Self>> {
-        let (client, signal) = connect_client(target).await?;
-        Self::prepared(client, signal, target).await
+        let (client, signal, driver) = connect_client(target).await?;
+        Self::prepared(client, signal, driver, target).await
     }
 
     /// Connects, creates the fencing sequence if it is missing, and
     /// prepares the statements: a backend's first session.
     pub(crate) async fn connect_setup(target: &Target) -> Result<Arc<Self>> {
-        let (client, signal) = connect_client(target).await?;
+        let (client, signal, driver) = connect_client(target).await?;
         migrate(&client, target).await?;
-        Self::prepared(client, signal, target).await
+        Self::prepared(client, signal, driver, target).await
     }
 
     async fn prepared(
         client: Client,
         signal: Arc<SessionSignal>,
+        driver: AbortHandle,
         target: &Target,
     ) -> Result<Arc<Self>> {
         let statements = prepare(&client, &target.schema).await.map_err(|error| {
@@ -80,6 +85,7 @@ impl Session {
         Ok(Arc::new(Self {
             client,
             signal,
+            driver,
             statements,
         }))
     }
@@ -94,10 +100,12 @@ impl Session {
         self.signal.watch()
     }
 
-    /// Ends the session now: its leases are Lost; the connection closes
-    /// when the last handle to it is dropped.
+    /// Ends the session now: its leases are Lost and its connection
+    /// closes, so the server frees every lock it held. Statements in flight
+    /// fail. Works from any thread.
     pub(crate) fn end(&self) {
         self.signal.end();
+        self.driver.abort();
     }
 
     /// `pg_try_advisory_lock` and, only if granted, the fencing token — one statement.
@@ -199,7 +207,9 @@ impl Session {
 
 /// Opens a connection and drives it in a task that ends the session's
 /// signal when the connection ends, for whatever reason.
-pub(crate) async fn connect_client(target: &Target) -> Result<(Client, Arc<SessionSignal>)> {
+pub(crate) async fn connect_client(
+    target: &Target,
+) -> Result<(Client, Arc<SessionSignal>, AbortHandle)> {
     let (client, connection) = target
         .config
         .connect(target.tls.clone())
@@ -208,13 +218,13 @@ pub(crate) async fn connect_client(target: &Target) -> Result<(Client, Arc<Sessi
     let signal = Arc::new(SessionSignal::new());
     let ended = Arc::clone(&signal);
     let server = target.server.clone();
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(server, %error, "PostgreSQL connection ended; its locks are lost");
         }
         ended.end();
     });
-    Ok((client, signal))
+    Ok((client, signal, driver.abort_handle()))
 }
 
 async fn prepare(

@@ -70,14 +70,15 @@ impl LockedTransaction {
                 ),
             )
         };
-        let pooled = match deadline {
+        let slot = match deadline {
             Some(Wait::Until(deadline)) => {
-                tokio::time::timeout_at(deadline.into(), inner.transactions.take(&inner.target))
+                tokio::time::timeout_at(deadline.into(), inner.transactions.slot(&inner.target))
                     .await
                     .map_err(|_| no_connection())??
             }
-            _ => inner.transactions.take(&inner.target).await?,
+            _ => inner.transactions.slot(&inner.target).await?,
         };
+        let pooled = inner.transactions.fill(slot, &inner.target).await?;
         let wait = match deadline {
             None => None,
             Some(Wait::Until(deadline)) => {

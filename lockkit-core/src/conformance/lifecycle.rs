@@ -95,3 +95,36 @@ pub async fn close_ends_waits_renewals_and_later_calls(target: &impl Target) {
     taken.release().await.unwrap();
     blocker.release().await.unwrap();
 }
+
+/// A release whose caller stops waiting for it — a timeout around it, a
+/// dropped `with_lock` — while it repeats a transient failure still frees
+/// the lock, in the background.
+pub async fn cancelled_release_still_frees_the_lock(target: &impl Target) {
+    let probe = Arc::new(ProbedBackend::new(Arc::clone(
+        target.client().await.backend(),
+    )));
+    let holder = Locker::from_backend(probe.clone());
+    let next = target.client().await;
+    let timing = Timing::of(&holder);
+    let name = unique_name("cancelled-release");
+    let lease = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    // The release fails as on a dropped connection, and is repeated until
+    // its caller gives up on it.
+    probe.fail_releases(true);
+    let cut_off = tokio::time::timeout(Duration::from_millis(50), lease.release()).await;
+    assert!(cut_off.is_err(), "the release did not repeat: {cut_off:?}");
+    probe.fail_releases(false);
+    let started = Instant::now();
+    let lease = next
+        .acquire(
+            &name,
+            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("a release cut off while repeating left the lock held");
+    assert!(started.elapsed() < timing.long_ttl / 2);
+    lease.release().await.unwrap();
+}

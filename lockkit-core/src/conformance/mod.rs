@@ -167,6 +167,7 @@ macro_rules! conformance_suite {
             cancelled_acquire_leaves_nothing_held,
             dropped_lease_frees_the_lock,
             lease_dropped_on_any_thread_is_released,
+            cancelled_release_still_frees_the_lock,
             close_ends_waits_renewals_and_later_calls,
             auto_renewal_keeps_the_lease_alive,
             renewal_stops_after_release_and_drop,

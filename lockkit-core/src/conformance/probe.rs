@@ -18,6 +18,7 @@ pub struct ProbedBackend {
     capabilities: Capabilities,
     extends: watch::Sender<usize>,
     failing_extends: AtomicBool,
+    failing_releases: AtomicBool,
 }
 
 impl ProbedBackend {
@@ -28,6 +29,7 @@ impl ProbedBackend {
             inner,
             extends: watch::Sender::new(0),
             failing_extends: AtomicBool::new(false),
+            failing_releases: AtomicBool::new(false),
         }
     }
 
@@ -52,6 +54,12 @@ impl ProbedBackend {
     /// While `failing`, `extend` fails with `Unavailable` without reaching the backend.
     pub fn fail_extends(&self, failing: bool) {
         self.failing_extends.store(failing, Ordering::SeqCst);
+    }
+
+    /// While `failing`, `release` fails with `Unavailable` without reaching
+    /// the backend, as over a dropped connection.
+    pub fn fail_releases(&self, failing: bool) {
+        self.failing_releases.store(failing, Ordering::SeqCst);
     }
 }
 
@@ -82,6 +90,13 @@ impl LockBackend for ProbedBackend {
     }
 
     async fn release(&self, claim: &Claim) -> Result<()> {
+        if self.failing_releases.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                self.inner.name(),
+                "release failure injected by ProbedBackend",
+            ));
+        }
         self.inner.release(claim).await
     }
 
