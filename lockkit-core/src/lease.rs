@@ -536,7 +536,7 @@ impl Lease {
         }
         // Cancelled part-way (a timeout around the release, a dropped
         // `with_lock`), the release finishes in the background.
-        let mut unfinished = UnfinishedRelease(Some(Arc::clone(&core)));
+        let mut unfinished = UnfinishedRelease(Some(&core));
         let outcome = core.release(LeaseState::Released).await;
         unfinished.0 = None;
         outcome
@@ -544,12 +544,12 @@ impl Lease {
 }
 
 /// A release whose caller stopped waiting for it: finished in the background.
-struct UnfinishedRelease(Option<Arc<LeaseCore>>);
+struct UnfinishedRelease<'a>(Option<&'a Arc<LeaseCore>>);
 
-impl Drop for UnfinishedRelease {
+impl Drop for UnfinishedRelease<'_> {
     fn drop(&mut self) {
         if let Some(core) = self.0.take() {
-            release_in_background(core, None);
+            release_in_background(Arc::clone(core), None);
         }
     }
 }

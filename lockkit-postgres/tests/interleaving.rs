@@ -20,6 +20,9 @@ use common::{lock_columns, raw};
 
 const TTL: Duration = Duration::from_secs(60);
 
+/// Locks held on the shared session throughout, to make its statements slow.
+const BALLAST: usize = 2_000;
+
 /// A small xorshift generator: the test needs variety, not quality.
 struct Dice(u64);
 
@@ -160,8 +163,26 @@ async fn one_client_never_grants_a_name_twice_under_any_interleaving() {
         let holders = Arc::new(Holders(
             (0..names.len()).map(|_| AtomicUsize::new(0)).collect(),
         ));
+        // Ballast on the shared session, and a task keeping it busy with
+        // extends (each a pg_locks scan): statements queue behind them there,
+        // so a try stays in flight while waiter connections grant and
+        // release — the window the double grant needed.
+        let mut ballast = Vec::new();
+        for i in 0..BALLAST {
+            let name = format!("ballast:{i}");
+            let lease = locks.try_acquire(&name, Acquire::ttl(TTL)).await.unwrap();
+            ballast.push(lease.expect("ballast names are free"));
+        }
         let until = Instant::now() + Duration::from_secs(4);
         let mut tasks = tokio::task::JoinSet::new();
+        let busy = tokio::spawn(async move {
+            while Instant::now() < until {
+                for lease in ballast.iter().take(8) {
+                    lease.extend(TTL).await.unwrap();
+                }
+            }
+            ballast
+        });
         for _ in 0..8 {
             tasks.spawn(run(
                 locks.clone(),
@@ -172,6 +193,9 @@ async fn one_client_never_grants_a_name_twice_under_any_interleaving() {
         }
         while let Some(joined) = tasks.join_next().await {
             joined.unwrap();
+        }
+        for lease in busy.await.unwrap() {
+            lease.release().await.unwrap();
         }
 
         // Everything was released or dropped: once the background releases

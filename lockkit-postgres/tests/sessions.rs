@@ -465,7 +465,11 @@ async fn close_leaves_nothing_queued_held_or_connected_at_the_server() {
     wait_until_queued(&admin, busy_key).await;
 
     locks.close().await.unwrap();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a waiting acquire outlived close")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
     assert_eq!(held.state(), lockkit_core::LeaseState::Lost);
     assert_eq!(

@@ -180,7 +180,11 @@ async fn close_releases_and_closes_every_connection() {
     }
 
     mine.close().await.unwrap();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a waiting acquire outlived close")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
     assert!(!error.is_retryable());
     assert_eq!(held.state(), LeaseState::Lost);
