@@ -98,6 +98,10 @@ pub struct PostgresConfig {
     /// How long one connection attempt may take (default 5 s).
     #[serde(default, deserialize_with = "optional_duration")]
     pub connect_timeout: Option<Duration>,
+    /// How long a statement that answers at once (try, release, extend)
+    /// may go unanswered before its connection is taken for gone (default 5 s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub response_timeout: Option<Duration>,
 }
 
 fn default_namespace() -> String {
@@ -252,6 +256,11 @@ impl LockConfig {
                 Some(parse_duration(&text).map_err(|why| {
                     config_error(format!("LOCKKIT_POSTGRES_CONNECT_TIMEOUT: {why}"))
                 })?);
+        }
+        if let Some(text) = var("LOCKKIT_POSTGRES_RESPONSE_TIMEOUT") {
+            config.postgres.response_timeout = Some(parse_duration(&text).map_err(|why| {
+                config_error(format!("LOCKKIT_POSTGRES_RESPONSE_TIMEOUT: {why}"))
+            })?);
         }
         Ok(config)
     }

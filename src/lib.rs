@@ -129,6 +129,9 @@ async fn connect_postgres(config: &LockConfig) -> Result<lockkit_postgres::Postg
     if let Some(timeout) = section.connect_timeout {
         options = options.connect_timeout(timeout);
     }
+    if let Some(timeout) = section.response_timeout {
+        options = options.response_timeout(timeout);
+    }
     lockkit_postgres::PostgresBackend::connect_with(&config.url, options).await
 }
 

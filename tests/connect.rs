@@ -9,11 +9,13 @@ use lockkit::{connect, Acquire, ErrorKind, LockConfig, SafetyClass, Scheme};
 mod memory_through_connect {
     use super::*;
 
+    /// Each client is a locker of its own over the one backend `connect`
+    /// built, so closing one client leaves the others open.
     async fn target() -> Option<impl Target> {
         let locks = connect("memory://").await.expect("memory:// connects");
         Some(move || {
-            let locks = locks.clone();
-            async move { locks }
+            let backend = std::sync::Arc::clone(locks.backend());
+            async move { lockkit::Locker::from_backend(backend) }
         })
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
 /// Runs undo work in the background, from async code or from a `Drop` on
@@ -54,17 +55,22 @@ impl Background {
         }
     }
 
-    /// Runs `work` to its end in the background: on the current runtime,
-    /// or else on the remembered one. Returns `false` if there is neither;
-    /// the caller then says what lapses instead.
+    /// Runs `work` to its end in the background: on the remembered
+    /// runtime — where the backend's connections are driven, so a drop
+    /// inside some short-lived runtime still reaches them — or else on the
+    /// current one. Returns `false` if there is neither; the caller then
+    /// says what lapses instead.
     #[must_use = "when no runtime is reachable, the caller must say what lapses instead"]
     pub fn spawn<F>(&self, work: F) -> bool
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let runtime = Handle::try_current()
-            .ok()
-            .or_else(|| self.shared.runtime.get().cloned());
+        let runtime = self
+            .shared
+            .runtime
+            .get()
+            .cloned()
+            .or_else(|| Handle::try_current().ok());
         match runtime {
             Some(runtime) => {
                 self.shared.tasks.spawn_on(work, &runtime);
@@ -72,6 +78,13 @@ impl Background {
             }
             None => false,
         }
+    }
+
+    /// Counts an operation running in its caller's task (an acquire, a
+    /// release) as work [`settle`](Self::settle) waits for, until the
+    /// returned value is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        InFlight(self.shared.tasks.token())
     }
 
     /// How many spawned tasks are still running.
@@ -99,3 +112,8 @@ impl fmt::Debug for Background {
             .finish()
     }
 }
+
+/// An operation [`Background::settle`] waits for; ends when dropped.
+#[derive(Debug)]
+#[must_use = "the operation counts as running only while this is held"]
+pub struct InFlight(#[allow(dead_code)] TaskTrackerToken);

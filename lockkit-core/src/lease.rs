@@ -306,6 +306,9 @@ impl LeaseCore {
     fn not_held(&self, state: LeaseState, action: &str) -> Error {
         let name = &self.claim.name;
         let why = match (state, self.valid_until()) {
+            _ if self.life.closed() => {
+                "it was lost when its client was closed, which released it".to_owned()
+            }
             (LeaseState::Released, _) => {
                 "it was already released (by its holder, or by closing its client)".to_owned()
             }
@@ -536,6 +539,7 @@ impl Lease {
         }
         // Cancelled part-way (a timeout around the release, a dropped
         // `with_lock`), the release finishes in the background.
+        let _in_flight = core.life.background.in_flight();
         let mut unfinished = UnfinishedRelease(Some(&core));
         let outcome = core.release(LeaseState::Released).await;
         unfinished.0 = None;
@@ -583,7 +587,7 @@ fn release_in_background(core: Arc<LeaseCore>, renewal: Option<RenewalTask>) {
         tracing::warn!(
             backend,
             lock = %name,
-            "lease let go without a finished release; releasing it in the background"
+            "lease let go without a finished release; releasing it in the background on its client's runtime"
         );
     } else {
         tracing::warn!(

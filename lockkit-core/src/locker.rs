@@ -51,8 +51,11 @@ pub(crate) struct Life {
     /// The leases held now, so `close` can release them; `None` once
     /// closed. Sharded, so tasks acquiring at once rarely meet on one mutex.
     leases: [Mutex<Option<Slab<Weak<LeaseCore>>>>; SHARDS],
-    /// Where dropped leases are released.
+    /// Where dropped leases are released; also counts acquires and
+    /// releases in flight, which close waits for.
     pub(crate) background: Background,
+    /// Done once: later and concurrent `close` calls wait for the first.
+    close_once: tokio::sync::OnceCell<()>,
 }
 
 /// How many shards the table of held leases has.
@@ -68,7 +71,13 @@ impl Life {
             closing: CancellationToken::new(),
             leases: std::array::from_fn(|_| Mutex::new(Some(Slab::new()))),
             background: Background::new(),
+            close_once: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Whether `close` was called.
+    pub(crate) fn closed(&self) -> bool {
+        self.is_closed()
     }
 
     fn shard(&self, shard: usize) -> MutexGuard<'_, Option<Slab<Weak<LeaseCore>>>> {
@@ -218,10 +227,15 @@ impl Locker {
                 Ok(value)
             }
             Err(state) => {
+                let why = if self.life.is_closed() {
+                    " (its client was closed)"
+                } else {
+                    ""
+                };
                 let error = Error::new(
                     ErrorKind::NotHeld,
                     self.backend.name(),
-                    format!("lock `{name}` was {state:?} before the work finished; the work was cancelled"),
+                    format!("lock `{name}` was {state:?}{why} before the work finished; the work was cancelled"),
                 );
                 // Owner-checked: frees whatever is left, never another holder's lock.
                 let _ = lease.release().await;
@@ -243,15 +257,30 @@ impl Locker {
     /// bound; then the backend closes its connections or sessions. Every
     /// later call fails with that same error. Closing twice is harmless.
     pub async fn close(&self) -> Result<()> {
+        let mut outcome = None;
+        let first = &mut outcome;
+        self.life
+            .close_once
+            .get_or_init(|| async move { *first = Some(self.close_now().await) })
+            .await;
+        outcome.unwrap_or(Ok(()))
+    }
+
+    /// The one close: waits for the acquires it ends and the releases in
+    /// flight, so no undo step meets a closed backend.
+    async fn close_now(&self) -> Result<()> {
         let mut releases = tokio::task::JoinSet::new();
         for core in self.life.take_leases() {
             releases.spawn(async move { core.release_at_close().await });
         }
         releases.join_all().await;
-        if !self.life.background.settle(REPEAT_FOR).await {
+        // Acquires woken by close hand their undo steps to the backend;
+        // releases already under way finish (each within its own bound).
+        if !self.life.background.settle(REPEAT_FOR * 2).await {
             tracing::warn!(
                 backend = self.backend.name(),
-                "close: background releases still running after {REPEAT_FOR:?}; closing anyway"
+                "close: releases still running after {:?}; closing anyway",
+                REPEAT_FOR * 2
             );
         }
         self.backend.close().await
@@ -268,6 +297,7 @@ impl Locker {
             return Err(self.life.closed_error(backend_name));
         }
         self.life.background.capture();
+        let _in_flight = self.life.background.in_flight();
         let lock = LockName::new(name)?;
         let resolved = options.resolve(self.capabilities(), self.default_ttl, backend_name)?;
         let owner = self.tokens.next()?;

@@ -287,6 +287,13 @@ impl Inner {
         }
     }
 
+    /// Whether this client holds `key`, or is trying for it, on a live session.
+    fn holds_live(&self, key: i64) -> bool {
+        self.table()
+            .get(&key)
+            .is_some_and(|entries| entries.iter().any(Held::is_live))
+    }
+
     /// How many waiter connections hold locks granted after waiting.
     fn pinned_waiters(&self) -> usize {
         self.table()
@@ -543,7 +550,7 @@ impl PostgresBackend {
                 () = tokio::time::sleep_until(wake.into()) => {}
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Err(self.no_waiter_connection(name, rechecks));
+                return Err(self.no_waiter_connection(key, name, rechecks));
             }
             // A try needs no waiter connection.
             if inner.reserve(key, owner) {
@@ -554,6 +561,9 @@ impl PostgresBackend {
             }
             pause = (pause * 2).min(LAST_RECHECK);
         };
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(timeout());
+        }
         let fill = inner.waiters.fill(slot, &inner.target);
         let pooled = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), fill)
@@ -649,9 +659,12 @@ impl PostgresBackend {
 
     /// The deadline passed while every waiter connection was busy: say
     /// which limit was in the way, and what the re-checks saw.
-    fn no_waiter_connection(&self, name: &str, rechecks: usize) -> Error {
+    fn no_waiter_connection(&self, key: i64, name: &str, rechecks: usize) -> Error {
         let inner = &self.inner;
         let seen = match rechecks {
+            _ if inner.holds_live(key) => {
+                "this client itself holds it, for another of its leases".to_owned()
+            }
             0 => "the deadline came before any re-check".to_owned(),
             checks => format!("it was held at each of {checks} re-checks without one"),
         };
@@ -948,6 +961,7 @@ fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
         tls,
         server,
         schema: options.schema.clone(),
+        response_timeout: options.response_timeout,
     })
 }
 

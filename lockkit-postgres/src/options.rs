@@ -28,6 +28,7 @@ pub struct PostgresOptions {
     pub(crate) max_waiters: usize,
     pub(crate) max_transactions: usize,
     pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -39,6 +40,7 @@ impl Default for PostgresOptions {
             max_waiters: 16,
             max_transactions: 8,
             connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -94,6 +96,17 @@ impl PostgresOptions {
         self
     }
 
+    /// How long a statement that answers at once — a try, a release, an
+    /// extend's check — may go unanswered; default 5 s. Past it the server
+    /// is taken for gone: that connection is closed (the server frees its
+    /// locks once it notices) and every lease on it turns Lost, so a paused
+    /// or unreachable server costs an operation at most this long. A wait
+    /// in the server's queue is bounded by the acquire's own deadline.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
     /// Checks every field; a refusal is a `Config` error naming the field.
     pub(crate) fn validate(&self) -> Result<()> {
         lockkit_core::check_namespace(&self.namespace, BACKEND)?;
@@ -118,6 +131,9 @@ impl PostgresOptions {
         }
         if self.connect_timeout.is_zero() {
             return refuse("connect_timeout must be greater than zero".to_owned());
+        }
+        if self.response_timeout.is_zero() {
+            return refuse("response_timeout must be greater than zero".to_owned());
         }
         Ok(())
     }
@@ -163,6 +179,10 @@ mod tests {
             (
                 PostgresOptions::new().connect_timeout(Duration::ZERO),
                 "connect_timeout",
+            ),
+            (
+                PostgresOptions::new().response_timeout(Duration::ZERO),
+                "response_timeout",
             ),
         ];
         for (options, field) in cases {

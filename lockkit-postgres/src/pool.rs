@@ -2,7 +2,7 @@
 //! of connections that block (waiters, transactions).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use lockkit_core::{Error, ErrorKind, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -80,6 +80,9 @@ impl SharedSession {
 /// A bounded pool of connections, each used by one blocking operation at a time.
 pub(crate) struct Pool {
     idle: Mutex<Vec<Arc<Session>>>,
+    /// Every connection the pool opened, in use or idle, so close can end
+    /// those still in use too.
+    opened: Mutex<Vec<Weak<Session>>>,
     slots: Arc<Semaphore>,
     size: usize,
     /// What the connections are for, in errors (`waiter`, `transaction`).
@@ -96,6 +99,7 @@ impl Pool {
     pub(crate) fn new(size: usize, what: &'static str) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
+            opened: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size)),
             size,
             what,
@@ -138,6 +142,10 @@ impl Pool {
             let message = format!("{} (opening a {} connection)", error.message(), self.what);
             Error::new(error.kind(), BACKEND, message).with_source(error)
         })?;
+        let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        opened.retain(|session| session.strong_count() > 0);
+        opened.push(Arc::downgrade(&session));
+        drop(opened);
         Ok(Pooled {
             session,
             _slot: slot,
@@ -166,11 +174,15 @@ impl Pool {
         in_use + idle.iter().filter(|session| session.is_alive()).count()
     }
 
-    /// Refuses new takers and closes the idle connections.
+    /// Refuses new takers and closes every connection, idle or in use
+    /// (an open locked transaction rolls back with it).
     pub(crate) fn close(&self) {
         self.slots.close();
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
-        for session in idle {
+        drop(idle);
+        let opened =
+            std::mem::take(&mut *self.opened.lock().unwrap_or_else(PoisonError::into_inner));
+        for session in opened.iter().filter_map(Weak::upgrade) {
             session.end();
         }
     }

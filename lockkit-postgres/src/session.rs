@@ -26,6 +26,8 @@ pub(crate) struct Target {
     pub(crate) server: String,
     /// The schema holding the fencing sequence.
     pub(crate) schema: String,
+    /// How long a statement that answers at once may go unanswered.
+    pub(crate) response_timeout: Duration,
 }
 
 /// The statements every session prepares when it connects.
@@ -56,6 +58,7 @@ pub(crate) struct Session {
     /// the server frees every lock the session held.
     driver: AbortHandle,
     statements: Statements,
+    response_timeout: Duration,
 }
 
 impl Session {
@@ -87,6 +90,7 @@ impl Session {
             signal,
             driver,
             statements,
+            response_timeout: target.response_timeout,
         }))
     }
 
@@ -108,14 +112,35 @@ impl Session {
         self.driver.abort();
     }
 
+    /// Runs a statement that answers at once, bounded by the response
+    /// timeout: past it the server is taken for gone and the session is
+    /// ended — its connection closes, its leases turn Lost, and the
+    /// statement fails as on a closed connection.
+    async fn answered<T>(
+        &self,
+        statement: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> std::result::Result<T, tokio_postgres::Error> {
+        tokio::pin!(statement);
+        tokio::select! {
+            biased;
+            outcome = &mut statement => return outcome,
+            () = tokio::time::sleep(self.response_timeout) => {}
+        }
+        tracing::warn!(
+            timeout = ?self.response_timeout,
+            "no reply from PostgreSQL in time; closing the session, whose locks are lost"
+        );
+        self.end();
+        statement.await
+    }
+
     /// `pg_try_advisory_lock` and, only if granted, the fencing token — one statement.
     pub(crate) async fn try_lock(
         &self,
         key: i64,
     ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
         let row = self
-            .client
-            .query_one(&self.statements.try_lock, &[&key])
+            .answered(self.client.query_one(&self.statements.try_lock, &[&key]))
             .await?;
         row.try_get(0)
     }
@@ -154,8 +179,7 @@ impl Session {
         key: i64,
     ) -> std::result::Result<bool, tokio_postgres::Error> {
         let row = self
-            .client
-            .query_one(&self.statements.unlock, &[&key])
+            .answered(self.client.query_one(&self.statements.unlock, &[&key]))
             .await?;
         row.try_get(0)
     }
@@ -166,8 +190,10 @@ impl Session {
         // A bigint advisory key shows as classid (high half) and objid (low half).
         let (classid, objid) = ((bits >> 32) as u32, bits as u32);
         let row = self
-            .client
-            .query_one(&self.statements.holds, &[&classid, &objid])
+            .answered(
+                self.client
+                    .query_one(&self.statements.holds, &[&classid, &objid]),
+            )
             .await?;
         row.try_get(0)
     }
@@ -183,8 +209,10 @@ impl Session {
         match wait {
             None => {
                 let row = self
-                    .client
-                    .query_one(&self.statements.try_xact_lock, &[&key])
+                    .answered(
+                        self.client
+                            .query_one(&self.statements.try_xact_lock, &[&key]),
+                    )
                     .await?;
                 row.try_get(0)
             }

@@ -392,3 +392,47 @@ async fn a_try_in_flight_during_a_waited_grant_is_recorded_and_never_stacked() {
         .unwrap();
     marker.release().await.unwrap();
 }
+
+/// A server that stops answering (a paused process, a silent network)
+/// costs a release at most `response_timeout`: the session is taken for
+/// gone, its leases turn Lost, and the next acquire reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_statement_ends_its_session_within_the_response_timeout() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let response_timeout = Duration::from_secs(1);
+    let options = PostgresOptions::new()
+        .namespace(unique_namespace())
+        .sessions(1)
+        .response_timeout(response_timeout);
+    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
+    let locks = Locker::new(mine.clone());
+    let admin = raw(&url).await;
+    let lease = locks.acquire("silent", Acquire::ttl(TTL)).await.unwrap();
+    let pid = holder_pid(&admin, mine.key_of("silent").unwrap()).await;
+
+    let stopped = Stopped::process(pid);
+    let started = Instant::now();
+    let error = lease.release().await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::NotHeld, "{error}");
+    assert!(
+        took < response_timeout * 3,
+        "a release to a silent server took {took:?}"
+    );
+    // The next acquire does not wait for the silent session.
+    let started = Instant::now();
+    let again = locks
+        .try_acquire("other", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("a new session takes a free lock");
+    assert!(
+        started.elapsed() < response_timeout,
+        "{:?}",
+        started.elapsed()
+    );
+    again.release().await.unwrap();
+    drop(stopped);
+}

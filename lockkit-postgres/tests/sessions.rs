@@ -506,3 +506,35 @@ async fn close_leaves_nothing_queued_held_or_connected_at_the_server() {
     }
     busy.release().await.unwrap();
 }
+
+/// Close ends an open locked transaction too: it rolls back, and its lock
+/// is free for another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_rolls_back_an_open_locked_transaction() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let (mine, theirs) = (
+        backend(&url, &namespace).await,
+        backend(&url, &namespace).await,
+    );
+    let transaction = mine
+        .transaction("tx-at-close", Duration::from_secs(1))
+        .await
+        .unwrap();
+    Locker::new(mine.clone()).close().await.unwrap();
+    let taken = tokio::time::timeout(
+        Duration::from_secs(5),
+        theirs.transaction("tx-at-close", Duration::from_secs(4)),
+    )
+    .await
+    .expect("the closed client's transaction kept its lock")
+    .expect("the lock is free once its transaction's connection closed");
+    taken.rollback().await.unwrap();
+    assert!(
+        transaction.commit().await.is_err(),
+        "a commit after close succeeded"
+    );
+    assert_eq!(mine.connections(), 0);
+}

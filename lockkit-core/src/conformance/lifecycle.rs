@@ -30,6 +30,25 @@ pub async fn lease_dropped_on_any_thread_is_released(target: &impl Target) {
         .await
         .expect("a lease dropped outside a runtime was not released");
     assert!(started.elapsed() < timing.long_ttl / 2);
+
+    // Dropped inside a short-lived runtime of another thread, which ends
+    // at once: the release still runs on the client's own runtime.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move { drop(lease) });
+    })
+    .join()
+    .expect("dropping a lease in another runtime panicked");
+    let lease = holder
+        .acquire(
+            &name,
+            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("a lease dropped in a short-lived runtime was not released");
     lease.release().await.unwrap();
 }
 
@@ -127,4 +146,115 @@ pub async fn cancelled_release_still_frees_the_lock(target: &impl Target) {
         .expect("a release cut off while repeating left the lock held");
     assert!(started.elapsed() < timing.long_ttl / 2);
     lease.release().await.unwrap();
+}
+
+/// A waiter ended by `close` leaves the lock's queue: when the holder
+/// releases, the next client gets the lock at once, not at some TTL.
+pub async fn close_withdraws_waiters_from_the_queue(target: &impl Target) {
+    let (holder, closing, next) = (
+        target.client().await,
+        target.client().await,
+        target.client().await,
+    );
+    let timing = Timing::of(&holder);
+    let name = unique_name("close-withdraws");
+    let held = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let (closing, name) = (closing.clone(), name.clone());
+        async move {
+            closing
+                .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.long_ttl))
+                .await
+        }
+    });
+    // Nothing announces that the waiter has joined the backend's queue.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    closing.close().await.unwrap();
+    assert!(waiting.await.unwrap().is_err());
+    held.release().await.unwrap();
+    let started = Instant::now();
+    let lease = next
+        .acquire(
+            &name,
+            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("a waiter ended by close still stood in the queue");
+    assert!(started.elapsed() < timing.long_ttl / 2);
+    lease.release().await.unwrap();
+}
+
+/// Clones closing at once: each returns only when every lease is released.
+pub async fn concurrent_closes_release_everything(target: &impl Target) {
+    const LEASES: usize = 20;
+    let (closing, other) = (target.client().await, target.client().await);
+    let timing = Timing::of(&closing);
+    let base = unique_name("concurrent-close");
+    let mut leases = Vec::new();
+    for i in 0..LEASES {
+        let lease = closing
+            .acquire(&format!("{base}:{i}"), Acquire::ttl(timing.long_ttl))
+            .await
+            .unwrap();
+        leases.push(lease);
+    }
+    let (first, second) = (closing.clone(), closing.clone());
+    let (first, second) = tokio::join!(
+        tokio::spawn(async move { first.close().await }),
+        tokio::spawn(async move { second.close().await }),
+    );
+    first.unwrap().unwrap();
+    second.unwrap().unwrap();
+    for i in 0..LEASES {
+        other
+            .try_acquire(&format!("{base}:{i}"), Acquire::ttl(timing.long_ttl))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("lease {i} was still held after both closes returned"))
+            .release()
+            .await
+            .unwrap();
+    }
+    drop(leases);
+}
+
+/// `close` waits for a release already repeating after a transient
+/// failure, rather than closing the connection under it.
+pub async fn close_waits_for_a_release_under_way(target: &impl Target) {
+    let probe = Arc::new(ProbedBackend::new(Arc::clone(
+        target.client().await.backend(),
+    )));
+    let closing = Locker::from_backend(probe.clone());
+    let other = target.client().await;
+    let timing = Timing::of(&closing);
+    let name = unique_name("close-during-release");
+    let lease = closing
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    probe.fail_releases(true);
+    let releasing = tokio::spawn(lease.release());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let close = tokio::spawn({
+        let closing = closing.clone();
+        async move { closing.close().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    probe.fail_releases(false);
+    close.await.unwrap().unwrap();
+    releasing
+        .await
+        .unwrap()
+        .expect("the release under way at close succeeded");
+    other
+        .try_acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap()
+        .expect("close cut off a release under way")
+        .release()
+        .await
+        .unwrap();
 }
