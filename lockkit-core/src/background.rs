@@ -87,6 +87,25 @@ impl Background {
         InFlight(self.shared.tasks.token())
     }
 
+    /// Runs `operation` in the caller's task, counted as in flight (see
+    /// [`in_flight`](Self::in_flight)) only if it does not finish at its
+    /// first poll: a free memory lock costs no bookkeeping.
+    pub async fn track<F: Future>(&self, operation: F) -> F::Output {
+        let mut operation = std::pin::pin!(operation);
+        let first = std::future::poll_fn(|context| match operation.as_mut().poll(context) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        match first {
+            Some(output) => output,
+            None => {
+                let _in_flight = self.in_flight();
+                operation.await
+            }
+        }
+    }
+
     /// How many spawned tasks are still running.
     pub fn running(&self) -> usize {
         self.shared.tasks.len()

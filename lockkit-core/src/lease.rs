@@ -539,9 +539,13 @@ impl Lease {
         }
         // Cancelled part-way (a timeout around the release, a dropped
         // `with_lock`), the release finishes in the background.
-        let _in_flight = core.life.background.in_flight();
         let mut unfinished = UnfinishedRelease(Some(&core));
-        let outcome = core.release(LeaseState::Released).await;
+        // Counted as in flight once it has to wait, so close waits for it.
+        let outcome = core
+            .life
+            .background
+            .track(core.release(LeaseState::Released))
+            .await;
         unfinished.0 = None;
         outcome
     }

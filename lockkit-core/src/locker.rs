@@ -297,7 +297,6 @@ impl Locker {
             return Err(self.life.closed_error(backend_name));
         }
         self.life.background.capture();
-        let _in_flight = self.life.background.in_flight();
         let lock = LockName::new(name)?;
         let resolved = options.resolve(self.capabilities(), self.default_ttl, backend_name)?;
         let owner = self.tokens.next()?;
@@ -319,6 +318,7 @@ impl Locker {
         // Closing drops the backend's acquire, which withdraws it (cancel
         // safety). A free lock is often granted at the first poll: only an
         // acquire that has to wait also listens for close.
+        // One that waits counts as in flight, so close waits for its undo.
         let mut acquire = pin!(self.backend.acquire(request).instrument(span.clone()));
         let first = std::future::poll_fn(|context| match acquire.as_mut().poll(context) {
             Poll::Ready(granted) => Poll::Ready(Some(granted)),
@@ -327,11 +327,14 @@ impl Locker {
         .await;
         let granted = match first {
             Some(granted) => granted,
-            None => tokio::select! {
-                biased;
-                granted = &mut acquire => granted,
-                () = self.life.closing.cancelled() => Err(self.life.closed_error(backend_name)),
-            },
+            None => {
+                let _in_flight = self.life.background.in_flight();
+                tokio::select! {
+                    biased;
+                    granted = &mut acquire => granted,
+                    () = self.life.closing.cancelled() => Err(self.life.closed_error(backend_name)),
+                }
+            }
         };
         let answered = Instant::now();
         let waited = answered - started;
