@@ -73,6 +73,18 @@ impl Drop for OwnUser {
     }
 }
 
+/// Asserts `name` is free now, as `what` left it.
+async fn assert_free(locks: &Locker, name: &str, what: &str) {
+    locks
+        .try_acquire(name, Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{what} did not free `{name}`"))
+        .release()
+        .await
+        .unwrap();
+}
+
 async fn locker(url: &str, namespace: &str) -> Locker {
     let options = RedisOptions::new().namespace(namespace);
     Locker::new(RedisBackend::connect(url, options).await.unwrap())
@@ -103,14 +115,7 @@ async fn release_after_dropped_connections_is_repeated_and_frees_the_lock() {
         .await
         .expect("release after a dropped connection");
     assert!(started.elapsed() < Duration::from_secs(5));
-    other
-        .try_acquire("released", Acquire::ttl(TTL))
-        .await
-        .unwrap()
-        .expect("the release freed the lock")
-        .release()
-        .await
-        .unwrap();
+    assert_free(&other, "released", "the release").await;
 
     let lease = mine.acquire("dropped", Acquire::ttl(TTL)).await.unwrap();
     assert!(user.drop_connections() >= 1);
@@ -130,14 +135,7 @@ async fn release_after_dropped_connections_is_repeated_and_frees_the_lock() {
         .await
         .unwrap();
     assert!(outcome >= 1);
-    other
-        .try_acquire("with-lock", Acquire::ttl(TTL))
-        .await
-        .unwrap()
-        .expect("with_lock's release freed the lock")
-        .release()
-        .await
-        .unwrap();
+    assert_free(&other, "with-lock", "with_lock's release").await;
 
     // Extend is owner-checked too: repeated, and the lease stays held.
     let lease = mine.acquire("extended", Acquire::ttl(TTL)).await.unwrap();
@@ -188,14 +186,7 @@ async fn close_releases_and_closes_every_connection() {
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
     assert!(!error.is_retryable());
     assert_eq!(held.state(), LeaseState::Lost);
-    other
-        .try_acquire("held", Acquire::ttl(TTL))
-        .await
-        .unwrap()
-        .expect("close released the lease")
-        .release()
-        .await
-        .unwrap();
+    assert_free(&other, "held", "close").await;
     // The server notices closed sockets on its own time: poll its view.
     let deadline = Instant::now() + Duration::from_secs(5);
     while user.connections() > 0 {

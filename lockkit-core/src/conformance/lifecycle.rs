@@ -7,6 +7,29 @@ use std::time::{Duration, Instant};
 use super::{expect_error, unique_name, ProbedBackend, Target, Timing};
 use crate::{Acquire, ErrorKind, LeaseState, Locker};
 
+/// Acquires the free-again `name` within 10 s — long before any TTL of
+/// the case could free it — and releases it; panics with `why` if not.
+async fn granted_promptly(client: &Locker, name: &str, why: &str) {
+    let timing = Timing::of(client);
+    let started = Instant::now();
+    let lease = client
+        .acquire(
+            name,
+            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{why}: {error}"));
+    assert!(started.elapsed() < timing.long_ttl / 2, "{why}");
+    lease.release().await.unwrap();
+}
+
+/// A new client whose backend calls can be counted and made to fail.
+async fn probed_client(target: &impl Target) -> (Arc<ProbedBackend>, Locker) {
+    let client = target.client().await;
+    let probe = Arc::new(ProbedBackend::new(Arc::clone(client.backend())));
+    (Arc::clone(&probe), Locker::from_backend(probe))
+}
+
 /// A lease dropped on a thread with no tokio runtime is still released in
 /// the background, long before its TTL: it reaches the runtime it was
 /// granted on.
@@ -21,18 +44,19 @@ pub async fn lease_dropped_on_any_thread_is_released(target: &impl Target) {
     std::thread::spawn(move || drop(lease))
         .join()
         .expect("dropping a lease on a plain thread panicked");
-    let started = Instant::now();
-    let lease = next
-        .acquire(
-            &name,
-            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
-        )
-        .await
-        .expect("a lease dropped outside a runtime was not released");
-    assert!(started.elapsed() < timing.long_ttl / 2);
+    granted_promptly(
+        &next,
+        &name,
+        "a lease dropped outside a runtime was not released",
+    )
+    .await;
 
     // Dropped inside a short-lived runtime of another thread, which ends
     // at once: the release still runs on the client's own runtime.
+    let lease = next
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -42,14 +66,12 @@ pub async fn lease_dropped_on_any_thread_is_released(target: &impl Target) {
     })
     .join()
     .expect("dropping a lease in another runtime panicked");
-    let lease = holder
-        .acquire(
-            &name,
-            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
-        )
-        .await
-        .expect("a lease dropped in a short-lived runtime was not released");
-    lease.release().await.unwrap();
+    granted_promptly(
+        &holder,
+        &name,
+        "a lease dropped in a short-lived runtime was not released",
+    )
+    .await;
 }
 
 /// `close` ends a waiting acquire with a clear error, stops renewals,
@@ -58,10 +80,7 @@ pub async fn lease_dropped_on_any_thread_is_released(target: &impl Target) {
 /// non-retryable error.
 pub async fn close_ends_waits_renewals_and_later_calls(target: &impl Target) {
     let other = target.client().await;
-    let probe = Arc::new(ProbedBackend::new(Arc::clone(
-        target.client().await.backend(),
-    )));
-    let closing = Locker::from_backend(probe.clone());
+    let (probe, closing) = probed_client(target).await;
     let timing = Timing::of(&closing);
     let (held, busy) = (unique_name("close-held"), unique_name("close-busy"));
 
@@ -119,10 +138,7 @@ pub async fn close_ends_waits_renewals_and_later_calls(target: &impl Target) {
 /// dropped `with_lock` — while it repeats a transient failure still frees
 /// the lock, in the background.
 pub async fn cancelled_release_still_frees_the_lock(target: &impl Target) {
-    let probe = Arc::new(ProbedBackend::new(Arc::clone(
-        target.client().await.backend(),
-    )));
-    let holder = Locker::from_backend(probe.clone());
+    let (probe, holder) = probed_client(target).await;
     let next = target.client().await;
     let timing = Timing::of(&holder);
     let name = unique_name("cancelled-release");
@@ -136,16 +152,12 @@ pub async fn cancelled_release_still_frees_the_lock(target: &impl Target) {
     let cut_off = tokio::time::timeout(Duration::from_millis(50), lease.release()).await;
     assert!(cut_off.is_err(), "the release did not repeat: {cut_off:?}");
     probe.fail_releases(false);
-    let started = Instant::now();
-    let lease = next
-        .acquire(
-            &name,
-            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
-        )
-        .await
-        .expect("a release cut off while repeating left the lock held");
-    assert!(started.elapsed() < timing.long_ttl / 2);
-    lease.release().await.unwrap();
+    granted_promptly(
+        &next,
+        &name,
+        "a release cut off while repeating left the lock held",
+    )
+    .await;
 }
 
 /// A waiter ended by `close` leaves the lock's queue: when the holder
@@ -175,16 +187,12 @@ pub async fn close_withdraws_waiters_from_the_queue(target: &impl Target) {
     closing.close().await.unwrap();
     assert!(waiting.await.unwrap().is_err());
     held.release().await.unwrap();
-    let started = Instant::now();
-    let lease = next
-        .acquire(
-            &name,
-            Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(10)),
-        )
-        .await
-        .expect("a waiter ended by close still stood in the queue");
-    assert!(started.elapsed() < timing.long_ttl / 2);
-    lease.release().await.unwrap();
+    granted_promptly(
+        &next,
+        &name,
+        "a waiter ended by close still stood in the queue",
+    )
+    .await;
 }
 
 /// Clones closing at once: each returns only when every lease is released.
@@ -224,10 +232,7 @@ pub async fn concurrent_closes_release_everything(target: &impl Target) {
 /// `close` waits for a release already repeating after a transient
 /// failure, rather than closing the connection under it.
 pub async fn close_waits_for_a_release_under_way(target: &impl Target) {
-    let probe = Arc::new(ProbedBackend::new(Arc::clone(
-        target.client().await.backend(),
-    )));
-    let closing = Locker::from_backend(probe.clone());
+    let (probe, closing) = probed_client(target).await;
     let other = target.client().await;
     let timing = Timing::of(&closing);
     let name = unique_name("close-during-release");
