@@ -92,6 +92,18 @@
 //!   already holds or is trying for (any owner) is **contended** for a
 //!   try-acquire and waited for by an acquire, like any other holder's.
 //!
+//! # A server that stops answering
+//!
+//! A statement that answers at once — a try, a release, an extend's check —
+//! is bounded by [`response_timeout`](PostgresOptions::response_timeout)
+//! (default 5 s). Past it the server is taken for gone: that session's
+//! connection is closed (the server frees its locks once it notices), every
+//! lease on it turns Lost, and the next acquire connects a new session. So
+//! a paused or unreachable server costs a release at most that long. A wait
+//! in the server's queue is bounded by the acquire's own deadline (plus 1 s
+//! for a silent server), and a wait with no deadline waits as long as it
+//! takes; TCP keepalives notice a vanished network within about 11 s.
+//!
 //! # Close
 //!
 //! [`Locker::close`](lockkit_core::Locker::close) ends waiting acquires,
