@@ -19,7 +19,7 @@ use crate::error::{from_postgres, is_lock_timeout, BACKEND};
 use crate::key::lock_key;
 use crate::options::PostgresOptions;
 use crate::pool::{Pool, Pooled, SharedSession};
-use crate::session::{Session, Target};
+use crate::session::{Purpose, Session, Target};
 use crate::transaction::LockedTransaction;
 
 /// How long past an acquire's deadline the client waits for the server to
@@ -135,7 +135,7 @@ impl PostgresBackend {
         let mut others = tokio::task::JoinSet::new();
         for _ in 1..options.sessions {
             let target = target.clone();
-            others.spawn(async move { Session::connect(&target).await });
+            others.spawn(async move { Session::connect(&target, Purpose::Locks).await });
         }
         let mut shared = vec![SharedSession::new(Some(first))];
         while let Some(joined) = others.join_next().await {
@@ -164,8 +164,12 @@ impl PostgresBackend {
                 capabilities,
                 shared,
                 next_shared: AtomicUsize::new(0),
-                waiters: Pool::new(options.max_waiters, "waiter"),
-                transactions: Pool::new(options.max_transactions, "transaction"),
+                waiters: Pool::new(options.max_waiters, "waiter", Purpose::Locks),
+                transactions: Pool::new(
+                    options.max_transactions,
+                    "transaction",
+                    Purpose::Transactions,
+                ),
                 held: Mutex::new(HashMap::new()),
                 contended: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
@@ -581,78 +585,85 @@ impl PostgresBackend {
                 })??,
             None => fill.await?,
         };
-        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|left| left < Duration::from_millis(1)) {
-            inner.waiters.put(pooled);
-            return Err(timeout());
-        }
-        // Until the outcome is in hand, a cancelled acquire (or a silent
-        // server past the deadline, or close) withdraws from the queue in
-        // the background.
-        let mut waiting = Waiting {
-            inner: Arc::clone(inner),
-            key,
-            connection: Some(pooled),
-        };
-        let session = Arc::clone(&waiting.connection.as_ref().expect("just set").session);
-        let lock = session.lock(key, left);
-        let give_up = deadline.and_then(|deadline| deadline.checked_add(DEADLINE_GRACE));
-        let silent = async {
-            match give_up {
-                Some(give_up) => tokio::time::sleep_until(give_up.into()).await,
-                None => std::future::pending().await,
+        let mut pooled = pooled;
+        loop {
+            let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left < Duration::from_millis(1)) {
+                inner.waiters.put(pooled);
+                return Err(timeout());
             }
-        };
-        let outcome = tokio::select! {
-            outcome = lock => outcome,
-            () = silent => return Err(timeout()),
-            () = &mut closed => return Err(inner.closed_error()),
-        };
-        let pooled = waiting.connection.take().expect("still set");
-        match outcome {
-            Ok(token) => {
-                let grant = match self.grant(token, &pooled.session, true) {
-                    Ok(grant) => grant,
-                    Err(error) => {
-                        give_back(&pooled.session, key).await;
-                        inner.waiters.put(pooled);
-                        return Err(error);
-                    }
-                };
-                if let Some(pooled) = inner.record_waited(key, owner, pooled) {
-                    // Closed meanwhile: nobody will release it.
-                    pooled.session.end();
-                    return Err(inner.closed_error());
+            // Until the outcome is in hand, a cancelled acquire (or a silent
+            // server past the deadline, or close) withdraws from the queue in
+            // the background.
+            let mut waiting = Waiting {
+                inner: Arc::clone(inner),
+                key,
+                connection: Some(pooled),
+            };
+            let session = Arc::clone(&waiting.connection.as_ref().expect("just set").session);
+            let lock = session.lock(key, left);
+            let give_up = deadline.and_then(|deadline| deadline.checked_add(DEADLINE_GRACE));
+            let silent = async {
+                match give_up {
+                    Some(give_up) => tokio::time::sleep_until(give_up.into()).await,
+                    None => std::future::pending().await,
                 }
-                Ok(grant)
-            }
-            Err(error) if is_lock_timeout(&error) => {
-                // PostgreSQL can report lock_timeout for a lock it granted
-                // in the same instant (DistributedLock met this): make sure
-                // the connection does not keep the key before reusing it,
-                // or the next wait on it would stack on a lock nobody owns.
-                match pooled.session.unlock(key).await {
-                    Ok(granted_anyway) => {
-                        if granted_anyway {
+            };
+            let outcome = tokio::select! {
+                outcome = lock => outcome,
+                () = silent => return Err(timeout()),
+                () = &mut closed => return Err(inner.closed_error()),
+            };
+            pooled = waiting.connection.take().expect("still set");
+            match outcome {
+                Ok(token) => {
+                    let grant = match self.grant(token, &pooled.session, true) {
+                        Ok(grant) => grant,
+                        Err(error) => {
+                            give_back(&pooled.session, key).await;
+                            inner.waiters.put(pooled);
+                            return Err(error);
+                        }
+                    };
+                    if let Some(pooled) = inner.record_waited(key, owner, pooled) {
+                        // Closed meanwhile: nobody will release it.
+                        pooled.session.end();
+                        return Err(inner.closed_error());
+                    }
+                    return Ok(grant);
+                }
+                Err(error) if is_lock_timeout(&error) => {
+                    // PostgreSQL can report lock_timeout for a lock it
+                    // granted in the same instant (DistributedLock met
+                    // this): make sure the connection does not keep the key
+                    // before reusing it, or the next wait on it would stack
+                    // on a lock nobody owns.
+                    match pooled.session.unlock(key).await {
+                        Ok(true) => {
                             tracing::debug!(
                                 lock = name,
                                 "lock_timeout reported for a granted lock; released it"
                             );
                         }
-                        inner.waiters.put(pooled);
+                        Ok(false) => {}
+                        Err(_) => {
+                            pooled.session.end();
+                            return Err(timeout());
+                        }
                     }
-                    Err(_) => pooled.session.end(),
+                    // lock_timeout stops at about 24.8 days
+                    // (MAX_LOCK_TIMEOUT): a longer wait goes on; the loop's
+                    // first check ends it at the deadline.
                 }
-                Err(timeout())
-            }
-            Err(error) => {
-                // Not sure what the connection holds: drop it, and any lock with it.
-                pooled.session.end();
-                Err(from_postgres(
-                    &inner.target.server,
-                    format!("wait for `{name}`"),
-                    error,
-                ))
+                Err(error) => {
+                    // Not sure what the connection holds: drop it, and any lock with it.
+                    pooled.session.end();
+                    return Err(from_postgres(
+                        &inner.target.server,
+                        format!("wait for `{name}`"),
+                        error,
+                    ));
+                }
             }
         }
     }

@@ -23,6 +23,9 @@ pub(crate) fn from_postgres(
         Some(code) if *code == SqlState::TOO_MANY_CONNECTIONS => {
             " (lower this client's sessions, max_waiters or max_transactions, or raise max_connections)"
         }
+        Some(code) if *code == SqlState::QUERY_CANCELED => {
+            " (cancelled by a cancel request or a statement_timeout)"
+        }
         _ if kind == ErrorKind::Config => {
             " (check the URL's user, password and database, and the user's privileges)"
         }
@@ -54,6 +57,9 @@ fn classify(error: &tokio_postgres::Error) -> ErrorKind {
         }
         // A read-only server (a standby, or default_transaction_read_only).
         "25006" => ErrorKind::Unavailable,
+        // A statement cancelled: by a cancel request, or by a timeout that
+        // is not lockkit's (its own sessions switch the role's off).
+        "57014" => ErrorKind::Unavailable,
         _ => ErrorKind::Backend,
     }
 }

@@ -92,6 +92,23 @@
 //!   already holds or is trying for (any owner) is **contended** for a
 //!   try-acquire and waited for by an acquire, like any other holder's.
 //!
+//! # Role and database settings
+//!
+//! A role or database may set timeouts by default (`ALTER ROLE app SET
+//! statement_timeout = '1s'`). On lockkit's own lock sessions — the shared
+//! sessions and the waiter connections, where only lockkit's statements run
+//! — `statement_timeout`, `idle_session_timeout`,
+//! `idle_in_transaction_session_timeout` and `transaction_timeout` are
+//! switched off at connect (those the server has): a statement timeout
+//! would cut a wait in the lock queue short, an idle timeout would end a
+//! session and every lock on it. Each wait carries its own `lock_timeout`,
+//! its deadline; PostgreSQL's longest is 2,147,483,647 ms (about 24.8 days),
+//! so a longer wait is served as several. In a locked transaction, the lock
+//! statement runs with `statement_timeout` off and the user's statements
+//! with the role's settings; `idle_in_transaction_session_timeout` stays the
+//! user's choice there (it ends the transaction, and the lock with it). A
+//! statement cancelled anyway (SQLSTATE 57014) is `Unavailable`.
+//!
 //! # A server that stops answering
 //!
 //! A statement that answers at once — a try, a release, an extend's check —

@@ -8,7 +8,7 @@ use lockkit_core::{Error, ErrorKind, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::BACKEND;
-use crate::session::{Session, Target};
+use crate::session::{Purpose, Session, Target};
 
 /// One of the shared sessions: reconnected on first use after it died.
 pub(crate) struct SharedSession {
@@ -53,7 +53,7 @@ impl SharedSession {
             )
             .with_retryable(false));
         }
-        let session = Session::connect(target).await?;
+        let session = Session::connect(target, Purpose::Locks).await?;
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&session));
         Ok(session)
     }
@@ -87,6 +87,7 @@ pub(crate) struct Pool {
     size: usize,
     /// What the connections are for, in errors (`waiter`, `transaction`).
     what: &'static str,
+    purpose: Purpose,
 }
 
 /// A connection taken from a [`Pool`]; its slot is free again when dropped.
@@ -96,13 +97,14 @@ pub(crate) struct Pooled {
 }
 
 impl Pool {
-    pub(crate) fn new(size: usize, what: &'static str) -> Self {
+    pub(crate) fn new(size: usize, what: &'static str, purpose: Purpose) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
             opened: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size)),
             size,
             what,
+            purpose,
         }
     }
 
@@ -138,10 +140,12 @@ impl Pool {
                 None => break,
             }
         }
-        let session = Session::connect(target).await.map_err(|error| {
-            let message = format!("{} (opening a {} connection)", error.message(), self.what);
-            Error::new(error.kind(), BACKEND, message).with_source(error)
-        })?;
+        let session = Session::connect(target, self.purpose)
+            .await
+            .map_err(|error| {
+                let message = format!("{} (opening a {} connection)", error.message(), self.what);
+                Error::new(error.kind(), BACKEND, message).with_source(error)
+            })?;
         let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
         opened.retain(|session| session.strong_count() > 0);
         opened.push(Arc::downgrade(&session));

@@ -30,6 +30,23 @@ pub(crate) struct Target {
     pub(crate) response_timeout: Duration,
 }
 
+/// The longest `lock_timeout` PostgreSQL accepts: 2,147,483,647 ms (about
+/// 24.8 days). A longer wait is served as several.
+pub(crate) const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Holding and waiting for session locks: only lockkit's statements
+    /// run here, so the role's statement and idle timeouts are switched
+    /// off — they would cancel a wait, or end a session and its locks.
+    Locks,
+    /// Running a locked transaction: the user's statements keep the role's
+    /// settings; lockkit switches `statement_timeout` off for its own lock
+    /// statement only.
+    Transactions,
+}
+
 /// The statements every session prepares when it connects.
 struct Statements {
     /// `$1` key → the fencing token if the lock was free, else NULL.
@@ -63,8 +80,11 @@ pub(crate) struct Session {
 
 impl Session {
     /// Connects and prepares the statements. The fencing sequence must exist.
-    pub(crate) async fn connect(target: &Target) -> Result<Arc<Self>> {
+    pub(crate) async fn connect(target: &Target, purpose: Purpose) -> Result<Arc<Self>> {
         let (client, signal, driver) = connect_client(target).await?;
+        if purpose == Purpose::Locks {
+            neutralize(&client, target).await?;
+        }
         Self::prepared(client, signal, driver, target).await
     }
 
@@ -72,6 +92,7 @@ impl Session {
     /// prepares the statements: a backend's first session.
     pub(crate) async fn connect_setup(target: &Target) -> Result<Arc<Self>> {
         let (client, signal, driver) = connect_client(target).await?;
+        neutralize(&client, target).await?;
         migrate(&client, target).await?;
         Self::prepared(client, signal, driver, target).await
     }
@@ -165,8 +186,16 @@ impl Session {
     ) -> std::result::Result<i64, tokio_postgres::Error> {
         let timeout = match timeout {
             // lock_timeout counts whole milliseconds, and 0 would mean "no
-            // limit": round up, never time out before the deadline.
-            Some(timeout) => format!("{}ms", timeout.as_micros().div_ceil(1000).max(1)),
+            // limit": round up, never time out before the deadline. Past
+            // its maximum the caller waits again.
+            Some(timeout) => format!(
+                "{}ms",
+                timeout
+                    .min(MAX_LOCK_TIMEOUT)
+                    .as_micros()
+                    .div_ceil(1000)
+                    .max(1)
+            ),
             None => "0".to_owned(),
         };
         let row = self.client.query_one(statement, &[&key, &timeout]).await?;
@@ -294,6 +323,22 @@ async fn prepare(
         try_xact_lock,
         xact_lock,
     })
+}
+
+/// Switches off, for this session, the timeouts a role or database may set
+/// by default (`ALTER ROLE … SET statement_timeout`): a statement timeout
+/// would cancel a wait in the lock queue before its deadline, an idle
+/// session timeout would end a session holding locks. Settings this server
+/// version lacks are skipped.
+async fn neutralize(client: &Client, target: &Target) -> Result<()> {
+    client
+        .batch_execute(
+            "SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN \
+             ('statement_timeout', 'idle_session_timeout', \
+              'idle_in_transaction_session_timeout', 'transaction_timeout')",
+        )
+        .await
+        .map_err(|error| from_postgres(&target.server, "switch off the role's timeouts", error))
 }
 
 /// Creates the schema and the fencing sequence if they are missing.

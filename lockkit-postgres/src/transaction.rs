@@ -99,9 +99,23 @@ impl LockedTransaction {
             inner: Arc::clone(&inner),
             connection: Some(pooled),
         };
-        let begun = match session.client.batch_execute("BEGIN").await {
-            Ok(()) => session.xact_lock(key, wait).await,
-            Err(error) => Err(error),
+        let mut wait = wait;
+        let begun = loop {
+            let attempt = attempt(&session, key, wait).await;
+            let left = match deadline {
+                Some(Wait::Until(deadline)) => deadline.saturating_duration_since(Instant::now()),
+                _ => Duration::ZERO,
+            };
+            match attempt {
+                // lock_timeout stops at about 24.8 days: a longer wait goes on.
+                Err(error) if is_lock_timeout(&error) && left >= Duration::from_millis(1) => {
+                    if let Err(error) = session.client.batch_execute("ROLLBACK").await {
+                        break Err(error);
+                    }
+                    wait = Some(Some(left));
+                }
+                attempt => break attempt,
+            }
         };
         let pooled = abandon.connection.take().expect("still set");
         match begun {
@@ -171,6 +185,28 @@ impl LockedTransaction {
         let pooled = self.connection.take().expect("a transaction ends once");
         end(&self.inner, pooled, "ROLLBACK").await
     }
+}
+
+/// Begins a transaction and takes `key` in it. lockkit's lock statement
+/// runs without the role's `statement_timeout` (which would cut a wait
+/// short); the user's statements after it run with the role's settings.
+async fn attempt(
+    session: &crate::session::Session,
+    key: i64,
+    wait: Option<Option<Duration>>,
+) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
+    session
+        .client
+        .batch_execute("BEGIN; SET LOCAL statement_timeout = 0")
+        .await?;
+    let token = session.xact_lock(key, wait).await?;
+    if token.is_some() {
+        session
+            .client
+            .batch_execute("SET LOCAL statement_timeout TO DEFAULT")
+            .await?;
+    }
+    Ok(token)
 }
 
 /// Ends the transaction on `pooled` with `command`, and gives the

@@ -1,0 +1,234 @@
+//! Server and role settings that would silently break a lock, met the way
+//! a user's server has them: each test makes a role of its own with the
+//! setting, connects as it, and drops the role afterwards (also on panic).
+
+use std::time::{Duration, Instant};
+
+use lockkit_core::conformance::{server_from_env, unique_namespace};
+use lockkit_core::{Acquire, LeaseState, Locker, OwnerToken};
+use lockkit_postgres::{PostgresBackend, PostgresOptions};
+
+mod common;
+use common::{backend, raw, wait_until_queued};
+
+const TTL: Duration = Duration::from_secs(30);
+
+/// A login role made for one test, with `settings` as its defaults and the
+/// rights lockkit needs on its schema; dropped when this is dropped.
+struct OwnRole {
+    admin_url: String,
+    name: String,
+    /// The server URL, connecting as this role.
+    url: String,
+}
+
+impl OwnRole {
+    async fn create(url: &str, settings: &[(&str, &str)]) -> Self {
+        let hex = OwnerToken::generate().unwrap().to_hex();
+        let name = format!("lockkit_test_{}", &hex[..12]);
+        let admin = raw(url).await;
+        let mut statements = format!(
+            "CREATE ROLE {name} LOGIN; \
+             GRANT CONNECT ON DATABASE lockkit TO {name}; \
+             GRANT USAGE ON SCHEMA lockkit TO {name}; \
+             GRANT USAGE, UPDATE ON SEQUENCE lockkit.fence TO {name};"
+        );
+        for (setting, value) in settings {
+            statements.push_str(&format!(" ALTER ROLE {name} SET {setting} = '{value}';"));
+        }
+        admin.batch_execute(&statements).await.unwrap();
+        let role_url = url.replacen("postgres@", &format!("{name}@"), 1);
+        assert_ne!(role_url, url, "the test URL must name the user `postgres`");
+        Self {
+            admin_url: url.to_owned(),
+            name,
+            url: role_url,
+        }
+    }
+}
+
+impl Drop for OwnRole {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any await: a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let admin = raw(&url).await;
+                let _ = admin
+                    .batch_execute(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
+                         DROP OWNED BY {name}; DROP ROLE IF EXISTS {name};"
+                    ))
+                    .await;
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("dropping role {} failed", self.name);
+        }
+    }
+}
+
+/// A role whose `statement_timeout` is 1 s: a 6 s acquire, and a 6 s
+/// locked transaction, for a lock released after 2.5 s, are granted then
+/// — lockkit's statements carry the timeouts lockkit means.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_statement_timeout_does_not_cut_a_wait_short() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[("statement_timeout", "1s")]).await;
+    let namespace = unique_namespace();
+    let options = PostgresOptions::new().namespace(&namespace);
+    let mine = PostgresBackend::connect_with(&role.url, options)
+        .await
+        .unwrap();
+    let (locks, other) = (
+        Locker::new(mine.clone()),
+        Locker::new(backend(&url, &namespace).await),
+    );
+    let admin = raw(&url).await;
+
+    for name in ["session-wait", "transaction-wait"] {
+        let held = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
+        let started = Instant::now();
+        let waiting = tokio::spawn({
+            let (locks, mine, name) = (locks.clone(), mine.clone(), name.to_owned());
+            async move {
+                let wait = Duration::from_secs(6);
+                if name == "session-wait" {
+                    locks
+                        .acquire(&name, Acquire::ttl(TTL).wait(wait))
+                        .await
+                        .map(drop)
+                } else {
+                    mine.transaction(&name, wait).await.map(drop)
+                }
+            }
+        });
+        wait_until_queued(&admin, mine.key_of(name).unwrap()).await;
+        tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+        held.release().await.unwrap();
+        waiting
+            .await
+            .unwrap()
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(2400) && waited < Duration::from_secs(5),
+            "{name}: granted after {waited:?}"
+        );
+    }
+    // The user's own statements in a locked transaction keep the role's setting.
+    let transaction = mine
+        .transaction("users-statements", Duration::from_secs(1))
+        .await
+        .unwrap();
+    let error = transaction
+        .client()
+        .batch_execute("SELECT pg_sleep(2)")
+        .await
+        .unwrap_err();
+    let message = error.as_db_error().map(|db| db.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|message| message.contains("statement timeout")),
+        "{error:?}"
+    );
+    drop(transaction);
+    locks.close().await.unwrap();
+}
+
+/// A role whose `idle_session_timeout` is 1 s: leases taken at once and
+/// after waiting stay held through 3 s of idleness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_idle_session_timeout_does_not_end_held_locks() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[("idle_session_timeout", "1s")]).await;
+    let namespace = unique_namespace();
+    let mine = backend(&role.url, &namespace).await;
+    let (locks, other) = (
+        Locker::new(mine.clone()),
+        Locker::new(backend(&url, &namespace).await),
+    );
+    let admin = raw(&url).await;
+    let at_once = locks.acquire("at-once", Acquire::ttl(TTL)).await.unwrap();
+    let held = other.acquire("waited", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire("waited", Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+                .await
+        }
+    });
+    wait_until_queued(&admin, mine.key_of("waited").unwrap()).await;
+    held.release().await.unwrap();
+    let waited = waiting.await.unwrap().unwrap();
+
+    // Idle for three of the role's timeouts. Nothing announces that a
+    // session was not ended, so this waits them out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for lease in [&at_once, &waited] {
+        assert_eq!(lease.state(), LeaseState::Held, "{}", lease.name());
+        assert!(
+            other
+                .try_acquire(lease.name(), Acquire::ttl(TTL))
+                .await
+                .unwrap()
+                .is_none(),
+            "another client took `{}` from an idle session",
+            lease.name()
+        );
+    }
+    at_once.release().await.unwrap();
+    waited.release().await.unwrap();
+    locks.close().await.unwrap();
+}
+
+/// A wait longer than PostgreSQL's longest `lock_timeout` (about 24.8
+/// days) is honoured: it waits, and is granted when the lock comes free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_of_thirty_days_is_honoured() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let (mine, theirs) = (
+        backend(&url, &namespace).await,
+        backend(&url, &namespace).await,
+    );
+    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let admin = raw(&url).await;
+    let month = Duration::from_secs(30 * 24 * 3600);
+    for name in ["session-month", "transaction-month"] {
+        let held = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
+        let waiting = tokio::spawn({
+            let (locks, mine, name) = (locks.clone(), mine.clone(), name.to_owned());
+            async move {
+                if name == "session-month" {
+                    locks
+                        .acquire(&name, Acquire::ttl(TTL).wait(month))
+                        .await
+                        .map(drop)
+                } else {
+                    mine.transaction(&name, month).await.map(drop)
+                }
+            }
+        });
+        wait_until_queued(&admin, mine.key_of(name).unwrap()).await;
+        held.release().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the month-long wait was not granted")
+            .unwrap()
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+    }
+}
