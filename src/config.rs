@@ -73,6 +73,10 @@ pub struct RedisConfig {
     /// How long one connection attempt may take (default 2 s).
     #[serde(default, deserialize_with = "optional_duration")]
     pub connect_timeout: Option<Duration>,
+    /// Accept a server whose `maxmemory-policy` may evict a held lock's key
+    /// (default false: `connect` refuses it).
+    #[serde(default)]
+    pub allow_eviction: bool,
 }
 
 /// The `[postgres]` section: settings only the PostgreSQL backend reads.
@@ -203,6 +207,13 @@ impl LockConfig {
         if let Some(ttl) = var("LOCKKIT_DEFAULT_TTL") {
             config.default_ttl = parse_duration(&ttl)
                 .map_err(|why| config_error(format!("LOCKKIT_DEFAULT_TTL: {why}")))?;
+        }
+        if let Some(allow) = var("LOCKKIT_REDIS_ALLOW_EVICTION") {
+            config.redis.allow_eviction = allow.trim().parse().map_err(|_| {
+                config_error(format!(
+                    "LOCKKIT_REDIS_ALLOW_EVICTION: expected true or false, got `{allow}`"
+                ))
+            })?;
         }
         if let Some(replicas) = var("LOCKKIT_REDIS_MIN_REPLICAS") {
             config.redis.min_replicas = replicas.trim().parse().map_err(|_| {

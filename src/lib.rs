@@ -97,7 +97,8 @@ async fn connect_redis(config: &LockConfig) -> Result<lockkit_redis::RedisBacken
     let section = &config.redis;
     let mut options = lockkit_redis::RedisOptions::new()
         .namespace(&config.namespace)
-        .min_replicas(section.min_replicas);
+        .min_replicas(section.min_replicas)
+        .allow_eviction(section.allow_eviction);
     if let Some(timeout) = section.replica_timeout {
         options = options.replica_timeout(timeout);
     }

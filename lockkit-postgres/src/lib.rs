@@ -92,6 +92,18 @@
 //!   already holds or is trying for (any owner) is **contended** for a
 //!   try-acquire and waited for by an acquire, like any other holder's.
 //!
+//! # What connect checks
+//!
+//! - The URL parses and the server accepts the user (`Config` otherwise,
+//!   naming what to check); the server is reachable (`Unavailable`).
+//! - The server is **writable** for this user: a hot standby, or a role or
+//!   database whose sessions are read-only by default
+//!   (`default_transaction_read_only`), is refused with a `Config` error
+//!   naming why — every grant takes its fencing token with `nextval`.
+//! - The fencing sequence exists, or is created.
+//! - On every lock session, the role's statement and idle timeouts are
+//!   switched off (below).
+//!
 //! # Role and database settings
 //!
 //! A role or database may set timeouts by default (`ALTER ROLE app SET

@@ -92,6 +92,7 @@ impl Session {
     /// prepares the statements: a backend's first session.
     pub(crate) async fn connect_setup(target: &Target) -> Result<Arc<Self>> {
         let (client, signal, driver) = connect_client(target).await?;
+        check_writable(&client, target).await?;
         neutralize(&client, target).await?;
         migrate(&client, target).await?;
         Self::prepared(client, signal, driver, target).await
@@ -323,6 +324,36 @@ async fn prepare(
         try_xact_lock,
         xact_lock,
     })
+}
+
+/// Refuses a server or role where lockkit cannot write: every grant takes
+/// its fencing token with `nextval`, which a hot standby, or a session
+/// whose transactions are read-only by default, refuses.
+async fn check_writable(client: &Client, target: &Target) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+            &[],
+        )
+        .await
+        .map_err(|error| from_postgres(&target.server, "check the server is writable", error))?;
+    let (standby, read_only): (bool, bool) = (row.get(0), row.get(1));
+    let why = if standby {
+        "is a hot standby (in recovery, read-only): point url at the primary".to_owned()
+    } else if read_only {
+        "opens read-only sessions for this user (default_transaction_read_only = on, set for \
+         the role, the database or the server): lockkit takes fencing tokens with nextval, so \
+         connect as a user whose sessions may write, or run \
+         `ALTER ROLE <user> SET default_transaction_read_only = off`"
+            .to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(lockkit_core::Error::new(
+        lockkit_core::ErrorKind::Config,
+        crate::error::BACKEND,
+        format!("{}: the server {why}", target.server),
+    ))
 }
 
 /// Switches off, for this session, the timeouts a role or database may set

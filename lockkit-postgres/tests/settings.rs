@@ -13,6 +13,10 @@ use common::{backend, raw, wait_until_queued};
 
 const TTL: Duration = Duration::from_secs(30);
 
+/// Granting and revoking rights on the one schema update the same catalog
+/// rows: tests running at once take turns ("tuple concurrently updated").
+static ROLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A login role made for one test, with `settings` as its defaults and the
 /// rights lockkit needs on its schema; dropped when this is dropped.
 struct OwnRole {
@@ -36,7 +40,9 @@ impl OwnRole {
         for (setting, value) in settings {
             statements.push_str(&format!(" ALTER ROLE {name} SET {setting} = '{value}';"));
         }
+        let turn = ROLES.lock().await;
         admin.batch_execute(&statements).await.unwrap();
+        drop(turn);
         let role_url = url.replacen("postgres@", &format!("{name}@"), 1);
         assert_ne!(role_url, url, "the test URL must name the user `postgres`");
         Self {
@@ -52,6 +58,7 @@ impl Drop for OwnRole {
         let (url, name) = (self.admin_url.clone(), self.name.clone());
         // Drop runs outside any await: a thread with a runtime of its own.
         let dropped = std::thread::spawn(move || {
+            let _turn = ROLES.blocking_lock();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -231,4 +238,25 @@ async fn a_wait_of_thirty_days_is_honoured() {
             .unwrap()
             .unwrap_or_else(|error| panic!("{name}: {error}"));
     }
+}
+
+/// A role whose sessions are read-only by default is refused at connect,
+/// naming the setting — not at every acquire afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_role_is_refused_at_connect() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[("default_transaction_read_only", "on")]).await;
+    let error = PostgresBackend::connect_with(
+        &role.url,
+        PostgresOptions::new().namespace(unique_namespace()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), lockkit_core::ErrorKind::Config, "{error}");
+    assert!(
+        error.message().contains("default_transaction_read_only"),
+        "{error}"
+    );
 }

@@ -131,7 +131,72 @@ impl RedisBackend {
             }),
         };
         backend.ping().await?;
+        backend.check_server().await?;
         Ok(backend)
+    }
+
+    /// What `connect` checks beyond a reply: the server is a primary, and
+    /// its `maxmemory-policy` cannot evict a held lock's key (unless
+    /// [`RedisOptions::allow_eviction`]). A user who may not run `INFO` is
+    /// let through with a warning: nothing else shows these settings.
+    async fn check_server(&self) -> Result<()> {
+        let server = &self.inner.server;
+        let mut connection = self.connection()?;
+        let mut info = String::new();
+        for section in ["replication", "memory"] {
+            match redis::cmd("INFO")
+                .arg(section)
+                .query_async::<String>(&mut connection)
+                .await
+            {
+                Ok(text) => info.push_str(&text),
+                Err(error)
+                    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+                {
+                    tracing::warn!(
+                        server,
+                        "this user may not run INFO: the server's role and maxmemory-policy are unchecked"
+                    );
+                    return Ok(());
+                }
+                Err(error) => return Err(from_redis(server, format!("INFO {section}"), error)),
+            }
+        }
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("role") == Some("slave") {
+            let primary = format!(
+                "{}:{}",
+                field("master_host").unwrap_or("?"),
+                field("master_port").unwrap_or("?")
+            );
+            return Err(Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "{server}: url names a read-only replica of {primary}: a lock must be \
+                     written on the primary; point url at it"
+                ),
+            ));
+        }
+        match field("maxmemory_policy") {
+            Some(policy) if policy != "noeviction" && !self.inner.options.allow_eviction => {
+                Err(Error::new(
+                    ErrorKind::Config,
+                    BACKEND,
+                    format!(
+                        "{server}: maxmemory-policy is `{policy}`, which may evict a held lock's \
+                         key under memory pressure and grant the lock again. Set \
+                         `maxmemory-policy noeviction` (every other policy can evict a key with \
+                         a TTL), or accept the risk with [redis] allow_eviction = true"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The server's address, as in error messages.

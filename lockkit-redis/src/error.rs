@@ -12,6 +12,12 @@ pub(crate) const BACKEND: &str = "redis";
 pub(crate) fn from_redis(server: &str, what: impl Display, error: RedisError) -> Error {
     let kind = classify(&error);
     let hint = match kind {
+        ErrorKind::Unavailable
+            if error.kind() == redis::ErrorKind::Server(ServerErrorKind::ReadOnly) =>
+        {
+            " (the server is a read-only replica now: a failover moved the primary; \
+             point url at the new primary)"
+        }
         ErrorKind::Unavailable if error.is_timeout() => {
             " (no reply in time: server paused, overloaded or unreachable)"
         }

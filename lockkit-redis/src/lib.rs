@@ -27,6 +27,21 @@
 //! place lasts [`QUEUE_PLACE`] unless renewed (every third of it, while
 //! waiting), so a waiter that dies holds the queue up for at most that.
 //!
+//! # What connect checks
+//!
+//! - The server answers (`PING`), within `connect_timeout` and `response_timeout`.
+//! - It is a **primary**: a replica is refused with a `Config` error naming
+//!   its primary (a lock must be written where it is granted). A server
+//!   that becomes a replica later (failover) makes each write fail with
+//!   `Unavailable` saying so.
+//! - Its **`maxmemory-policy`** is `noeviction`. Every other policy can
+//!   evict a key with a TTL — a held lock's key — under memory pressure,
+//!   and the lock would be granted again; such a server is refused with a
+//!   `Config` error naming the setting, unless
+//!   [`RedisOptions::allow_eviction`] accepts the risk.
+//! - A user who may not run `INFO` is let through with a warning in the
+//!   log: the role and the policy are then unchecked.
+//!
 //! # Dropped connections and close
 //!
 //! Release, extend, and a cancelled waiter leaving its queue are

@@ -30,6 +30,7 @@ pub struct RedisOptions {
     pub(crate) replica_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) allow_eviction: bool,
 }
 
 impl Default for RedisOptions {
@@ -40,6 +41,7 @@ impl Default for RedisOptions {
             replica_timeout: Duration::from_millis(100),
             response_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
+            allow_eviction: false,
         }
     }
 }
@@ -87,6 +89,16 @@ impl RedisOptions {
     /// unreachable server costs at most this.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Accepts a server whose `maxmemory-policy` may evict keys (anything
+    /// but `noeviction`; the `volatile-*` policies too, since lock keys carry
+    /// a TTL). Off by default, and `connect` refuses such a server: under
+    /// memory pressure it may delete a held lock's key and grant the lock
+    /// again. Turn it on only for a server that never reaches `maxmemory`.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
         self
     }
 

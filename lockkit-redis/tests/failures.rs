@@ -208,3 +208,92 @@ async fn wait_until_queued(url: &str, namespace: &str, name: &str) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A server-wide setting changed for one test; restored when dropped,
+/// also when the test panics.
+struct ServerSetting {
+    client: redis::Client,
+    name: &'static str,
+    before: String,
+}
+
+impl ServerSetting {
+    fn set(url: &str, name: &'static str, value: &str) -> Self {
+        let client = redis::Client::open(url).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let (_, before): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut connection)
+            .unwrap();
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .exec(&mut connection)
+            .unwrap();
+        Self {
+            client,
+            name,
+            before,
+        }
+    }
+}
+
+impl Drop for ServerSetting {
+    fn drop(&mut self) {
+        if let Ok(mut connection) = self.client.get_connection() {
+            let _ = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(self.name)
+                .arg(&self.before)
+                .exec(&mut connection);
+        }
+    }
+}
+
+/// A `maxmemory-policy` that may evict a held lock's key is refused at
+/// connect, naming the setting and the safe value, unless the user accepts
+/// the risk with `allow_eviction`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_maxmemory_policy_is_refused_at_connect() {
+    let Some((url, _services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_URL").await else {
+        return;
+    };
+    for policy in ["allkeys-lru", "volatile-lru", "volatile-ttl"] {
+        let _setting = ServerSetting::set(&url, "maxmemory-policy", policy);
+        let options = RedisOptions::new().namespace(unique_namespace());
+        let error = RedisBackend::connect(&url, options.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+        let message = error.message();
+        assert!(message.contains("maxmemory-policy"), "{message}");
+        assert!(message.contains(policy), "{message}");
+        assert!(message.contains("noeviction"), "{message}");
+        assert!(message.contains("allow_eviction"), "{message}");
+        RedisBackend::connect(&url, options.allow_eviction(true))
+            .await
+            .expect("allow_eviction accepts the risk");
+    }
+}
+
+/// A replica is refused at connect, naming its primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_refused_at_connect_naming_its_primary() {
+    let Some((pair, _services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_FAILOVER").await else {
+        return;
+    };
+    let (primary, replica) = pair.split_once(',').expect("primary,replica");
+    let options = RedisOptions::new().namespace(unique_namespace());
+    let error = RedisBackend::connect(replica, options.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    let port = primary.rsplit(':').next().unwrap();
+    assert!(error.message().contains("replica"), "{error}");
+    assert!(error.message().contains(port), "{error}");
+    RedisBackend::connect(primary, options)
+        .await
+        .expect("the primary is accepted");
+}
