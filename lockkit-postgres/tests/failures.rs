@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 mod common;
-use common::{backend, raw, wait_until_queued};
+use common::{backend, raw, wait_until_free, wait_until_queued};
 
 /// One fault at a time: they share the server.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -88,6 +88,7 @@ async fn terminated_session_loses_its_leases_and_another_client_acquires() {
 
     let killed = terminate_holder(&admin, mine.key_of("failures:shared").unwrap()).await;
     lost_within(&shared, Duration::from_secs(2)).await;
+    wait_until_free(&admin, mine.key_of("failures:shared").unwrap()).await;
     assert_eq!(
         waited.state(),
         LeaseState::Held,
@@ -105,6 +106,7 @@ async fn terminated_session_loses_its_leases_and_another_client_acquires() {
 
     terminate_holder(&admin, mine.key_of("failures:waited").unwrap()).await;
     lost_within(&waited, Duration::from_secs(2)).await;
+    wait_until_free(&admin, mine.key_of("failures:waited").unwrap()).await;
     other
         .try_acquire("failures:waited", Acquire::ttl(TTL))
         .await

@@ -53,3 +53,30 @@ pub async fn wait_until_queued(admin: &Client, key: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// Waits until no session holds advisory `key`. A terminated session tells
+/// its client it is ending a moment before its process exits and frees its
+/// locks; nothing announces that moment, so this polls the server's view.
+pub async fn wait_until_free(admin: &Client, key: i64) {
+    let (classid, objid) = lock_columns(key);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let granted: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted",
+                &[&classid, &objid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if granted == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "key {key} was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
