@@ -595,12 +595,12 @@ impl PostgresBackend {
             // Until the outcome is in hand, a cancelled acquire (or a silent
             // server past the deadline, or close) withdraws from the queue in
             // the background.
+            let session = Arc::clone(&pooled.session);
             let mut waiting = Waiting {
                 inner: Arc::clone(inner),
                 key,
                 connection: Some(pooled),
             };
-            let session = Arc::clone(&waiting.connection.as_ref().expect("just set").session);
             let lock = session.lock(key, left);
             let give_up = deadline.and_then(|deadline| deadline.checked_add(DEADLINE_GRACE));
             let silent = async {

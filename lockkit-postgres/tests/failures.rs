@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 mod common;
-use common::{backend, raw, wait_until_free, wait_until_queued};
+use common::{backend, raw, two_backends, wait_until_free, wait_until_queued};
 
 /// One fault at a time: they share the server.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -53,11 +53,7 @@ async fn terminated_session_loses_its_leases_and_another_client_acquires() {
     let Some((url, _turn)) = setup().await else {
         return;
     };
-    let namespace = unique_namespace();
-    let (mine, theirs) = (
-        backend(&url, &namespace).await,
-        backend(&url, &namespace).await,
-    );
+    let (mine, theirs) = two_backends(&url).await;
     let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
     let admin = raw(&url).await;
 

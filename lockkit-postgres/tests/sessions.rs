@@ -11,7 +11,7 @@ use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use tokio_postgres::Client;
 
 mod common;
-use common::{backend, raw, wait_until_queued};
+use common::{backend, raw, two_backends, wait_until_queued};
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -514,11 +514,7 @@ async fn close_rolls_back_an_open_locked_transaction() {
     let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
         return;
     };
-    let namespace = unique_namespace();
-    let (mine, theirs) = (
-        backend(&url, &namespace).await,
-        backend(&url, &namespace).await,
-    );
+    let (mine, theirs) = two_backends(&url).await;
     let transaction = mine
         .transaction("tx-at-close", Duration::from_secs(1))
         .await

@@ -9,7 +9,7 @@ use lockkit_core::{Acquire, LeaseState, Locker, OwnerToken};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 
 mod common;
-use common::{backend, raw, wait_until_queued};
+use common::{backend, raw, two_backends, wait_until_queued};
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -207,11 +207,7 @@ async fn a_wait_of_thirty_days_is_honoured() {
     let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
         return;
     };
-    let namespace = unique_namespace();
-    let (mine, theirs) = (
-        backend(&url, &namespace).await,
-        backend(&url, &namespace).await,
-    );
+    let (mine, theirs) = two_backends(&url).await;
     let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
     let admin = raw(&url).await;
     let month = Duration::from_secs(30 * 24 * 3600);

@@ -263,3 +263,25 @@ pub async fn close_waits_for_a_release_under_way(target: &impl Target) {
         .await
         .unwrap();
 }
+
+/// A release whose reply was lost is repeated; the repeat finds the lock
+/// already released by the first attempt, and the release reports success
+/// (the lease was still valid, so nothing else could have freed it).
+pub async fn release_with_a_lost_reply_reports_released(target: &impl Target) {
+    let (probe, holder) = probed_client(target).await;
+    let next = target.client().await;
+    let timing = Timing::of(&holder);
+    let name = unique_name("lost-release-reply");
+    let lease = holder
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    let view = lease.view();
+    probe.lose_release_replies(1);
+    lease
+        .release()
+        .await
+        .expect("a release whose first reply was lost");
+    assert_eq!(view.state(), LeaseState::Released);
+    granted_promptly(&next, &name, "the lost-reply release did not free the lock").await;
+}

@@ -168,6 +168,7 @@ macro_rules! conformance_suite {
             dropped_lease_frees_the_lock,
             lease_dropped_on_any_thread_is_released,
             cancelled_release_still_frees_the_lock,
+            release_with_a_lost_reply_reports_released,
             close_ends_waits_renewals_and_later_calls,
             close_withdraws_waiters_from_the_queue,
             concurrent_closes_release_everything,

@@ -1,6 +1,6 @@
 //! A real backend wrapped for tests of the logic above it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ pub struct ProbedBackend {
     extends: watch::Sender<usize>,
     failing_extends: AtomicBool,
     failing_releases: AtomicBool,
+    lost_release_replies: AtomicUsize,
 }
 
 impl ProbedBackend {
@@ -30,6 +31,7 @@ impl ProbedBackend {
             extends: watch::Sender::new(0),
             failing_extends: AtomicBool::new(false),
             failing_releases: AtomicBool::new(false),
+            lost_release_replies: AtomicUsize::new(0),
         }
     }
 
@@ -54,6 +56,13 @@ impl ProbedBackend {
     /// While `failing`, `extend` fails with `Unavailable` without reaching the backend.
     pub fn fail_extends(&self, failing: bool) {
         self.failing_extends.store(failing, Ordering::SeqCst);
+    }
+
+    /// The next `count` releases reach the backend, but their replies are
+    /// lost: each reports `Unavailable`, as a connection dropped after the
+    /// server acted would.
+    pub fn lose_release_replies(&self, count: usize) {
+        self.lost_release_replies.store(count, Ordering::SeqCst);
     }
 
     /// While `failing`, `release` fails with `Unavailable` without reaching
@@ -97,7 +106,21 @@ impl LockBackend for ProbedBackend {
                 "release failure injected by ProbedBackend",
             ));
         }
-        self.inner.release(claim).await
+        let released = self.inner.release(claim).await;
+        let lose = self
+            .lost_release_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if lose {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                self.inner.name(),
+                "release reply lost by ProbedBackend",
+            ));
+        }
+        released
     }
 
     async fn close(&self) -> Result<()> {

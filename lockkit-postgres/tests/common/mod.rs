@@ -14,6 +14,15 @@ pub async fn backend(url: &str, namespace: &str) -> PostgresBackend {
         .unwrap()
 }
 
+/// Two clients of one fresh namespace: they contend for the same locks.
+pub async fn two_backends(url: &str) -> (PostgresBackend, PostgresBackend) {
+    let namespace = lockkit_core::conformance::unique_namespace();
+    (
+        backend(url, &namespace).await,
+        backend(url, &namespace).await,
+    )
+}
+
 /// A plain connection, to inspect and disturb the server from outside lockkit.
 pub async fn raw(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
