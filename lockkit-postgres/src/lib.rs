@@ -100,7 +100,12 @@
 //!   database whose sessions are read-only by default
 //!   (`default_transaction_read_only`), is refused with a `Config` error
 //!   naming why — every grant takes its fencing token with `nextval`.
-//! - The fencing sequence exists, or is created.
+//! - The fencing sequence `<schema>.fence` exists, or is created, and this
+//!   user may take tokens from it. Creating it needs CREATE on the schema,
+//!   and CREATE on the database only when the schema is missing too (a
+//!   schema made in advance, say owned by the user, is used as it is). A
+//!   missing privilege is a `Config` error naming it and the statement a
+//!   DBA can run, such as `CREATE SCHEMA lockkit AUTHORIZATION app;`.
 //! - On every lock session, the role's statement and idle timeouts are
 //!   switched off (below).
 //!

@@ -376,17 +376,99 @@ async fn neutralize(client: &Client, target: &Target) -> Result<()> {
 ///
 /// Serialised by a transaction-scoped advisory lock, so clients starting
 /// together do not race on `CREATE … IF NOT EXISTS`. A deployment that
-/// creates them in advance needs no CREATE privilege.
+/// creates them in advance needs no CREATE privilege; one that made only the
+/// schema needs CREATE on it, not on the database (`CREATE SCHEMA IF NOT
+/// EXISTS` would check the database's first, so it runs only when the
+/// schema is missing). A missing privilege is a `Config` error naming it
+/// and the statement a DBA can run instead.
 async fn migrate(client: &Client, target: &Target) -> Result<()> {
     let schema = &target.schema;
+    let fence = format!("{schema}.fence");
+    // From the catalogs, which every role may read: looking the schema up
+    // by name would fail without USAGE on it.
+    let row = client
+        .query_one(
+            "SELECT n.oid IS NOT NULL, c.oid IS NOT NULL, \
+               has_database_privilege(current_database(), 'CREATE'), \
+               n.oid IS NOT NULL AND has_schema_privilege(n.oid, 'USAGE'), \
+               n.oid IS NOT NULL AND has_schema_privilege(n.oid, 'CREATE'), \
+               c.oid IS NOT NULL AND has_sequence_privilege(c.oid, 'USAGE,UPDATE'), \
+               current_user::text, current_database()::text \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN pg_namespace n ON n.nspname = $1 \
+             LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'fence'",
+            &[schema],
+        )
+        .await
+        .map_err(|error| from_postgres(&target.server, format!("look for {fence}"), error))?;
+    let has = |column: usize| row.get::<_, bool>(column);
+    let (has_schema, has_fence) = (has(0), has(1));
+    let (create_schema, use_schema, create_in_schema, take_tokens) =
+        (has(2), has(3), has(4), has(5));
+    let user = quote_identifier(row.get(6));
+    let database: String = row.get(7);
+    let (missing, statement) = if !has_schema {
+        if create_schema {
+            (String::new(), String::new())
+        } else {
+            (
+                format!("CREATE on database `{database}` (to create schema `{schema}`)"),
+                format!("CREATE SCHEMA {schema} AUTHORIZATION {user};"),
+            )
+        }
+    } else {
+        let mut missing = Vec::new();
+        let mut on_schema = Vec::new();
+        if !use_schema {
+            missing.push(format!("USAGE on schema `{schema}`"));
+            on_schema.push("USAGE");
+        }
+        if !has_fence && !create_in_schema {
+            missing.push(format!(
+                "CREATE on schema `{schema}` (to create sequence `{fence}`)"
+            ));
+            on_schema.push("CREATE");
+        }
+        let mut statement = String::new();
+        if !on_schema.is_empty() {
+            statement = format!(
+                "GRANT {} ON SCHEMA {schema} TO {user};",
+                on_schema.join(", ")
+            );
+        }
+        if has_fence && !take_tokens {
+            missing.push(format!(
+                "USAGE on sequence `{fence}` (to take fencing tokens)"
+            ));
+            statement = format!("{statement} GRANT USAGE ON SEQUENCE {fence} TO {user};")
+                .trim_start()
+                .to_owned();
+        }
+        (missing.join(" and "), statement)
+    };
+    if !missing.is_empty() {
+        return Err(lockkit_core::Error::new(
+            lockkit_core::ErrorKind::Config,
+            crate::error::BACKEND,
+            format!(
+                "{}: user `{user}` lacks {missing}. A DBA can run `{statement}`",
+                target.server
+            ),
+        ));
+    }
+    if has_fence {
+        return Ok(());
+    }
     let serialise = crate::key::lock_key("lockkit", "migration")?;
     let migration = format!(
         "DO $lockkit$ BEGIN
-           IF to_regclass('{schema}.fence') IS NULL THEN
+           IF to_regclass('{fence}') IS NULL THEN
              PERFORM pg_advisory_xact_lock({serialise});
-             CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE SEQUENCE IF NOT EXISTS {schema}.fence AS bigint MINVALUE 1 NO CYCLE;
-             COMMENT ON SEQUENCE {schema}.fence IS
+             IF to_regnamespace('{schema}') IS NULL THEN
+               CREATE SCHEMA IF NOT EXISTS {schema};
+             END IF;
+             CREATE SEQUENCE IF NOT EXISTS {fence} AS bigint MINVALUE 1 NO CYCLE;
+             COMMENT ON SEQUENCE {fence} IS
                'lockkit fencing tokens: never reset, lower or drop it while locks are in use';
            END IF;
          END $lockkit$"
@@ -394,5 +476,18 @@ async fn migrate(client: &Client, target: &Target) -> Result<()> {
     client
         .batch_execute(&migration)
         .await
-        .map_err(|error| from_postgres(&target.server, format!("create {schema}.fence"), error))
+        .map_err(|error| from_postgres(&target.server, format!("create {fence}"), error))
+}
+
+/// `name` as SQL text: as is when it needs no quotes, else double-quoted.
+fn quote_identifier(name: &str) -> String {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }

@@ -1,11 +1,12 @@
 //! Server and role settings that would silently break a lock, met the way
 //! a user's server has them: each test makes a role of its own with the
-//! setting, connects as it, and drops the role afterwards (also on panic).
+//! setting, connects as it, and drops the role and the schemas named after
+//! it afterwards (also on panic).
 
 use std::time::{Duration, Instant};
 
 use lockkit_core::conformance::{server_from_env, unique_namespace};
-use lockkit_core::{Acquire, LeaseState, Locker, OwnerToken};
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker, OwnerToken};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 
 mod common;
@@ -68,6 +69,11 @@ impl Drop for OwnRole {
                 let _ = admin
                     .batch_execute(&format!(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
+                         DO $$ DECLARE s text; BEGIN \
+                           FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE '{name}\\_%' LOOP \
+                             EXECUTE format('DROP SCHEMA %I CASCADE', s); \
+                           END LOOP; \
+                         END $$; \
                          DROP OWNED BY {name}; DROP ROLE IF EXISTS {name};"
                     ))
                     .await;
@@ -250,9 +256,107 @@ async fn a_read_only_role_is_refused_at_connect() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error.kind(), lockkit_core::ErrorKind::Config, "{error}");
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
     assert!(
         error.message().contains("default_transaction_read_only"),
         "{error}"
     );
+}
+
+/// The statement between the last pair of backticks of `message`: what
+/// the error tells a DBA to run.
+fn suggested_statement(message: &str) -> &str {
+    let end = message.rfind('`').expect("a statement in backticks");
+    let start = message[..end].rfind('`').expect("a statement in backticks");
+    &message[start + 1..end]
+}
+
+/// A role without CREATE on the database that owns an existing schema uses
+/// it: only a missing schema needs the database privilege.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owned_schema_is_used_without_create_on_the_database() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[]).await;
+    let schema = format!("{}_own", role.name);
+    let turn = ROLES.lock().await;
+    raw(&url)
+        .await
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema} AUTHORIZATION {}",
+            role.name
+        ))
+        .await
+        .unwrap();
+    drop(turn);
+    let options = PostgresOptions::new()
+        .namespace(unique_namespace())
+        .schema(&schema);
+    let locks = Locker::new(
+        PostgresBackend::connect_with(&role.url, options)
+            .await
+            .expect("the role's own schema is used"),
+    );
+    let lease = locks.acquire("owned", Acquire::ttl(TTL)).await.unwrap();
+    assert!(lease.fencing_token().get() >= 1);
+    lease.release().await.unwrap();
+}
+
+/// Each privilege the fencing sequence needs, when missing, is a `Config`
+/// error naming it and the statement a DBA can run; after running exactly
+/// that statement, connect succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_privilege_is_named_with_the_statement_that_grants_it() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[]).await;
+    let admin = raw(&url).await;
+    let connect = |schema: String| {
+        let url = role.url.clone();
+        async move {
+            let options = PostgresOptions::new()
+                .namespace(unique_namespace())
+                .schema(schema);
+            PostgresBackend::connect_with(&url, options).await
+        }
+    };
+    // A schema the role may not create, one it may not create in, and a
+    // sequence it may not take tokens from.
+    let (missing, foreign, closed) = (
+        format!("{}_missing", role.name),
+        format!("{}_foreign", role.name),
+        format!("{}_closed", role.name),
+    );
+    let turn = ROLES.lock().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA {foreign}; CREATE SCHEMA {closed}; \
+             CREATE SEQUENCE {closed}.fence AS bigint MINVALUE 1 NO CYCLE;"
+        ))
+        .await
+        .unwrap();
+    drop(turn);
+    let cases = [
+        (&missing, "CREATE on database"),
+        (&foreign, "GRANT USAGE, CREATE ON SCHEMA"),
+        (&closed, "GRANT USAGE ON SEQUENCE"),
+    ];
+    for (schema, names) in cases {
+        let error = connect(schema.clone()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config, "{schema}: {error}");
+        let message = error.message();
+        assert!(message.contains(names), "{schema}: {message}");
+        assert!(message.contains(&role.name), "{schema}: {message}");
+        let turn = ROLES.lock().await;
+        admin
+            .batch_execute(suggested_statement(message))
+            .await
+            .unwrap_or_else(|error| panic!("{schema}: the suggested statement failed: {error}"));
+        drop(turn);
+        connect(schema.clone())
+            .await
+            .unwrap_or_else(|error| panic!("{schema}: after the suggested statement: {error}"));
+    }
 }

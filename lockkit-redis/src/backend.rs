@@ -31,7 +31,7 @@ const RENEW_PLACE: Duration = Duration::from_millis(QUEUE_PLACE.as_millis() as u
 ///
 /// Cheap to share: clone the [`Locker`](lockkit_core::Locker) holding it.
 /// All commands go over one multiplexed connection that reconnects by
-/// itself; waiters share one more, for pub/sub, opened at the first wait.
+/// itself; waiters share one more, for pub/sub, opened at connect.
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Inner>,
@@ -77,6 +77,11 @@ impl RedisBackend {
             )
         })?;
         let server = info.addr().to_string();
+        let user = info
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_owned();
         let client =
             Client::open(info.clone()).map_err(|error| from_redis(&server, "url", error))?;
         let config = ConnectionManagerConfig::new()
@@ -132,6 +137,7 @@ impl RedisBackend {
         };
         backend.ping().await?;
         backend.check_server().await?;
+        backend.check_channel(&user).await?;
         Ok(backend)
     }
 
@@ -197,6 +203,47 @@ impl RedisBackend {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Waiting needs Pub/Sub on the backend's hand-over channel: its
+    /// waiters subscribe there, and a release publishes on the channel of
+    /// the waiter it hands the lock to. Redis 7 gives a new ACL user no
+    /// channel at all (`acl-pubsub-default resetchannels`), which would
+    /// surface only at the first contended acquire, with the lock held: so
+    /// `connect` publishes once (to nobody) and subscribes for good.
+    async fn check_channel(&self, user: &str) -> Result<()> {
+        let server = &self.inner.server;
+        let waiters = self.waiters()?;
+        let mut connection = self.connection()?;
+        let published = redis::cmd("PUBLISH")
+            .arg(waiters.channel())
+            .arg("")
+            .query_async::<i64>(&mut connection)
+            .await;
+        let refused = match published {
+            Ok(_) => match waiters.subscribe().await {
+                Ok(_) => return Ok(()),
+                Err(error) if error.kind() == ErrorKind::Config => error.to_string(),
+                Err(error) => return Err(error),
+            },
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+            {
+                error.to_string()
+            }
+            Err(error) => return Err(from_redis(server, "publish a hand-over", error)),
+        };
+        let channels = format!("{}:grants:*", self.inner.options.namespace);
+        Err(Error::new(
+            ErrorKind::Config,
+            BACKEND,
+            format!(
+                "{server}: user `{user}` may not publish or subscribe on channel `{channels}`, \
+                 which waiting acquires listen on and releases hand locks over on ({refused}). \
+                 Redis 7 gives new ACL users no channels (acl-pubsub-default resetchannels); \
+                 grant them with `ACL SETUSER {user} &{channels} +publish +subscribe`"
+            ),
+        ))
     }
 
     /// The server's address, as in error messages.

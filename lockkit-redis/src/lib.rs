@@ -41,6 +41,14 @@
 //!   [`RedisOptions::allow_eviction`] accepts the risk.
 //! - A user who may not run `INFO` is let through with a warning in the
 //!   log: the role and the policy are then unchecked.
+//! - The user may **publish and subscribe** on the backend's hand-over
+//!   channels, `<namespace>:grants:*`: waiters listen there and a release
+//!   hands the lock over there. Redis 7 gives a new ACL user no channels
+//!   (`acl-pubsub-default resetchannels`), which would otherwise fail the
+//!   first contended acquire; such a user is refused with a `Config` error
+//!   naming the rule to add (`ACL SETUSER app &lockkit:grants:* +publish
+//!   +subscribe`). The subscription made by this check is the one waiters
+//!   use, so connect opens both of the backend's connections.
 //!
 //! # Dropped connections and close
 //!

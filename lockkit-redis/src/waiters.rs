@@ -6,8 +6,8 @@
 //! publishes `<owner>:<token>` there, so the message reaches only this
 //! client and wakes only the waiter it names — no herd, however many
 //! clients wait on the same name. The channel is subscribed once, on a RESP3
-//! connection opened at the first wait, which reconnects and re-subscribes
-//! by itself; a message lost meanwhile costs the waiter one backstop period,
+//! connection opened at connect, which reconnects and re-subscribes by
+//! itself; a message lost meanwhile costs the waiter one backstop period,
 //! never the grant.
 
 use std::collections::HashMap;
@@ -39,9 +39,9 @@ pub(crate) struct Waiters {
     server: String,
     config: ConnectionManagerConfig,
     channel: String,
-    /// How long opening and subscribing may take at the first wait.
+    /// How long opening and subscribing may take.
     open_timeout: Duration,
-    /// The subscribed connection, once the first waiter needed it.
+    /// The subscribed connection, once opened.
     connection: OnceCell<ConnectionManager>,
     /// Owner token (hex) → its waiter's mailbox.
     mailboxes: Arc<Mailboxes>,
@@ -94,6 +94,15 @@ impl Waiters {
             owner: owner.to_owned(),
             mailbox,
         };
+        let connection = self.subscribe().await?;
+        ping_in_background(connection.clone());
+        Ok(listener)
+    }
+
+    /// The subscribed connection: opened and subscribed on the first call
+    /// (at connect, which so learns whether the user may subscribe), shared
+    /// after.
+    pub(crate) async fn subscribe(&self) -> Result<&ConnectionManager> {
         let open = self.connection.get_or_try_init(|| async {
             let mailboxes = Arc::downgrade(&self.mailboxes);
             let config = self
@@ -107,10 +116,7 @@ impl Waiters {
             Ok(connection)
         });
         match tokio::time::timeout(self.open_timeout, open).await {
-            Ok(Ok(connection)) => {
-                ping_in_background(connection.clone());
-                Ok(listener)
-            }
+            Ok(Ok(connection)) => Ok(connection),
             Ok(Err(error)) => Err(from_redis(&self.server, "subscribe to hand-overs", error)),
             Err(_) => Err(Error::new(
                 ErrorKind::Unavailable,

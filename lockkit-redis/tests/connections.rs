@@ -7,71 +7,13 @@
 use std::time::{Duration, Instant};
 
 use lockkit_core::conformance::{server_from_env, unique_namespace};
-use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker, OwnerToken};
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_redis::{RedisBackend, RedisOptions};
 
+mod common;
+use common::{wait_until_queued, OwnUser};
+
 const TTL: Duration = Duration::from_secs(30);
-
-/// An ACL user made for one test; deleted when dropped, also on panic.
-struct OwnUser {
-    admin: redis::Client,
-    name: String,
-    /// The server URL with this user's credentials.
-    url: String,
-}
-
-impl OwnUser {
-    fn create(url: &str) -> Self {
-        let admin = redis::Client::open(url).unwrap();
-        let hex = OwnerToken::generate().unwrap().to_hex();
-        let name = format!("lockkit-test-{}", &hex[..12]);
-        let password = &hex[12..];
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(&name)
-            .arg("on")
-            .arg(format!(">{password}"))
-            .arg("~*")
-            .arg("&*")
-            .arg("+@all")
-            .exec(&mut admin.get_connection().unwrap())
-            .unwrap();
-        let host = url.strip_prefix("redis://").expect("a redis:// test URL");
-        let url = format!("redis://{name}:{password}@{host}");
-        Self { admin, name, url }
-    }
-
-    /// Drops every connection of this user, as a network failure would.
-    fn drop_connections(&self) -> usize {
-        redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("USER")
-            .arg(&self.name)
-            .query(&mut self.admin.get_connection().unwrap())
-            .unwrap()
-    }
-
-    /// How many connections this user has open now.
-    fn connections(&self) -> usize {
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut self.admin.get_connection().unwrap())
-            .unwrap();
-        let field = format!(" user={} ", self.name);
-        list.lines().filter(|line| line.contains(&field)).count()
-    }
-}
-
-impl Drop for OwnUser {
-    fn drop(&mut self) {
-        if let Ok(mut connection) = self.admin.get_connection() {
-            let _ = redis::cmd("ACL")
-                .arg("DELUSER")
-                .arg(&self.name)
-                .exec(&mut connection);
-        }
-    }
-}
 
 /// Asserts `name` is free now, as `what` left it.
 async fn assert_free(locks: &Locker, name: &str, what: &str) {
@@ -170,12 +112,9 @@ async fn close_releases_and_closes_every_connection() {
         let mine = mine.clone();
         async move { mine.acquire("busy", Acquire::ttl(TTL)).await }
     });
-    // The waiter subscribes before it queues: two connections once it waits.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while user.connections() < 2 {
-        assert!(Instant::now() < deadline, "the waiter never subscribed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Commands and hand-overs: two connections, both opened at connect.
+    assert_eq!(user.connections(), 2);
+    wait_until_queued(&url, &namespace, "busy").await;
 
     mine.close().await.unwrap();
     let error = tokio::time::timeout(Duration::from_secs(10), waiting)
@@ -198,4 +137,57 @@ async fn close_releases_and_closes_every_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     busy.release().await.unwrap();
+}
+
+/// Redis 7 gives a new ACL user no Pub/Sub channel: such a user is refused
+/// at connect, naming the channels and the rule that grants them, instead
+/// of failing its first contended acquire with the lock still held. With
+/// the channels granted, waiting works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_pubsub_rights_is_refused_at_connect() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_REDIS_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let channels = format!("&{namespace}:grants:*");
+    for rules in [
+        vec!["~*", "+@all"],
+        vec!["~*", "+@all", "-subscribe", channels.as_str()],
+        vec!["~*", "+@all", "-publish", channels.as_str()],
+    ] {
+        let user = OwnUser::with_rules(&url, &rules);
+        let options = RedisOptions::new().namespace(&namespace);
+        let error = RedisBackend::connect(&user.url, options)
+            .await
+            .expect_err(&format!("a user with {rules:?} was let through"));
+        assert_eq!(error.kind(), ErrorKind::Config, "{rules:?}: {error}");
+        let message = error.message();
+        assert!(
+            message.contains(&format!("{namespace}:grants:*")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("ACL SETUSER {}", user.name)),
+            "{message}"
+        );
+    }
+
+    let user = OwnUser::with_rules(&url, &["~*", "+@all", channels.as_str()]);
+    let (mine, other) = (
+        locker(&user.url, &namespace).await,
+        locker(&url, &namespace).await,
+    );
+    let held = other.acquire("contended", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let mine = mine.clone();
+        async move { mine.acquire("contended", Acquire::ttl(TTL)).await }
+    });
+    wait_until_queued(&url, &namespace, "contended").await;
+    held.release().await.unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiter was never handed the lock")
+        .unwrap()
+        .expect("a user with the channels granted may wait");
+    lease.release().await.unwrap();
 }

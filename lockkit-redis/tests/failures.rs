@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
+mod common;
+use common::{wait_until_queued, OwnUser};
 use lockkit_redis::{RedisBackend, RedisOptions};
 use tokio::sync::Mutex;
 
@@ -183,30 +185,6 @@ async fn min_replicas_refuses_a_grant_the_paused_replica_did_not_acknowledge() {
         .await
         .expect("grants resume once the replica acknowledges again");
     lease.release().await.unwrap();
-}
-
-/// Waits until a waiter has a place in the queue of lock `name` (no event
-/// announces it, so this looks at the queue key itself).
-async fn wait_until_queued(url: &str, namespace: &str, name: &str) {
-    let keys = lockkit_redis::keys::LockKeys::new(namespace, name);
-    let client = redis::Client::open(url).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let queued: usize = redis::cmd("ZCARD")
-            .arg(&keys.queue)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if queued > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the waiter never queued for {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// A server-wide setting changed for one test; restored when dropped,
