@@ -942,11 +942,19 @@ fn not_held(name: &str, action: &str, why: &str) -> Error {
 
 /// Parses the URL and applies the options: the connection target.
 fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|error| {
+    let conninfo = crate::conninfo::ConnInfo::parse(url)?;
+    let mut config = tokio_postgres::Config::from_str(&conninfo.driver).map_err(|error| {
+        // The driver's message names the parameter; its Display alone
+        // says only "invalid connection string".
+        let why = std::error::Error::source(&error)
+            .map_or_else(|| error.to_string(), |cause| format!("{error}: {cause}"));
         Error::new(
             ErrorKind::Config,
             BACKEND,
-            format!("url: not a valid postgres:// URL: {error}"),
+            format!(
+                "url: {why}; expected postgres://[user[:password]@]host[:port][/database][?param=value&…] \
+                 or libpq's keyword form `host=… port=… user=… dbname=…`"
+            ),
         )
         .with_source(error)
     })?;
@@ -966,7 +974,7 @@ fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
         config.application_name("lockkit");
     }
     let server = server_of(&config);
-    let tls = crate::tls::connector(&mut config, &server)?;
+    let tls = crate::tls::connector(&mut config, &conninfo.tls, &server)?;
     Ok(Target {
         config,
         tls,

@@ -26,6 +26,10 @@ pub(crate) fn from_postgres(
         Some(code) if *code == SqlState::QUERY_CANCELED => {
             " (cancelled by a cancel request or a statement_timeout)"
         }
+        _ if rejected_certificate(&error) => {
+            " (the server's certificate does not check out for the URL's sslmode: see its \
+             sslrootcert, and the host name the certificate is for)"
+        }
         _ if kind == ErrorKind::Config => {
             " (check the URL's user, password and database, and the user's privileges)"
         }
@@ -42,6 +46,9 @@ pub(crate) fn from_postgres(
 fn classify(error: &tokio_postgres::Error) -> ErrorKind {
     if error.is_closed() {
         return ErrorKind::Unavailable;
+    }
+    if rejected_certificate(error) {
+        return ErrorKind::Config;
     }
     let Some(code) = error.code() else {
         // No server answer at all: refused, unreachable, timed out, reset.
@@ -62,6 +69,35 @@ fn classify(error: &tokio_postgres::Error) -> ErrorKind {
         "57014" => ErrorKind::Unavailable,
         _ => ErrorKind::Backend,
     }
+}
+
+/// Whether TLS failed because the server's certificate did not verify:
+/// the URL's settings are wrong, and trying again cannot help.
+fn rejected_certificate(error: &tokio_postgres::Error) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        let is_rejection = |error: &(dyn std::error::Error + 'static)| {
+            // An io::Error hides its inner error from `source`.
+            let error = match error.downcast_ref::<std::io::Error>() {
+                Some(io) => io.get_ref().map_or(error, |inner| inner as _),
+                None => error,
+            };
+            matches!(
+                error.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            )
+        };
+        let mut source = std::error::Error::source(error);
+        while let Some(error) = source {
+            if is_rejection(error) {
+                return true;
+            }
+            source = error.source();
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = error;
+    false
 }
 
 /// Whether `error` is `lock_timeout` running out (SQLSTATE 55P03).

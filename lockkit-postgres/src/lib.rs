@@ -178,15 +178,39 @@
 //!
 //! # TLS
 //!
-//! `sslmode=require` in the URL connects with rustls (feature `tls`, on by
-//! default) and checks the server certificate against the platform's roots.
-//! `sslmode=prefer`, the default, connects without TLS.
+//! TLS is rustls (feature `tls`, on by default), set by libpq's parameters
+//! in the URL, in either of libpq's forms:
+//!
+//! | `sslmode` | lockkit connects | certificate checked |
+//! |---|---|---|
+//! | `disable`, `allow`, `prefer` (default) | without TLS | — |
+//! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert`, the chain against those roots (libpq's rule) |
+//! | `verify-ca` | with TLS | chain against `sslrootcert` (default: the platform's roots); not the host name |
+//! | `verify-full` | with TLS | chain against `sslrootcert` (default: the platform's roots) and the host name |
+//!
+//! `allow` and `prefer` connect without TLS: a connection that falls back
+//! to plain text on any error protects nothing. `sslrootcert` names a PEM
+//! file of trusted authorities (`system`: the platform's); `sslcert` and
+//! `sslkey` name a client certificate chain and its key, both PEM. libpq's
+//! default files under `~/.postgresql/` are not read; `sslpassword`,
+//! `sslcrl`, `sslcrldir`, `sslsni` and `sslcompression` are refused with a
+//! `Config` error naming them.
+//!
+//! # Connection strings
+//!
+//! Both of libpq's forms: `postgres://app:secret@db.internal:5432/app?sslmode=verify-full`
+//! (or `postgresql://`; percent-encode `@`, `/`, `?`, `:` in a password)
+//! and `host=db.internal port=5432 user=app password='se cret' dbname=app`.
+//! A Unix socket is a host that is a path: `host=/var/run/postgresql`, or
+//! `postgres://app@%2Fvar%2Frun%2Fpostgresql/app`. An error names the
+//! parameter that is wrong; it never repeats the password.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]
 
 mod backend;
+mod conninfo;
 mod error;
 mod key;
 mod options;

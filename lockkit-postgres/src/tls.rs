@@ -1,70 +1,194 @@
-//! TLS for `sslmode=require`: rustls, certificates checked against the
-//! platform's roots.
+//! TLS by rustls, for the `sslmode`s libpq users write.
 //!
-//! `sslmode=prefer` (the driver's default) connects without TLS: a
-//! connection that falls back to plain text on any error protects nothing,
-//! and lockkit would rather say so than pretend. Ask for TLS with
-//! `sslmode=require`; then a certificate the platform does not trust fails
-//! the connection (stricter than libpq's `require`, which checks nothing).
+//! | `sslmode` | lockkit connects | certificate checked |
+//! |---|---|---|
+//! | `disable`, `allow`, `prefer` (default) | without TLS | — |
+//! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert`, chain against those roots (libpq's rule) |
+//! | `verify-ca` | with TLS | chain against `sslrootcert` (default: the platform's roots), not the host name |
+//! | `verify-full` | with TLS | chain against `sslrootcert` (default: the platform's roots) and host name |
+//!
+//! `allow` and `prefer` connect without TLS: a connection that falls back
+//! to plain text on any error protects nothing, and lockkit would rather
+//! say so than pretend. `require` without `sslrootcert` checks more than
+//! libpq's (which checks nothing). `sslrootcert=system` names the
+//! platform's roots; `sslcert` and `sslkey` name the client's certificate
+//! chain and key (PEM), for servers that authenticate clients by
+//! certificate. libpq's default files under `~/.postgresql/` are not read.
 
 use lockkit_core::{Error, ErrorKind, Result};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::Config;
 
+use crate::conninfo::{SslMode, TlsSettings};
 use crate::error::BACKEND;
 use crate::session::Tls;
 
-/// The connector for `config`'s sslmode; `prefer` becomes `disable`.
-pub(crate) fn connector(config: &mut Config, server: &str) -> Result<Tls> {
-    let require = match config.get_ssl_mode() {
-        SslMode::Require => true,
-        _ => {
-            config.ssl_mode(SslMode::Disable);
-            false
+/// The connector for `settings`; sets the driver's own sslmode to match.
+pub(crate) fn connector(config: &mut Config, settings: &TlsSettings, server: &str) -> Result<Tls> {
+    let check = match settings.mode {
+        SslMode::Disable | SslMode::Allow | SslMode::Prefer => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
         }
+        SslMode::Require => Some(settings.root_cert.is_none()),
+        SslMode::VerifyCa => Some(false),
+        SslMode::VerifyFull => Some(true),
     };
-    build(require, server)
+    if check.is_some() {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
+    build(check, settings, server)
+}
+
+fn tls_error(server: &str, message: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Config, BACKEND, format!("{server}: {message}"))
 }
 
 #[cfg(feature = "tls")]
-fn build(require: bool, server: &str) -> Result<Tls> {
+fn build(check: Option<bool>, settings: &TlsSettings, server: &str) -> Result<Tls> {
     use std::sync::Arc;
 
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| tls_error(server, format_args!("TLS setup: {error}")))?;
+    let Some(check_name) = check else {
+        let config = builder
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        return Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config));
+    };
     let mut roots = rustls::RootCertStore::empty();
-    if require {
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(native.certs);
-        if added == 0 {
-            return Err(Error::new(
-                ErrorKind::Config,
-                BACKEND,
-                format!("{server}: sslmode=require, but no trusted root certificates were found on this machine"),
-            ));
+    match settings.root_cert.as_deref() {
+        None | Some("system") => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() {
+                return Err(tls_error(
+                    server,
+                    "sslmode needs trusted root certificates, and none were found on this \
+                     machine; name a file of them with sslrootcert",
+                ));
+            }
+        }
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|error| {
+                    tls_error(server, format_args!("sslrootcert `{path}`: {error}"))
+                })?;
+            roots.add_parsable_certificates(certificates);
+            if roots.is_empty() {
+                return Err(tls_error(
+                    server,
+                    format_args!("sslrootcert `{path}` holds no usable certificate"),
+                ));
+            }
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| {
-            Error::new(
-                ErrorKind::Config,
-                BACKEND,
-                format!("{server}: TLS setup: {error}"),
-            )
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|error| tls_error(server, format_args!("TLS setup: {error}")))?;
+    let builder = if check_name {
+        builder.with_webpki_verifier(verifier)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verify_ca::ChainOnly(verifier)))
+    };
+    let config = match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|error| tls_error(server, format_args!("sslcert `{cert}`: {error}")))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|error| tls_error(server, format_args!("sslkey `{key}`: {error}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|error| tls_error(server, format_args!("sslcert and sslkey: {error}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 #[cfg(not(feature = "tls"))]
-fn build(require: bool, server: &str) -> Result<Tls> {
-    if require {
-        return Err(Error::new(
-            ErrorKind::Config,
-            BACKEND,
-            format!("{server}: sslmode=require needs feature `tls` of lockkit-postgres"),
+fn build(check: Option<bool>, settings: &TlsSettings, server: &str) -> Result<Tls> {
+    if check.is_some() {
+        return Err(tls_error(
+            server,
+            format_args!(
+                "sslmode={:?} needs feature `tls` of lockkit-postgres",
+                settings.mode
+            ),
         ));
     }
     Ok(tokio_postgres::NoTls)
+}
+
+/// `sslmode=verify-ca`: the chain must lead to a trusted root; the name
+/// the certificate is for is not checked.
+#[cfg(feature = "tls")]
+mod verify_ca {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    pub(super) struct ChainOnly(pub(super) Arc<WebPkiServerVerifier>);
+
+    impl ServerCertVerifier for ChainOnly {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            // The chain is checked before the name: a name mismatch means
+            // the chain passed.
+            match self.0.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_verify_schemes()
+        }
+    }
 }

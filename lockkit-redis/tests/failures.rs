@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 mod common;
-use common::{wait_until_queued, OwnUser};
+use common::wait_until_queued;
 use lockkit_redis::{RedisBackend, RedisOptions};
 use tokio::sync::Mutex;
 

@@ -1,0 +1,305 @@
+//! The connection string, read as libpq reads it: the URL form
+//! (`postgres://…?sslmode=verify-full`) and the keyword/value form
+//! (`host=db.internal sslmode=verify-full`).
+//!
+//! libpq's TLS settings that tokio-postgres lacks — `sslmode=verify-ca`,
+//! `verify-full` and `allow`, `sslrootcert`, `sslcert`, `sslkey` — are taken
+//! out here and applied by [`tls`](crate::tls); everything else goes to the
+//! driver as written, so its own errors still name what is wrong.
+
+use lockkit_core::{Error, ErrorKind, Result};
+
+use crate::error::BACKEND;
+
+/// libpq's `sslmode` values, as the PostgreSQL documentation defines them
+/// ("SSL Mode Descriptions", libpq-ssl.html).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    const NAMES: [(&'static str, SslMode); 6] = [
+        ("disable", Self::Disable),
+        ("allow", Self::Allow),
+        ("prefer", Self::Prefer),
+        ("require", Self::Require),
+        ("verify-ca", Self::VerifyCa),
+        ("verify-full", Self::VerifyFull),
+    ];
+
+    fn parse(value: &str) -> Result<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|&(_, mode)| mode)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::NAMES.iter().map(|(name, _)| *name).collect();
+                url_error(format!(
+                    "sslmode `{value}` is not one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// The TLS settings of a connection string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsSettings {
+    pub(crate) mode: SslMode,
+    /// `sslrootcert`: a PEM file of trusted certificate authorities, or
+    /// `system` for the platform's.
+    pub(crate) root_cert: Option<String>,
+    /// `sslcert` and `sslkey`: the client's certificate chain and key, PEM.
+    pub(crate) client_cert: Option<String>,
+    pub(crate) client_key: Option<String>,
+}
+
+/// A connection string split in two: what the driver parses, and the TLS
+/// settings lockkit applies.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) driver: String,
+    pub(crate) tls: TlsSettings,
+}
+
+/// libpq TLS parameters neither lockkit nor the driver implements.
+const UNSUPPORTED: [&str; 5] = [
+    "sslpassword",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "sslcompression",
+];
+
+impl ConnInfo {
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let (prefix, segments, separator) = match url_query(text) {
+            Some(query) => (&text[..query], query_segments(text, query)?, "&"),
+            None => ("", keyword_segments(text), " "),
+        };
+        let mut tls = TlsSettings {
+            mode: SslMode::Prefer,
+            root_cert: None,
+            client_cert: None,
+            client_key: None,
+        };
+        let mut kept = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let Some((key, value)) = segment.pair else {
+                kept.push(&text[segment.raw]);
+                continue;
+            };
+            if UNSUPPORTED.contains(&key.as_str()) {
+                return Err(url_error(format!(
+                    "{key} is not supported; lockkit reads sslmode (disable, allow, prefer, \
+                     require, verify-ca, verify-full), sslrootcert, sslcert and sslkey"
+                )));
+            }
+            match key.as_str() {
+                "sslmode" => tls.mode = SslMode::parse(&value)?,
+                "sslrootcert" => tls.root_cert = Some(value),
+                "sslcert" => tls.client_cert = Some(value),
+                "sslkey" => tls.client_key = Some(value),
+                _ => kept.push(&text[segment.raw]),
+            }
+        }
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err(url_error(
+                "sslcert and sslkey go together: name both files, or neither",
+            ));
+        }
+        let mut driver = prefix.to_owned();
+        if kept.is_empty() {
+            // No parameter left: no `?` either.
+            driver.truncate(driver.trim_end_matches('?').len());
+        }
+        driver.push_str(&kept.join(separator));
+        Ok(Self { driver, tls })
+    }
+}
+
+/// A stretch of a connection string: a `key=value` (decoded, in `pair`)
+/// or text that is not one, left for the driver to judge.
+struct Segment {
+    raw: std::ops::Range<usize>,
+    pair: Option<(String, String)>,
+}
+
+/// Where the query of a URL-form string starts (after its `?`), split as
+/// tokio-postgres splits it: the credentials end at the first `@`, the
+/// query starts at the first `?` after them. `None` for the keyword form.
+fn url_query(text: &str) -> Option<usize> {
+    let after_scheme = ["postgres://", "postgresql://"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))?;
+    let start = text.len() - after_scheme.len();
+    let after_credentials = after_scheme.find('@').map_or(0, |at| at + 1);
+    let query = after_scheme[after_credentials..]
+        .find('?')
+        .map_or(text.len(), |at| start + after_credentials + at + 1);
+    Some(query)
+}
+
+/// The `&`-separated stretches of a URL's query, pairs percent-decoded.
+fn query_segments(text: &str, query: usize) -> Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    let mut start = query;
+    while start < text.len() {
+        let end = text[start..].find('&').map_or(text.len(), |at| start + at);
+        let pair = match text[start..end].split_once('=') {
+            Some((key, value)) => Some((decode(key)?, decode(value)?)),
+            None => None,
+        };
+        segments.push(Segment {
+            raw: start..end,
+            pair,
+        });
+        start = end + 1;
+    }
+    Ok(segments)
+}
+
+fn decode(text: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| url_error("a query parameter is not UTF-8 once percent-decoded"))
+}
+
+/// The `key = value` pairs of the keyword form, with libpq's quoting
+/// (`'…'`, and `\` escaping the next character). Text that does not parse
+/// is one last segment, left to the driver, whose error says where.
+fn keyword_segments(text: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    let skip_whitespace = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+    };
+    loop {
+        skip_whitespace(&mut chars);
+        let Some(&(start, _)) = chars.peek() else {
+            break;
+        };
+        let mut key = String::new();
+        while let Some((_, c)) = chars.next_if(|(_, c)| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        skip_whitespace(&mut chars);
+        let has_equals = chars.next_if(|(_, c)| *c == '=').is_some();
+        skip_whitespace(&mut chars);
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        let mut value = String::new();
+        let mut closed = !quoted;
+        let mut end = text.len();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                }
+                '\'' if quoted => {
+                    closed = true;
+                    end = at + 1;
+                    break;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    end = at;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        if !has_equals || !closed {
+            segments.push(Segment {
+                raw: start..text.len(),
+                pair: None,
+            });
+            break;
+        }
+        segments.push(Segment {
+            raw: start..end,
+            pair: Some((key, value)),
+        });
+    }
+    segments
+}
+
+fn url_error(message: impl Into<String>) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        BACKEND,
+        format!("url: {}", message.into()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str) -> (String, TlsSettings) {
+        let info = ConnInfo::parse(text).unwrap();
+        (info.driver, info.tls)
+    }
+
+    #[test]
+    fn url_form_gives_the_driver_everything_but_the_tls_settings() {
+        let (driver, tls) = split(
+            "postgres://app:p%40ss?w@db:5432/app?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem",
+        );
+        assert_eq!(
+            driver,
+            "postgres://app:p%40ss?w@db:5432/app?application_name=a"
+        );
+        assert_eq!(tls.mode, SslMode::VerifyFull);
+        assert_eq!(tls.root_cert.as_deref(), Some("/ca.pem"));
+
+        let (driver, tls) = split("postgresql://db/app?application_name=a&sslmode=verify-ca");
+        assert_eq!(driver, "postgresql://db/app?application_name=a");
+        assert_eq!(tls.mode, SslMode::VerifyCa);
+
+        let (driver, tls) =
+            split("postgres://db/app?sslmode=require&sslrootcert=a&sslcert=b&sslkey=c");
+        assert_eq!(driver, "postgres://db/app");
+        assert_eq!(tls.mode, SslMode::Require);
+        assert_eq!(
+            (tls.root_cert, tls.client_cert, tls.client_key),
+            (Some("a".into()), Some("b".into()), Some("c".into()))
+        );
+
+        let (driver, tls) = split("postgres://u:pw@db/app");
+        assert_eq!(driver, "postgres://u:pw@db/app");
+        assert_eq!(tls.mode, SslMode::Prefer);
+    }
+
+    #[test]
+    fn keyword_form_keeps_quoting_and_takes_the_tls_settings() {
+        let (driver, tls) = split(
+            "host=db password='a b\\'c' sslmode = verify-full sslrootcert='/my certs/ca.pem' dbname=app",
+        );
+        assert_eq!(driver, "host=db password='a b\\'c' dbname=app");
+        assert!(!driver.contains("ssl"), "{driver}");
+        assert_eq!(tls.mode, SslMode::VerifyFull);
+        assert_eq!(tls.root_cert.as_deref(), Some("/my certs/ca.pem"));
+    }
+
+    #[test]
+    fn bad_tls_settings_name_the_parameter() {
+        for (text, names) in [
+            ("postgres://db/app?sslmode=verify", "sslmode `verify`"),
+            ("host=db sslmode=strict", "sslmode `strict`"),
+            ("postgres://db/app?sslcrl=/crl.pem", "sslcrl"),
+            ("host=db sslcert=/c.pem", "sslkey"),
+        ] {
+            let error = ConnInfo::parse(text).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(error.message().contains(names), "{text}: {error}");
+        }
+    }
+}
