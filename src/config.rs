@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use lockkit_core::{
-    check_namespace, Error, ErrorKind, Result, SafetyClass, DEFAULT_NAMESPACE, DEFAULT_TTL,
+    check_namespace, redact_url, Error, ErrorKind, Result, SafetyClass, DEFAULT_NAMESPACE,
+    DEFAULT_TTL,
 };
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -311,60 +312,6 @@ impl fmt::Debug for LockConfig {
             .field("postgres", &self.postgres)
             .finish()
     }
-}
-
-/// `url` with every password replaced by `***`: the password of each
-/// `user:password@host` (Redlock and etcd URLs list several hosts) and the
-/// value of any query parameter whose name mentions a password, secret or token.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let (location, query) = match rest.split_once('?') {
-        Some((location, query)) => (location, Some(query)),
-        None => (rest, None),
-    };
-    let (authority, path) = match location.find('/') {
-        Some(at) => location.split_at(at),
-        None => (location, ""),
-    };
-    let hosts: Vec<String> = authority
-        .split(',')
-        .map(|host| match host.rsplit_once('@') {
-            Some((user_info, address)) => match user_info.split_once(':') {
-                Some((user, _password)) => format!("{user}:***@{address}"),
-                None => host.to_owned(),
-            },
-            None => host.to_owned(),
-        })
-        .collect();
-    let mut redacted = String::with_capacity(url.len());
-    if let Some(scheme) = scheme {
-        redacted.push_str(scheme);
-        redacted.push_str("://");
-    }
-    redacted.push_str(&hosts.join(","));
-    redacted.push_str(path);
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        redacted.push('?');
-        redacted.push_str(&pairs.join("&"));
-    }
-    redacted
-}
-
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token"]
-        .iter()
-        .any(|secret| key.contains(secret))
 }
 
 fn config_error(message: impl Into<String>) -> Error {

@@ -41,7 +41,8 @@ mod scheme;
 
 use std::sync::Arc;
 
-pub use config::{redact_url, LockConfig, PostgresConfig, RedisConfig};
+pub use config::{LockConfig, PostgresConfig, RedisConfig};
+pub use lockkit_core::redact_url;
 pub use lockkit_core::*;
 /// The PostgreSQL backend, for what only it can do: locked transactions
 /// ([`PostgresBackend::transaction`](lockkit_postgres::PostgresBackend::transaction)),
@@ -76,7 +77,10 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
                 return Err(Error::new(
                     ErrorKind::Config,
                     "lockkit",
-                    format!("url: memory:// takes no host, path or options, got `{rest}`"),
+                    format!(
+                        "url: memory:// takes no host, path or options, got `{}`",
+                        redact_url(&config.url)
+                    ),
                 ));
             }
             Arc::new(MemoryBackend::new())

@@ -14,11 +14,15 @@ use lockkit_core::{Error, ErrorKind, Result};
 pub enum Scheme {
     /// `memory://` — in-process locks, always compiled in.
     Memory,
-    /// `redis://` and `rediss://` — one Redis server (feature `redis`).
+    /// `redis://`, `rediss://` (TLS), `redis+unix://`, `unix://` (a Unix
+    /// socket), and Valkey's `valkey://`, `valkeys://`, `valkey+unix://` —
+    /// one Redis or Valkey server (feature `redis`).
     Redis,
     /// `redlock://h1:p1,h2:p2,h3:p3` — a majority of independent Redis servers (feature `redlock`).
     Redlock,
-    /// `postgres://` and `postgresql://` — PostgreSQL advisory locks (feature `postgres`).
+    /// `postgres://`, `postgresql://`, or libpq's keyword form
+    /// (`host=db user=app dbname=app`, no scheme) — PostgreSQL advisory
+    /// locks (feature `postgres`).
     Postgres,
     /// `etcd://h1,h2,h3` — etcd leases (feature `etcd`).
     Etcd,
@@ -41,7 +45,15 @@ impl Scheme {
     pub fn url_schemes(self) -> &'static [&'static str] {
         match self {
             Self::Memory => &["memory"],
-            Self::Redis => &["redis", "rediss"],
+            Self::Redis => &[
+                "redis",
+                "rediss",
+                "redis+unix",
+                "unix",
+                "valkey",
+                "valkeys",
+                "valkey+unix",
+            ],
             Self::Redlock => &["redlock"],
             Self::Postgres => &["postgres", "postgresql"],
             Self::Etcd => &["etcd"],
@@ -78,14 +90,19 @@ impl Scheme {
     }
 
     /// The scheme of `url`, or a [`Config`](ErrorKind::Config) error listing the known ones.
+    /// A URL without a scheme that starts `keyword=` is libpq's keyword form: PostgreSQL.
     pub fn of(url: &str) -> Result<Self> {
         let Some((prefix, _)) = url.split_once("://") else {
+            if lockkit_core::conninfo::is_keyword_form(url) {
+                return Ok(Self::Postgres);
+            }
             return Err(Error::new(
                 ErrorKind::Config,
                 "lockkit",
                 format!(
-                    "url: `{}` has no scheme; expected one of {}",
-                    crate::config::redact_url(url),
+                    "url: `{}` has no scheme; expected one of {}, or libpq's keyword form \
+                     (`host=… dbname=…`) for PostgreSQL",
+                    lockkit_core::redact_url(url),
                     Self::listing(Self::ALL.iter().copied())
                 ),
             ));

@@ -51,6 +51,7 @@
 mod backend;
 mod background;
 mod capabilities;
+pub mod conninfo;
 mod error;
 mod fence;
 mod lease;
@@ -72,6 +73,7 @@ pub use background::{Background, InFlight};
 pub use capabilities::{
     Capabilities, Fairness, FencingGuarantee, LeaseModel, SafetyClass, WaitMode,
 };
+pub use conninfo::redact_url;
 pub use error::{Error, ErrorKind, Result};
 pub use fence::FencingToken;
 pub use lease::{Lease, LeaseState, LeaseView};

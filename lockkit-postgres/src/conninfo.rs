@@ -79,6 +79,7 @@ const UNSUPPORTED: [&str; 5] = [
 
 impl ConnInfo {
     pub(crate) fn parse(text: &str) -> Result<Self> {
+        check_one_at(text)?;
         let (prefix, segments, separator) = match url_query(text) {
             Some(query) => (&text[..query], query_segments(text, query)?, "&"),
             None => ("", keyword_segments(text), " "),
@@ -124,6 +125,32 @@ impl ConnInfo {
     }
 }
 
+/// Refuses a URL whose credentials hold an unencoded `@`: the driver would
+/// end them at the first `@` and take the rest of the password for the
+/// host, which every message then prints.
+fn check_one_at(text: &str) -> Result<()> {
+    let Some(after_scheme) = ["postgres://", "postgresql://"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+    else {
+        return Ok(());
+    };
+    let Some((_, after_credentials)) = after_scheme.split_once('@') else {
+        return Ok(());
+    };
+    let hosts = after_credentials
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    if hosts.contains('@') {
+        return Err(url_error(
+            "more than one `@` before the host: percent-encode `@` inside a user name or \
+             password as %40",
+        ));
+    }
+    Ok(())
+}
+
 /// A stretch of a connection string: a `key=value` (decoded, in `pair`)
 /// or text that is not one, left for the driver to judge.
 struct Segment {
@@ -144,6 +171,17 @@ fn url_query(text: &str) -> Option<usize> {
         .find('?')
         .map_or(text.len(), |at| start + after_credentials + at + 1);
     Some(query)
+}
+
+/// The stretches of the keyword form, pairs unquoted.
+fn keyword_segments(text: &str) -> Vec<Segment> {
+    lockkit_core::conninfo::keyword_segments(text)
+        .into_iter()
+        .map(|keyword| Segment {
+            raw: keyword.raw,
+            pair: keyword.pair.map(|pair| (pair.key, pair.value)),
+        })
+        .collect()
 }
 
 /// The `&`-separated stretches of a URL's query, pairs percent-decoded.
@@ -170,65 +208,6 @@ fn decode(text: &str) -> Result<String> {
         .decode_utf8()
         .map(|decoded| decoded.into_owned())
         .map_err(|_| url_error("a query parameter is not UTF-8 once percent-decoded"))
-}
-
-/// The `key = value` pairs of the keyword form, with libpq's quoting
-/// (`'…'`, and `\` escaping the next character). Text that does not parse
-/// is one last segment, left to the driver, whose error says where.
-fn keyword_segments(text: &str) -> Vec<Segment> {
-    let mut segments = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    let skip_whitespace = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
-        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
-    };
-    loop {
-        skip_whitespace(&mut chars);
-        let Some(&(start, _)) = chars.peek() else {
-            break;
-        };
-        let mut key = String::new();
-        while let Some((_, c)) = chars.next_if(|(_, c)| !c.is_whitespace() && *c != '=') {
-            key.push(c);
-        }
-        skip_whitespace(&mut chars);
-        let has_equals = chars.next_if(|(_, c)| *c == '=').is_some();
-        skip_whitespace(&mut chars);
-        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
-        let mut value = String::new();
-        let mut closed = !quoted;
-        let mut end = text.len();
-        while let Some((at, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some((_, escaped)) = chars.next() {
-                        value.push(escaped);
-                    }
-                }
-                '\'' if quoted => {
-                    closed = true;
-                    end = at + 1;
-                    break;
-                }
-                c if c.is_whitespace() && !quoted => {
-                    end = at;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        if !has_equals || !closed {
-            segments.push(Segment {
-                raw: start..text.len(),
-                pair: None,
-            });
-            break;
-        }
-        segments.push(Segment {
-            raw: start..end,
-            pair: Some((key, value)),
-        });
-    }
-    segments
 }
 
 fn url_error(message: impl Into<String>) -> Error {
@@ -296,6 +275,7 @@ mod tests {
             ("host=db sslmode=strict", "sslmode `strict`"),
             ("postgres://db/app?sslcrl=/crl.pem", "sslcrl"),
             ("host=db sslcert=/c.pem", "sslkey"),
+            ("postgres://u:p@ss@db/app", "%40"),
         ] {
             let error = ConnInfo::parse(text).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Config);
