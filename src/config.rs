@@ -34,8 +34,11 @@ use serde::Deserialize;
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockConfig {
-    /// Where the locks live: `memory://`, `redis://…`, `redlock://…`,
-    /// `postgres://…`, `etcd://…` or `zk://…`.
+    /// Where the locks live: `memory://`, `redis://…` (or another form the
+    /// Redis driver accepts: `rediss://`, `redis+unix://`, `unix://`,
+    /// `valkey://`, …), `redlock://…`, `postgres://…` (or libpq's keyword
+    /// form, `host=… dbname=…`), `etcd://…` or `zk://…`. `Debug` shows it
+    /// through [`redact_url`](crate::redact_url).
     pub url: String,
     /// Prefix of every key the backend writes, so applications sharing a
     /// server never see each other's locks.
@@ -180,11 +183,12 @@ impl LockConfig {
 
     /// Reads `LOCKKIT_URL` (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`,
     /// `LOCKKIT_DEFAULT_TTL`, the `[redis]` settings `LOCKKIT_REDIS_MIN_REPLICAS`,
-    /// `LOCKKIT_REDIS_REPLICA_TIMEOUT`, `LOCKKIT_REDIS_RESPONSE_TIMEOUT` and
-    /// `LOCKKIT_REDIS_CONNECT_TIMEOUT`, and the `[postgres]` settings
-    /// `LOCKKIT_POSTGRES_SESSIONS`, `LOCKKIT_POSTGRES_MAX_WAITERS`,
-    /// `LOCKKIT_POSTGRES_MAX_TRANSACTIONS`, `LOCKKIT_POSTGRES_SCHEMA` and
-    /// `LOCKKIT_POSTGRES_CONNECT_TIMEOUT` from the process environment.
+    /// `LOCKKIT_REDIS_REPLICA_TIMEOUT`, `LOCKKIT_REDIS_RESPONSE_TIMEOUT`,
+    /// `LOCKKIT_REDIS_CONNECT_TIMEOUT` and `LOCKKIT_REDIS_ALLOW_EVICTION`, and
+    /// the `[postgres]` settings `LOCKKIT_POSTGRES_SESSIONS`,
+    /// `LOCKKIT_POSTGRES_MAX_WAITERS`, `LOCKKIT_POSTGRES_MAX_TRANSACTIONS`,
+    /// `LOCKKIT_POSTGRES_SCHEMA`, `LOCKKIT_POSTGRES_CONNECT_TIMEOUT` and
+    /// `LOCKKIT_POSTGRES_RESPONSE_TIMEOUT` from the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var(name).ok())
     }

@@ -106,25 +106,41 @@
 //!   schema made in advance, say owned by the user, is used as it is). A
 //!   missing privilege is a `Config` error naming it and the statement a
 //!   DBA can run, such as `CREATE SCHEMA lockkit AUTHORIZATION app;`.
-//! - On every lock session, the role's statement and idle timeouts are
-//!   switched off (below).
+//! - On every lock session, the settings lockkit's statements rely on are
+//!   made so, whatever the role or database sets (below).
+//! - `fsync = off` on the server is let through with a warning in the log:
+//!   after an operating-system crash or power loss such a server may hand
+//!   out fencing tokens again. It is the server's choice, not a session's.
 //!
 //! # Role and database settings
 //!
-//! A role or database may set timeouts by default (`ALTER ROLE app SET
-//! statement_timeout = '1s'`). On lockkit's own lock sessions — the shared
-//! sessions and the waiter connections, where only lockkit's statements run
-//! — `statement_timeout`, `idle_session_timeout`,
-//! `idle_in_transaction_session_timeout` and `transaction_timeout` are
-//! switched off at connect (those the server has): a statement timeout
-//! would cut a wait in the lock queue short, an idle timeout would end a
-//! session and every lock on it. Each wait carries its own `lock_timeout`,
-//! its deadline; PostgreSQL's longest is 2,147,483,647 ms (about 24.8 days),
-//! so a longer wait is served as several. In a locked transaction, the lock
-//! statement runs with `statement_timeout` off and the user's statements
-//! with the role's settings; `idle_in_transaction_session_timeout` stays the
-//! user's choice there (it ends the transaction, and the lock with it). A
-//! statement cancelled anyway (SQLSTATE 57014) is `Unavailable`.
+//! A role or database may set defaults (`ALTER ROLE app SET
+//! statement_timeout = '1s'`) that would break a lock. On lockkit's own lock
+//! sessions — the shared sessions and the waiter connections, where only
+//! lockkit's statements run — at connect:
+//!
+//! - `statement_timeout`, `idle_session_timeout`,
+//!   `idle_in_transaction_session_timeout` and `transaction_timeout` are
+//!   switched off (those the server has): a statement timeout would cut a
+//!   wait in the lock queue short, an idle timeout would end a session and
+//!   every lock on it. Each wait carries its own `lock_timeout`, its
+//!   deadline, so the role's `lock_timeout` never applies either;
+//!   PostgreSQL's longest is 2,147,483,647 ms (about 24.8 days), so a longer
+//!   wait is served as several.
+//! - `synchronous_commit` becomes `on` where it is `off`: with it off, a
+//!   server crash loses the last advances of the fencing sequence, and
+//!   tokens already handed out would be handed out again.
+//! - `search_path` becomes `pg_catalog`: a schema earlier in the role's path
+//!   cannot stand in for the lock functions (`pg_try_advisory_lock`
+//!   answering true) or their operators. lockkit's statements also name
+//!   every function with its schema.
+//!
+//! In a locked transaction, the lock statement runs with `statement_timeout`
+//! off and the user's statements with the role's settings, except that
+//! `synchronous_commit` is `on` for the transaction if it was `off` (its
+//! commit makes the fencing token durable). `idle_in_transaction_session_timeout`
+//! stays the user's choice there (it ends the transaction, and the lock with
+//! it). A statement cancelled anyway (SQLSTATE 57014) is `Unavailable`.
 //!
 //! # A server that stops answering
 //!

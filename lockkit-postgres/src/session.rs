@@ -92,8 +92,8 @@ impl Session {
     /// prepares the statements: a backend's first session.
     pub(crate) async fn connect_setup(target: &Target) -> Result<Arc<Self>> {
         let (client, signal, driver) = connect_client(target).await?;
-        check_writable(&client, target).await?;
         neutralize(&client, target).await?;
+        check_writable(&client, target).await?;
         migrate(&client, target).await?;
         Self::prepared(client, signal, driver, target).await
     }
@@ -289,28 +289,32 @@ async fn prepare(
     client: &Client,
     schema: &str,
 ) -> std::result::Result<Statements, tokio_postgres::Error> {
-    let fence = format!("nextval('{schema}.fence')");
-    let try_lock = format!("SELECT CASE WHEN pg_try_advisory_lock($1::bigint) THEN {fence} END");
+    // Qualified, as the sessions of locked transactions keep the role's
+    // search_path (lock sessions search pg_catalog alone).
+    let fence = format!("pg_catalog.nextval('{schema}.fence')");
+    let try_lock =
+        format!("SELECT CASE WHEN pg_catalog.pg_try_advisory_lock($1::bigint) THEN {fence} END");
     // The subquery's target list runs in order: lock_timeout is set before
     // the lock is waited for. OFFSET 0 keeps the planner from merging the
     // subquery, so nextval runs only once the lock is granted.
     let lock = format!(
-        "SELECT {fence} FROM (SELECT set_config('lock_timeout', $2::text, false), \
-         pg_advisory_lock($1::bigint) OFFSET 0) AS granted"
+        "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::text, false), \
+         pg_catalog.pg_advisory_lock($1::bigint) OFFSET 0) AS granted"
     );
-    let try_xact_lock =
-        format!("SELECT CASE WHEN pg_try_advisory_xact_lock($1::bigint) THEN {fence} END");
+    let try_xact_lock = format!(
+        "SELECT CASE WHEN pg_catalog.pg_try_advisory_xact_lock($1::bigint) THEN {fence} END"
+    );
     let xact_lock = format!(
-        "SELECT {fence} FROM (SELECT set_config('lock_timeout', $2::text, true), \
-         pg_advisory_xact_lock($1::bigint) OFFSET 0) AS granted"
+        "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::text, true), \
+         pg_catalog.pg_advisory_xact_lock($1::bigint) OFFSET 0) AS granted"
     );
     let (try_lock, lock, unlock, holds, try_xact_lock, xact_lock) = tokio::try_join!(
         client.prepare(&try_lock),
         client.prepare(&lock),
-        client.prepare("SELECT pg_advisory_unlock($1::bigint)"),
+        client.prepare("SELECT pg_catalog.pg_advisory_unlock($1::bigint)"),
         client.prepare(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-             AND pid = pg_backend_pid() AND classid = $1::oid AND objid = $2::oid \
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_catalog.pg_backend_pid() AND classid = $1::oid AND objid = $2::oid \
              AND objsubid = 1 AND granted)"
         ),
         client.prepare(&try_xact_lock),
@@ -332,12 +336,20 @@ async fn prepare(
 async fn check_writable(client: &Client, target: &Target) -> Result<()> {
     let row = client
         .query_one(
-            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
+             current_setting('fsync') = 'off'",
             &[],
         )
         .await
         .map_err(|error| from_postgres(&target.server, "check the server is writable", error))?;
-    let (standby, read_only): (bool, bool) = (row.get(0), row.get(1));
+    let (standby, read_only, no_fsync): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if no_fsync {
+        tracing::warn!(
+            server = target.server,
+            "fsync is off on this server: after an operating-system crash or power loss it may \
+             hand out fencing tokens it handed out before"
+        );
+    }
     let why = if standby {
         "is a hot standby (in recovery, read-only): point url at the primary".to_owned()
     } else if read_only {
@@ -356,20 +368,32 @@ async fn check_writable(client: &Client, target: &Target) -> Result<()> {
     ))
 }
 
-/// Switches off, for this session, the timeouts a role or database may set
-/// by default (`ALTER ROLE … SET statement_timeout`): a statement timeout
-/// would cancel a wait in the lock queue before its deadline, an idle
-/// session timeout would end a session holding locks. Settings this server
-/// version lacks are skipped.
+/// Makes this session's settings the ones lockkit's statements assume,
+/// whatever the role, database or server sets by default (`ALTER ROLE …
+/// SET …`):
+///
+/// - `search_path` is `pg_catalog` alone, so no function or operator of
+///   another schema can stand in for `pg_try_advisory_lock` or `=`;
+/// - `statement_timeout`, `idle_session_timeout`,
+///   `idle_in_transaction_session_timeout` and `transaction_timeout` are
+///   off: a statement timeout would cancel a wait in the lock queue before
+///   its deadline, an idle session timeout would end a session holding
+///   locks (settings this server version lacks are skipped);
+/// - `synchronous_commit` is `on` where it was `off`: with it off, a crash
+///   loses the last advances of the fencing sequence, and tokens already
+///   handed out would be handed out again.
 async fn neutralize(client: &Client, target: &Target) -> Result<()> {
     client
         .batch_execute(
-            "SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN \
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false); \
+             SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN \
              ('statement_timeout', 'idle_session_timeout', \
-              'idle_in_transaction_session_timeout', 'transaction_timeout')",
+              'idle_in_transaction_session_timeout', 'transaction_timeout'); \
+             SELECT set_config('synchronous_commit', 'on', false) \
+             WHERE current_setting('synchronous_commit') = 'off'",
         )
         .await
-        .map_err(|error| from_postgres(&target.server, "switch off the role's timeouts", error))
+        .map_err(|error| from_postgres(&target.server, "set lockkit's session settings", error))
 }
 
 /// Creates the schema and the fencing sequence if they are missing.

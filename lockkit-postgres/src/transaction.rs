@@ -189,7 +189,9 @@ impl LockedTransaction {
 
 /// Begins a transaction and takes `key` in it. lockkit's lock statement
 /// runs without the role's `statement_timeout` (which would cut a wait
-/// short); the user's statements after it run with the role's settings.
+/// short); the user's statements after it run with the role's settings,
+/// but for `synchronous_commit`, which is `on` where it was `off`: the
+/// fencing token must survive a crash once the transaction commits.
 async fn attempt(
     session: &crate::session::Session,
     key: i64,
@@ -197,7 +199,11 @@ async fn attempt(
 ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
     session
         .client
-        .batch_execute("BEGIN; SET LOCAL statement_timeout = 0")
+        .batch_execute(
+            "BEGIN; SET LOCAL statement_timeout = 0; \
+             SELECT pg_catalog.set_config('synchronous_commit', 'on', true) \
+             WHERE pg_catalog.current_setting('synchronous_commit') OPERATOR(pg_catalog.=) 'off'",
+        )
         .await?;
     let token = session.xact_lock(key, wait).await?;
     if token.is_some() {

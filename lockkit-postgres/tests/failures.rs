@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 mod common;
-use common::{backend, raw, two_backends, wait_until_free, wait_until_queued};
+use common::{backend, raw, two_backends, wait_until_free, wait_until_queued, OwnRole};
 
 /// One fault at a time: they share the server.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -433,4 +433,73 @@ async fn an_unanswered_statement_ends_its_session_within_the_response_timeout() 
     );
     again.release().await.unwrap();
     drop(stopped);
+}
+
+/// A role with `synchronous_commit = off` (which would let a crash lose the
+/// last advances of the fencing sequence): after the server crashes — a
+/// backend killed, so it restarts from its write-ahead log — no fencing
+/// token handed out before is handed out again, by session locks or by
+/// locked transactions (committed, as the user's would be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_never_hands_out_a_fencing_token_again() {
+    let Some((url, _turn)) = setup().await else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[("synchronous_commit", "off")]).await;
+    for transactions in [false, true] {
+        // One session, so the lease below turns Lost when the crash ends it.
+        let options = PostgresOptions::new()
+            .namespace(unique_namespace())
+            .sessions(1);
+        let backend = PostgresBackend::connect_with(&role.url, options)
+            .await
+            .unwrap();
+        let locks = Locker::new(backend.clone());
+        let victim = raw(&url).await;
+        let pid: i32 = victim
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let mut highest = 0;
+        for round in 0..3000 {
+            let name = format!("crash-{round}");
+            let token = if transactions {
+                let transaction = backend.try_transaction(&name).await.unwrap();
+                let transaction = transaction.expect("nobody else holds it");
+                let token = transaction.fencing_token();
+                transaction.commit().await.unwrap();
+                token
+            } else {
+                let lease = locks.try_acquire(&name, Acquire::ttl(TTL)).await.unwrap();
+                let lease = lease.expect("nobody else holds it");
+                let token = lease.fencing_token();
+                lease.release().await.unwrap();
+                token
+            };
+            highest = highest.max(token.get());
+        }
+        let sentinel = locks
+            .acquire("crash-sentinel", Acquire::ttl(TTL))
+            .await
+            .unwrap();
+        signal(pid, "-KILL");
+        // The server ends every session, then replays its log before it
+        // accepts connections again.
+        lost_within(&sentinel.view(), Duration::from_secs(10)).await;
+        let again = acquire_when_back(
+            &locks,
+            "crash-after",
+            Acquire::ttl(TTL),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(
+            again.fencing_token().get() > highest,
+            "token {} after the crash repeats one handed out before (up to {highest}; \
+             transactions: {transactions})",
+            again.fencing_token()
+        );
+        again.release().await.unwrap();
+    }
 }

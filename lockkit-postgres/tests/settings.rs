@@ -6,85 +6,13 @@
 use std::time::{Duration, Instant};
 
 use lockkit_core::conformance::{server_from_env, unique_namespace};
-use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker, OwnerToken};
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 
 mod common;
-use common::{backend, raw, two_backends, wait_until_queued};
+use common::{backend, raw, two_backends, wait_until_queued, OwnRole, ROLES};
 
 const TTL: Duration = Duration::from_secs(30);
-
-/// Granting and revoking rights on the one schema update the same catalog
-/// rows: tests running at once take turns ("tuple concurrently updated").
-static ROLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A login role made for one test, with `settings` as its defaults and the
-/// rights lockkit needs on its schema; dropped when this is dropped.
-struct OwnRole {
-    admin_url: String,
-    name: String,
-    /// The server URL, connecting as this role.
-    url: String,
-}
-
-impl OwnRole {
-    async fn create(url: &str, settings: &[(&str, &str)]) -> Self {
-        let hex = OwnerToken::generate().unwrap().to_hex();
-        let name = format!("lockkit_test_{}", &hex[..12]);
-        let admin = raw(url).await;
-        let mut statements = format!(
-            "CREATE ROLE {name} LOGIN; \
-             GRANT CONNECT ON DATABASE lockkit TO {name}; \
-             GRANT USAGE ON SCHEMA lockkit TO {name}; \
-             GRANT USAGE, UPDATE ON SEQUENCE lockkit.fence TO {name};"
-        );
-        for (setting, value) in settings {
-            statements.push_str(&format!(" ALTER ROLE {name} SET {setting} = '{value}';"));
-        }
-        let turn = ROLES.lock().await;
-        admin.batch_execute(&statements).await.unwrap();
-        drop(turn);
-        let role_url = url.replacen("postgres@", &format!("{name}@"), 1);
-        assert_ne!(role_url, url, "the test URL must name the user `postgres`");
-        Self {
-            admin_url: url.to_owned(),
-            name,
-            url: role_url,
-        }
-    }
-}
-
-impl Drop for OwnRole {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs outside any await: a thread with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let _turn = ROLES.blocking_lock();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let admin = raw(&url).await;
-                let _ = admin
-                    .batch_execute(&format!(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
-                         DO $$ DECLARE s text; BEGIN \
-                           FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE '{name}\\_%' LOOP \
-                             EXECUTE format('DROP SCHEMA %I CASCADE', s); \
-                           END LOOP; \
-                         END $$; \
-                         DROP OWNED BY {name}; DROP ROLE IF EXISTS {name};"
-                    ))
-                    .await;
-            });
-        })
-        .join();
-        if dropped.is_err() && !std::thread::panicking() {
-            panic!("dropping role {} failed", self.name);
-        }
-    }
-}
 
 /// A role whose `statement_timeout` is 1 s: a 6 s acquire, and a 6 s
 /// locked transaction, for a lock released after 2.5 s, are granted then
@@ -359,4 +287,71 @@ async fn a_missing_privilege_is_named_with_the_statement_that_grants_it() {
             .await
             .unwrap_or_else(|error| panic!("{schema}: after the suggested statement: {error}"));
     }
+}
+
+/// A role whose `search_path` puts a schema of look-alike functions before
+/// `pg_catalog` (one where `pg_try_advisory_lock` always answers true)
+/// still gets one holder at a time: lockkit's statements call the server's
+/// own functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_search_path_cannot_stand_in_for_the_lock_functions() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[]).await;
+    let shadow = format!("{}_shadow", role.name);
+    let turn = ROLES.lock().await;
+    raw(&url)
+        .await
+        .batch_execute(&format!(
+            "CREATE SCHEMA {shadow}; GRANT USAGE ON SCHEMA {shadow} TO {name}; \
+             CREATE FUNCTION {shadow}.pg_try_advisory_lock(bigint) RETURNS boolean \
+               LANGUAGE sql AS 'SELECT true'; \
+             CREATE FUNCTION {shadow}.pg_try_advisory_xact_lock(bigint) RETURNS boolean \
+               LANGUAGE sql AS 'SELECT true'; \
+             ALTER ROLE {name} SET search_path = {shadow}, pg_catalog;",
+            name = role.name
+        ))
+        .await
+        .unwrap();
+    drop(turn);
+    let namespace = unique_namespace();
+    let connect = || async {
+        let options = PostgresOptions::new().namespace(&namespace);
+        PostgresBackend::connect_with(&role.url, options)
+            .await
+            .unwrap()
+    };
+    let (mine, theirs) = (connect().await, connect().await);
+    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs.clone()));
+
+    let held = locks
+        .try_acquire("shadowed", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("a free lock is granted");
+    assert!(
+        other
+            .try_acquire("shadowed", Acquire::ttl(TTL))
+            .await
+            .unwrap()
+            .is_none(),
+        "a held lock was granted again"
+    );
+    held.release().await.unwrap();
+
+    let transaction = mine
+        .try_transaction("shadowed-tx")
+        .await
+        .unwrap()
+        .expect("a free lock is granted");
+    assert!(
+        theirs
+            .try_transaction("shadowed-tx")
+            .await
+            .unwrap()
+            .is_none(),
+        "a held transaction lock was granted again"
+    );
+    transaction.commit().await.unwrap();
 }

@@ -59,8 +59,12 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to `url` — `redis://[user:password@]host[:port][/db]`, or
-    /// `rediss://` for TLS — and checks the server answers.
+    /// Connects to `url` and checks the server (see the crate's "What
+    /// connect checks"). Every form the driver accepts:
+    /// `redis://[user:password@]host[:port][/db]` and `valkey://…`;
+    /// `rediss://…` and `valkeys://…` for TLS (feature `tls`);
+    /// `redis+unix:///path/redis.sock[?db=0&user=u&pass=p]`, `unix://…` and
+    /// `valkey+unix://…` for a Unix socket.
     ///
     /// Fails with [`Config`](ErrorKind::Config) for a URL or options that
     /// cannot work (the message names the field) and
@@ -72,7 +76,9 @@ impl RedisBackend {
                 ErrorKind::Config,
                 BACKEND,
                 format!(
-                    "url: {error}; expected redis://[user:password@]host[:port][/db] or rediss://"
+                    "url: {error}; expected redis://[user:password@]host[:port][/db] (or \
+                     rediss://, valkey://, valkeys://) or redis+unix:///path/redis.sock[?db=0] \
+                     (or unix://, valkey+unix://)"
                 ),
             )
         })?;

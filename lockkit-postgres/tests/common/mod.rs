@@ -4,6 +4,7 @@
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+use lockkit_core::OwnerToken;
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use tokio_postgres::{Client, NoTls};
 
@@ -87,5 +88,79 @@ pub async fn wait_until_free(admin: &Client, key: i64) {
             "key {key} was never freed"
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Granting and revoking rights on the one schema update the same catalog
+/// rows: tests running at once take turns ("tuple concurrently updated").
+pub static ROLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A login role made for one test, with `settings` as its defaults and the
+/// rights lockkit needs on its schema; dropped when this is dropped.
+pub struct OwnRole {
+    admin_url: String,
+    pub name: String,
+    /// The server URL, connecting as this role.
+    pub url: String,
+}
+
+impl OwnRole {
+    pub async fn create(url: &str, settings: &[(&str, &str)]) -> Self {
+        // The grants below name the fencing sequence: make sure it exists.
+        PostgresBackend::connect(url).await.unwrap();
+        let hex = OwnerToken::generate().unwrap().to_hex();
+        let name = format!("lockkit_test_{}", &hex[..12]);
+        let admin = raw(url).await;
+        let mut statements = format!(
+            "CREATE ROLE {name} LOGIN; \
+             GRANT CONNECT ON DATABASE lockkit TO {name}; \
+             GRANT USAGE ON SCHEMA lockkit TO {name}; \
+             GRANT USAGE, UPDATE ON SEQUENCE lockkit.fence TO {name};"
+        );
+        for (setting, value) in settings {
+            statements.push_str(&format!(" ALTER ROLE {name} SET {setting} = '{value}';"));
+        }
+        let turn = ROLES.lock().await;
+        admin.batch_execute(&statements).await.unwrap();
+        drop(turn);
+        let role_url = url.replacen("postgres@", &format!("{name}@"), 1);
+        assert_ne!(role_url, url, "the test URL must name the user `postgres`");
+        Self {
+            admin_url: url.to_owned(),
+            name,
+            url: role_url,
+        }
+    }
+}
+
+impl Drop for OwnRole {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any await: a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let _turn = ROLES.blocking_lock();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let admin = raw(&url).await;
+                let _ = admin
+                    .batch_execute(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
+                         DO $$ DECLARE s text; BEGIN \
+                           FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE '{name}\\_%' LOOP \
+                             EXECUTE format('DROP SCHEMA %I CASCADE', s); \
+                           END LOOP; \
+                         END $$; \
+                         DROP OWNED BY {name}; DROP ROLE IF EXISTS {name};"
+                    ))
+                    .await;
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("dropping role {} failed", self.name);
+        }
     }
 }
