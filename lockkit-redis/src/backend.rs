@@ -147,15 +147,17 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    /// What `connect` checks beyond a reply: the server is a primary, and
-    /// its `maxmemory-policy` cannot evict a held lock's key (unless
-    /// [`RedisOptions::allow_eviction`]). A user who may not run `INFO` is
-    /// let through with a warning: nothing else shows these settings.
+    /// What `connect` checks beyond a reply: the server is a primary, not a
+    /// cluster node, and its `maxmemory-policy` cannot evict a held lock's
+    /// key (unless [`RedisOptions::allow_eviction`]); a server without an
+    /// append-only file is let through with a warning. A user who may not
+    /// run `INFO` is let through with a warning: nothing else shows these
+    /// settings.
     async fn check_server(&self) -> Result<()> {
         let server = &self.inner.server;
         let mut connection = self.connection()?;
         let mut info = String::new();
-        for section in ["replication", "memory"] {
+        for section in ["replication", "memory", "cluster", "persistence"] {
             match redis::cmd("INFO")
                 .arg(section)
                 .query_async::<String>(&mut connection)
@@ -193,6 +195,25 @@ impl RedisBackend {
                      written on the primary; point url at it"
                 ),
             ));
+        }
+        if field("cluster_enabled") == Some("1") {
+            return Err(Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "{server}: url names a node of a Redis Cluster (cluster_enabled:1): \
+                     lockkit-redis speaks to one server, and a cluster node refuses the keys of \
+                     the slots it does not serve (MOVED). Point url at a server with \
+                     cluster-enabled no"
+                ),
+            ));
+        }
+        if field("aof_enabled") == Some("0") {
+            tracing::warn!(
+                server,
+                "appendonly is off on this server: a restart forgets every lock written since \
+                 its last snapshot, and hands out those fencing tokens again"
+            );
         }
         match field("maxmemory_policy") {
             Some(policy) if policy != "noeviction" && !self.inner.options.allow_eviction => {

@@ -39,8 +39,14 @@
 //!   and the lock would be granted again; such a server is refused with a
 //!   `Config` error naming the setting, unless
 //!   [`RedisOptions::allow_eviction`] accepts the risk.
+//! - It is **not a cluster node** (`cluster_enabled:1`): a node refuses the
+//!   keys of slots it does not serve, so some names would fail; such a
+//!   server is refused with a `Config` error.
+//! - A server without an append-only file (`appendonly no`) is let through
+//!   with a warning in the log: a restart forgets the locks and fence
+//!   counters written since its last snapshot (see fencing, below).
 //! - A user who may not run `INFO` is let through with a warning in the
-//!   log: the role and the policy are then unchecked.
+//!   log: the role, the policy and the cluster mode are then unchecked.
 //! - The user may **publish and subscribe** on the backend's hand-over
 //!   channels, `<namespace>:grants:*`: waiters listen there and a release
 //!   hands the lock over there. Redis 7 gives a new ACL user no channels

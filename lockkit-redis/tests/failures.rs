@@ -275,3 +275,16 @@ async fn a_replica_is_refused_at_connect_naming_its_primary() {
         .await
         .expect("the primary is accepted");
 }
+
+/// A node of a Redis Cluster is refused at connect, naming cluster mode:
+/// it would refuse the keys of every slot it does not serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_is_refused_at_connect() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_REDIS_CLUSTER") else {
+        return;
+    };
+    let options = RedisOptions::new().namespace(unique_namespace());
+    let error = RedisBackend::connect(&url, options).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("cluster"), "{error}");
+}
