@@ -355,3 +355,18 @@ async fn a_role_search_path_cannot_stand_in_for_the_lock_functions() {
     );
     transaction.commit().await.unwrap();
 }
+
+/// A hot standby is refused at connect, saying so: every grant takes its
+/// fencing token with `nextval`, which a standby cannot run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_standby_is_refused_at_connect() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_STANDBY") else {
+        return;
+    };
+    let options = PostgresOptions::new().namespace(unique_namespace());
+    let error = PostgresBackend::connect_with(&url, options)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("hot standby"), "{error}");
+}
