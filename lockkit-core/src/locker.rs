@@ -318,7 +318,10 @@ impl Locker {
         // Closing drops the backend's acquire, which withdraws it (cancel
         // safety). A free lock is often granted at the first poll: only an
         // acquire that has to wait also listens for close.
-        // One that waits counts as in flight, so close waits for its undo.
+        // One that waits counts as in flight, so close waits for its undo:
+        // declared first, the token is dropped after the acquire, whose drop
+        // hands the undo to the backend.
+        let mut _in_flight = None;
         let mut acquire = pin!(self.backend.acquire(request).instrument(span.clone()));
         let first = std::future::poll_fn(|context| match acquire.as_mut().poll(context) {
             Poll::Ready(granted) => Poll::Ready(Some(granted)),
@@ -328,7 +331,7 @@ impl Locker {
         let granted = match first {
             Some(granted) => granted,
             None => {
-                let _in_flight = self.life.background.in_flight();
+                _in_flight = Some(self.life.background.in_flight());
                 tokio::select! {
                     biased;
                     granted = &mut acquire => granted,
