@@ -14,7 +14,7 @@ pub struct Keyword {
 }
 
 /// One `key = value` of the keyword form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeywordPair {
     /// The keyword, as written.
     pub key: String,
@@ -22,6 +22,21 @@ pub struct KeywordPair {
     pub value: String,
     /// The bytes of the value as written, quotes included.
     pub value_raw: Range<usize>,
+}
+
+impl std::fmt::Debug for KeywordPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if is_secret_key(&self.key) {
+            "***"
+        } else {
+            &self.value
+        };
+        f.debug_struct("KeywordPair")
+            .field("key", &self.key)
+            .field("value", &value)
+            .field("value_raw", &self.value_raw)
+            .finish()
+    }
 }
 
 /// The stretches of libpq's keyword form, with its quoting: `'…'` takes
@@ -88,6 +103,56 @@ pub fn keyword_segments(text: &str) -> Vec<Keyword> {
     segments
 }
 
+/// Every keyword libpq reads (PostgreSQL 17, "Parameter Key Words"), and
+/// tokio-postgres' `keepalives_retries`.
+pub const LIBPQ_KEYWORDS: [&str; 45] = [
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "keepalives_retries",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "scram_client_key",
+    "scram_server_key",
+    "oauth_client_secret",
+];
+
 /// Schemes whose URLs list several hosts, each with credentials of its own
 /// (`redlock://u:p@h1:7001,u:p@h2:7002`): there a `,` ends a password too,
 /// so it must be percent-encoded inside one.
@@ -100,25 +165,37 @@ const PER_HOST_CREDENTIALS: [&str; 3] = ["redlock", "etcd", "zk"];
 ///   the **last** `@` is hidden, so a password holding `/`, `?`, `,`, `#`
 ///   or `@` unencoded is hidden whole (an `@` later in the query hides more
 ///   than the password, never less). For `redlock://`, `etcd://` and
-///   `zk://`, each comma-separated host's credentials are hidden.
-/// - query parameters and libpq keywords whose name mentions a password,
-///   secret or token (`password`, `pass` of `redis+unix://…?pass=`,
-///   `sslpassword`, `token`): their values.
-/// - libpq's keyword form (`host=db password='a b'`): the values as above;
-///   text after a keyword that does not parse is hidden whole.
+///   `zk://`, each comma-separated host's credentials are hidden (there a
+///   `,` in a password must be percent-encoded).
+/// - every `key=value` — after `?`, `&` or whitespace, wherever it is —
+///   whose key, percent-decoded, mentions a password, secret or token
+///   (`password`, `pass` of `redis+unix://…?pass=`, `sslpassword`,
+///   `token`): its value, up to the next `&` or whitespace.
+/// - libpq's keyword form (`host=db password='a b'`): the values as above,
+///   quoted values whole; after a secret, any word that is no libpq keyword
+///   (the rest of an unquoted password with a space); text after a keyword
+///   that does not parse.
+/// - text that is neither: everything after its first word.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let rest = if PER_HOST_CREDENTIALS.contains(&scheme.to_ascii_lowercase().as_str()) {
-                redact_per_host(rest)
-            } else {
-                redact_authority(rest)
-            };
-            format!("{scheme}://{rest}")
+    let hidden = if is_keyword_form(url) {
+        redact_keywords(url)
+    } else {
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let rest = if PER_HOST_CREDENTIALS.contains(&scheme.to_ascii_lowercase().as_str()) {
+                    hide_per_host(rest)
+                } else {
+                    hide_credentials(rest)
+                };
+                format!("{scheme}://{rest}")
+            }
+            None => match url.split_once(char::is_whitespace) {
+                Some((first, _)) => format!("{} ***", hide_credentials(first)),
+                None => hide_credentials(url),
+            },
         }
-        None if is_keyword_form(url) => redact_keywords(url),
-        None => redact_authority(url),
-    }
+    };
+    hide_secret_parameters(&hidden)
 }
 
 /// Whether `text` reads as libpq's keyword form: it starts `keyword =`.
@@ -135,74 +212,99 @@ pub fn is_keyword_form(text: &str) -> bool {
     })
 }
 
-/// One set of credentials, ending at the last `@`; then the query.
-fn redact_authority(rest: &str) -> String {
-    let (credentials, after) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
+/// Whether a parameter named `key` (percent-encoded or not) holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(key)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    ["pass", "secret", "token"]
+        .iter()
+        .any(|secret| key.contains(secret))
+}
+
+/// `user:password@rest` → `user:***@rest`, the credentials ending at the
+/// last `@`; text without both stays.
+fn hide_credentials(text: &str) -> String {
+    match text.rsplit_once('@') {
+        Some((credentials, rest)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{rest}"),
+            None => text.to_owned(),
+        },
+        None => text.to_owned(),
+    }
+}
+
+/// Each comma-separated host's credentials hidden. A piece that is neither
+/// `user…@host` nor `host[:port]` is taken for part of a password holding
+/// an unencoded `,`, and hidden with the credentials that follow it.
+fn hide_per_host(rest: &str) -> String {
+    let looks_like_host = |piece: &str| {
+        let address = piece.split(['/', '?']).next().unwrap_or_default();
+        match address.rsplit_once(':') {
+            Some((_, port)) => !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()),
+            None => true,
+        }
     };
-    let mut redacted = String::with_capacity(rest.len());
-    if let Some(credentials) = credentials {
-        redacted.push_str(&hide_password(credentials));
-        redacted.push('@');
+    let mut hosts = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for piece in rest.split(',') {
+        pending.push(piece);
+        if piece.contains('@') || looks_like_host(piece) {
+            hosts.push(hide_credentials(&pending.join(",")));
+            pending.clear();
+        }
     }
-    redacted.push_str(&redact_query(after));
-    redacted
+    if !pending.is_empty() {
+        hosts.push(pending.join(","));
+    }
+    hosts.join(",")
 }
 
-/// `user:password` → `user:***`; a lone user stays.
-fn hide_password(credentials: &str) -> String {
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => credentials.to_owned(),
+/// Hides the value of every secret `key=value` that starts the text or
+/// follows `?`, `&` or whitespace.
+fn hide_secret_parameters(text: &str) -> String {
+    let is_end = |c: char| c == '&' || c.is_whitespace();
+    let mut hidden = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut at_boundary = true;
+    while let Some(c) = rest.chars().next() {
+        if at_boundary {
+            if let Some((key, after)) = rest.split_once('=') {
+                let plain_key = !key.contains(|c: char| c == '?' || is_end(c));
+                if plain_key && !key.is_empty() && is_secret_key(key) {
+                    let value_end = after.find(is_end).unwrap_or(after.len());
+                    hidden.push_str(key);
+                    hidden.push_str("=***");
+                    rest = &after[value_end..];
+                    at_boundary = false;
+                    continue;
+                }
+            }
+        }
+        hidden.push(c);
+        at_boundary = c == '?' || is_end(c);
+        rest = &rest[c.len_utf8()..];
     }
-}
-
-fn redact_per_host(rest: &str) -> String {
-    let (location, query) = match rest.split_once('?') {
-        Some((location, query)) => (location, Some(query)),
-        None => (rest, None),
-    };
-    let hosts: Vec<String> = location
-        .split(',')
-        .map(|host| match host.rsplit_once('@') {
-            Some((credentials, address)) => format!("{}@{address}", hide_password(credentials)),
-            None => host.to_owned(),
-        })
-        .collect();
-    let mut redacted = hosts.join(",");
-    if let Some(query) = query {
-        redacted.push('?');
-        redacted.push_str(&redact_pairs(query));
-    }
-    redacted
-}
-
-/// The values of secret parameters in the query of `location?query`.
-fn redact_query(location: &str) -> String {
-    match location.split_once('?') {
-        Some((path, query)) => format!("{path}?{}", redact_pairs(query)),
-        None => location.to_owned(),
-    }
-}
-
-fn redact_pairs(query: &str) -> String {
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    pairs.join("&")
+    hidden
 }
 
 fn redact_keywords(text: &str) -> String {
     let mut redacted = String::with_capacity(text.len());
     let mut copied = 0;
+    let mut after_secret = false;
     for segment in keyword_segments(text) {
         let hidden = match &segment.pair {
-            Some(pair) if is_secret_key(&pair.key) => pair.value_raw.clone(),
+            Some(pair) if is_secret_key(&pair.key) => {
+                after_secret = true;
+                pair.value_raw.clone()
+            }
+            Some(pair) if LIBPQ_KEYWORDS.contains(&pair.key.as_str()) => {
+                after_secret = false;
+                continue;
+            }
+            // After a secret, a word that is no keyword may be the rest of
+            // an unquoted password with a space in it.
+            Some(_) if after_secret => segment.raw.clone(),
             Some(_) => continue,
             // Unparsed text may hold a password whose quoting broke.
             None => segment.raw.clone(),
@@ -213,13 +315,6 @@ fn redact_keywords(text: &str) -> String {
     }
     redacted.push_str(&text[copied..]);
     redacted
-}
-
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["pass", "secret", "token"]
-        .iter()
-        .any(|secret| key.contains(secret))
 }
 
 #[cfg(test)]
@@ -272,6 +367,32 @@ mod tests {
             ),
             ("host=db password='open", "host=db ***"),
             ("u:x+y==@h", "u:***@h"),
+            (
+                "host=db password=Ab Cd== dbname=app",
+                "host=db password=*** *** dbname=app",
+            ),
+            (
+                "redis+unix:///run/redis.sock?user=svc@corp&pass=s3",
+                "redis+unix:///run/redis.sock?user=svc@corp&pass=***",
+            ),
+            (
+                "postgres://db/app?application_name=svc@web&password=s3",
+                "postgres://db/app?application_name=svc@web&password=***",
+            ),
+            (
+                "postgres://app@db/app?p%61ssword=s3",
+                "postgres://app@db/app?p%61ssword=***",
+            ),
+            (
+                "host=db password=s3 application_name=svc://x",
+                "host=db password=*** application_name=svc://x",
+            ),
+            ("host='db password=s3", "host='db ***"),
+            ("ssl-mode=require password=s3", "ssl-mode=require ***"),
+            (
+                "redlock://u:pa?ss@h1,u:p2@h2",
+                "redlock://u:***@h1,u:***@h2",
+            ),
             (
                 "redlock://u:p1@h1:7001,h2:7002,u:p3@h3:7003",
                 "redlock://u:***@h1:7001,h2:7002,u:***@h3:7003",

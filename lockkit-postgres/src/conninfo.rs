@@ -61,25 +61,58 @@ pub(crate) struct TlsSettings {
 }
 
 /// A connection string split in two: what the driver parses, and the TLS
-/// settings lockkit applies.
-#[derive(Debug)]
+/// settings lockkit applies. `Debug` shows the driver's part redacted.
 pub(crate) struct ConnInfo {
     pub(crate) driver: String,
     pub(crate) tls: TlsSettings,
 }
 
-/// libpq TLS parameters neither lockkit nor the driver implements.
-const UNSUPPORTED: [&str; 5] = [
-    "sslpassword",
-    "sslcrl",
-    "sslcrldir",
-    "sslsni",
-    "sslcompression",
+impl std::fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("driver", &lockkit_core::redact_url(&self.driver))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// The parameters tokio-postgres reads, besides the TLS ones lockkit takes.
+const DRIVER: [&str; 18] = [
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
 ];
+
+/// The schemes of the URL form; matched in any case, handed to the driver
+/// in lower case.
+const SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
 
 impl ConnInfo {
     pub(crate) fn parse(text: &str) -> Result<Self> {
-        check_one_at(text)?;
+        let lowered;
+        let text = match url_scheme(text) {
+            Some(scheme) => {
+                lowered = format!("{}{}", scheme.to_ascii_lowercase(), &text[scheme.len()..]);
+                check_url_shape(&lowered[scheme.len()..])?;
+                lowered.as_str()
+            }
+            None => text,
+        };
         let (prefix, segments, separator) = match url_query(text) {
             Some(query) => (&text[..query], query_segments(text, query)?, "&"),
             None => ("", keyword_segments(text), " "),
@@ -91,17 +124,14 @@ impl ConnInfo {
             client_key: None,
         };
         let mut kept = Vec::with_capacity(segments.len());
+        let mut after_secret = None;
         for segment in segments {
             let Some((key, value)) = segment.pair else {
                 kept.push(&text[segment.raw]);
                 continue;
             };
-            if UNSUPPORTED.contains(&key.as_str()) {
-                return Err(url_error(format!(
-                    "{key} is not supported; lockkit reads sslmode (disable, allow, prefer, \
-                     require, verify-ca, verify-full), sslrootcert, sslcert and sslkey"
-                )));
-            }
+            check_known(&key, after_secret.as_deref(), separator)?;
+            after_secret = lockkit_core::conninfo::is_secret_key(&key).then(|| key.clone());
             match key.as_str() {
                 "sslmode" => tls.mode = SslMode::parse(&value)?,
                 "sslrootcert" => tls.root_cert = Some(value),
@@ -125,30 +155,72 @@ impl ConnInfo {
     }
 }
 
-/// Refuses a URL whose credentials hold an unencoded `@`: the driver would
-/// end them at the first `@` and take the rest of the password for the
-/// host, which every message then prints.
-fn check_one_at(text: &str) -> Result<()> {
-    let Some(after_scheme) = ["postgres://", "postgresql://"]
-        .iter()
-        .find_map(|prefix| text.strip_prefix(prefix))
-    else {
-        return Ok(());
-    };
-    let Some((_, after_credentials)) = after_scheme.split_once('@') else {
-        return Ok(());
-    };
-    let hosts = after_credentials
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    if hosts.contains('@') {
+/// The URL form's scheme as written, if `text` has one (in any case).
+fn url_scheme(text: &str) -> Option<&str> {
+    SCHEMES.iter().find_map(|scheme| {
+        text.get(..scheme.len())
+            .filter(|prefix| prefix.eq_ignore_ascii_case(scheme))
+    })
+}
+
+/// Refuses a URL the driver would split where its user did not mean: the
+/// driver ends the credentials at the first `@`, so a second `@` (in a
+/// password, or in a query value when there are no credentials) would put
+/// part of a password in the host or the user name, which messages print.
+fn check_url_shape(after_scheme: &str) -> Result<()> {
+    let ats = after_scheme.matches('@').count();
+    // The one `@` belongs to a query (`?application_name=svc@web`) when
+    // what precedes it holds a `?` and then a `=`, or a user name no user has.
+    let misplaced = ats > 1
+        || after_scheme
+            .split_once('@')
+            .is_some_and(|(credentials, _)| {
+                let user = credentials.split(':').next().unwrap_or_default();
+                let query = credentials
+                    .find('?')
+                    .is_some_and(|at| credentials[at..].contains('='));
+                query || user.contains(['/', '?', '=', '&', '#'])
+            });
+    if misplaced {
         return Err(url_error(
-            "more than one `@` before the host: percent-encode `@` inside a user name or \
-             password as %40",
+            "an `@` other than the one before the host: percent-encode `@` inside a user \
+             name, password or parameter as %40",
         ));
     }
     Ok(())
+}
+
+/// Refuses a parameter neither the driver nor lockkit reads, naming it —
+/// unless it follows a secret, where it is more likely the rest of a
+/// password than a parameter, and is not repeated.
+fn check_known(key: &str, after_secret: Option<&str>, separator: &str) -> Result<()> {
+    let ours = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+    if DRIVER.contains(&key) || ours.contains(&key) {
+        return Ok(());
+    }
+    if let Some(secret) = after_secret {
+        let how = if separator == "&" {
+            "percent-encode `&` in it as %26"
+        } else {
+            "quote a value holding spaces ('…')"
+        };
+        return Err(url_error(format!(
+            "the parameter after `{secret}` is not one lockkit reads (not shown: it may be \
+             part of the {secret}); {how}"
+        )));
+    }
+    if lockkit_core::conninfo::LIBPQ_KEYWORDS.contains(&key) {
+        return Err(url_error(format!(
+            "{key} is a libpq parameter lockkit does not read; it reads {}, sslmode \
+             (disable, allow, prefer, require, verify-ca, verify-full), sslrootcert, \
+             sslcert and sslkey",
+            DRIVER.join(", ")
+        )));
+    }
+    Err(url_error(format!(
+        "unknown parameter `{key}`; lockkit reads {}, sslmode, sslrootcert, sslcert and sslkey",
+        DRIVER.join(", ")
+    )))
 }
 
 /// A stretch of a connection string: a `key=value` (decoded, in `pair`)
@@ -162,7 +234,7 @@ struct Segment {
 /// tokio-postgres splits it: the credentials end at the first `@`, the
 /// query starts at the first `?` after them. `None` for the keyword form.
 fn url_query(text: &str) -> Option<usize> {
-    let after_scheme = ["postgres://", "postgresql://"]
+    let after_scheme = SCHEMES
         .iter()
         .find_map(|prefix| text.strip_prefix(prefix))?;
     let start = text.len() - after_scheme.len();
@@ -191,7 +263,11 @@ fn query_segments(text: &str, query: usize) -> Result<Vec<Segment>> {
     while start < text.len() {
         let end = text[start..].find('&').map_or(text.len(), |at| start + at);
         let pair = match text[start..end].split_once('=') {
-            Some((key, value)) => Some((decode(key)?, decode(value)?)),
+            Some((key, value)) => {
+                let key = decode(key, "a query parameter's name")?;
+                let value = decode(value, &format!("the value of `{key}`"))?;
+                Some((key, value))
+            }
             None => None,
         };
         segments.push(Segment {
@@ -203,11 +279,11 @@ fn query_segments(text: &str, query: usize) -> Result<Vec<Segment>> {
     Ok(segments)
 }
 
-fn decode(text: &str) -> Result<String> {
+fn decode(text: &str, what: &str) -> Result<String> {
     percent_encoding::percent_decode_str(text)
         .decode_utf8()
         .map(|decoded| decoded.into_owned())
-        .map_err(|_| url_error("a query parameter is not UTF-8 once percent-decoded"))
+        .map_err(|_| url_error(format!("{what} is not UTF-8 once percent-decoded")))
 }
 
 fn url_error(message: impl Into<String>) -> Error {
@@ -274,6 +350,14 @@ mod tests {
             ("postgres://db/app?sslmode=verify", "sslmode `verify`"),
             ("host=db sslmode=strict", "sslmode `strict`"),
             ("postgres://db/app?sslcrl=/crl.pem", "sslcrl"),
+            ("postgres://db/app?no_such=1", "unknown parameter `no_such`"),
+            ("host=db password=Ab Cd== dbname=app", "after `password`"),
+            ("postgres://db/app?password=ab&cd=x", "%26"),
+            ("postgres://u:p@ss/word@db/app", "%40"),
+            (
+                "postgres://db/app?application_name=svc@web&password=s3",
+                "%40",
+            ),
             ("host=db sslcert=/c.pem", "sslkey"),
             ("postgres://u:p@ss@db/app", "%40"),
         ] {

@@ -130,7 +130,7 @@
 //! - `synchronous_commit` becomes `on` where it is `off`: with it off, a
 //!   server crash loses the last advances of the fencing sequence, and
 //!   tokens already handed out would be handed out again.
-//! - `search_path` becomes `pg_catalog`: a schema earlier in the role's path
+//! - `search_path` becomes `pg_catalog, pg_temp`: a schema earlier in the role's path
 //!   cannot stand in for the lock functions (`pg_try_advisory_lock`
 //!   answering true) or their operators. lockkit's statements also name
 //!   every function with its schema.
@@ -201,7 +201,7 @@
 //! |---|---|---|
 //! | `disable`, `allow`, `prefer` (default) | without TLS | — |
 //! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert`, the chain against those roots (libpq's rule) |
-//! | `verify-ca` | with TLS | chain against `sslrootcert` (default: the platform's roots); not the host name |
+//! | `verify-ca` | with TLS | chain against `sslrootcert`, which must name a file (the platform's roots sign any name); not the host name |
 //! | `verify-full` | with TLS | chain against `sslrootcert` (default: the platform's roots) and the host name |
 //!
 //! `allow` and `prefer` connect without TLS: a connection that falls back

@@ -290,32 +290,36 @@ async fn prepare(
     schema: &str,
 ) -> std::result::Result<Statements, tokio_postgres::Error> {
     // Qualified, as the sessions of locked transactions keep the role's
-    // search_path (lock sessions search pg_catalog alone).
-    let fence = format!("pg_catalog.nextval('{schema}.fence')");
-    let try_lock =
-        format!("SELECT CASE WHEN pg_catalog.pg_try_advisory_lock($1::bigint) THEN {fence} END");
+    // search_path (lock sessions search pg_catalog and pg_temp alone).
+    let fence = format!("pg_catalog.nextval('\"{schema}\".fence')");
+    let try_lock = format!(
+        "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) THEN {fence} END"
+    );
     // The subquery's target list runs in order: lock_timeout is set before
     // the lock is waited for. OFFSET 0 keeps the planner from merging the
     // subquery, so nextval runs only once the lock is granted.
     let lock = format!(
-        "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::text, false), \
-         pg_catalog.pg_advisory_lock($1::bigint) OFFSET 0) AS granted"
+        "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::pg_catalog.text, false), \
+         pg_catalog.pg_advisory_lock($1::pg_catalog.int8) OFFSET 0) AS granted"
     );
     let try_xact_lock = format!(
-        "SELECT CASE WHEN pg_catalog.pg_try_advisory_xact_lock($1::bigint) THEN {fence} END"
+        "SELECT CASE WHEN pg_catalog.pg_try_advisory_xact_lock($1::pg_catalog.int8) THEN {fence} END"
     );
     let xact_lock = format!(
-        "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::text, true), \
-         pg_catalog.pg_advisory_xact_lock($1::bigint) OFFSET 0) AS granted"
+        "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::pg_catalog.text, true), \
+         pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int8) OFFSET 0) AS granted"
     );
     let (try_lock, lock, unlock, holds, try_xact_lock, xact_lock) = tokio::try_join!(
         client.prepare(&try_lock),
         client.prepare(&lock),
-        client.prepare("SELECT pg_catalog.pg_advisory_unlock($1::bigint)"),
+        client.prepare("SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)"),
         client.prepare(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
-             AND pid = pg_catalog.pg_backend_pid() AND classid = $1::oid AND objid = $2::oid \
-             AND objsubid = 1 AND granted)"
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks \
+             WHERE locktype OPERATOR(pg_catalog.=) 'advisory' \
+             AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() \
+             AND classid OPERATOR(pg_catalog.=) $1::pg_catalog.oid \
+             AND objid OPERATOR(pg_catalog.=) $2::pg_catalog.oid \
+             AND objsubid OPERATOR(pg_catalog.=) 1 AND granted)"
         ),
         client.prepare(&try_xact_lock),
         client.prepare(&xact_lock),
@@ -372,8 +376,8 @@ async fn check_writable(client: &Client, target: &Target) -> Result<()> {
 /// whatever the role, database or server sets by default (`ALTER ROLE …
 /// SET …`):
 ///
-/// - `search_path` is `pg_catalog` alone, so no function or operator of
-///   another schema can stand in for `pg_try_advisory_lock` or `=`;
+/// - `search_path` is `pg_catalog, pg_temp`, so no function, operator or
+///   type of another schema can stand in for `pg_try_advisory_lock` or `=`;
 /// - `statement_timeout`, `idle_session_timeout`,
 ///   `idle_in_transaction_session_timeout` and `transaction_timeout` are
 ///   off: a statement timeout would cancel a wait in the lock queue before
@@ -406,31 +410,34 @@ async fn neutralize(client: &Client, target: &Target) -> Result<()> {
 /// schema is missing). A missing privilege is a `Config` error naming it
 /// and the statement a DBA can run instead.
 async fn migrate(client: &Client, target: &Target) -> Result<()> {
-    let schema = &target.schema;
-    let fence = format!("{schema}.fence");
     // From the catalogs, which every role may read: looking the schema up
-    // by name would fail without USAGE on it.
+    // by name would fail without USAGE on it. Names come back quoted as SQL
+    // needs them (a schema may be a reserved word, a user anything).
     let row = client
         .query_one(
             "SELECT n.oid IS NOT NULL, c.oid IS NOT NULL, \
-               has_database_privilege(current_database(), 'CREATE'), \
-               n.oid IS NOT NULL AND has_schema_privilege(n.oid, 'USAGE'), \
-               n.oid IS NOT NULL AND has_schema_privilege(n.oid, 'CREATE'), \
-               c.oid IS NOT NULL AND has_sequence_privilege(c.oid, 'USAGE,UPDATE'), \
-               current_user::text, current_database()::text \
+               COALESCE(has_database_privilege(current_database(), 'CREATE'), false), \
+               COALESCE(has_schema_privilege(n.oid, 'USAGE'), false), \
+               COALESCE(has_schema_privilege(n.oid, 'CREATE'), false), \
+               COALESCE(has_sequence_privilege(c.oid, 'USAGE,UPDATE'), false), \
+               quote_ident(current_user), current_database()::text, quote_ident($1) \
              FROM (SELECT 1) AS one \
              LEFT JOIN pg_namespace n ON n.nspname = $1 \
-             LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'fence'",
-            &[schema],
+             LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'fence' \
+               AND c.relkind = 'S'",
+            &[&target.schema],
         )
         .await
-        .map_err(|error| from_postgres(&target.server, format!("look for {fence}"), error))?;
+        .map_err(|error| {
+            let fence = format!("{}.fence", target.schema);
+            from_postgres(&target.server, format!("look for {fence}"), error)
+        })?;
     let has = |column: usize| row.get::<_, bool>(column);
     let (has_schema, has_fence) = (has(0), has(1));
     let (create_schema, use_schema, create_in_schema, take_tokens) =
         (has(2), has(3), has(4), has(5));
-    let user = quote_identifier(row.get(6));
-    let database: String = row.get(7);
+    let (user, database, schema): (String, String, String) = (row.get(6), row.get(7), row.get(8));
+    let fence = format!("{schema}.fence");
     let (missing, statement) = if !has_schema {
         if create_schema {
             (String::new(), String::new())
@@ -501,17 +508,4 @@ async fn migrate(client: &Client, target: &Target) -> Result<()> {
         .batch_execute(&migration)
         .await
         .map_err(|error| from_postgres(&target.server, format!("create {fence}"), error))
-}
-
-/// `name` as SQL text: as is when it needs no quotes, else double-quoted.
-fn quote_identifier(name: &str) -> String {
-    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }

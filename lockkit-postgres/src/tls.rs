@@ -3,8 +3,8 @@
 //! | `sslmode` | lockkit connects | certificate checked |
 //! |---|---|---|
 //! | `disable`, `allow`, `prefer` (default) | without TLS | — |
-//! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert`, chain against those roots (libpq's rule) |
-//! | `verify-ca` | with TLS | chain against `sslrootcert` (default: the platform's roots), not the host name |
+//! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert` naming a file, the chain against those roots (libpq's rule) |
+//! | `verify-ca` | with TLS | chain against `sslrootcert`, which must name a file, not the host name |
 //! | `verify-full` | with TLS | chain against `sslrootcert` (default: the platform's roots) and host name |
 //!
 //! `allow` and `prefer` connect without TLS: a connection that falls back
@@ -24,15 +24,26 @@ use crate::session::Tls;
 
 /// The connector for `settings`; sets the driver's own sslmode to match.
 pub(crate) fn connector(config: &mut Config, settings: &TlsSettings, server: &str) -> Result<Tls> {
-    let check = match settings.mode {
-        SslMode::Disable | SslMode::Allow | SslMode::Prefer => {
-            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            None
-        }
-        SslMode::Require => Some(settings.root_cert.is_none()),
-        SslMode::VerifyCa => Some(false),
-        SslMode::VerifyFull => Some(true),
-    };
+    let check =
+        match settings.mode {
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
+            }
+            // A chain checked against the platform's roots proves nothing
+            // without the name: any public authority signs for any name.
+            SslMode::Require | SslMode::VerifyCa => match settings.root_cert.as_deref() {
+                Some(path) if path != "system" => Some(false),
+                _ if settings.mode == SslMode::Require => Some(true),
+                _ => return Err(tls_error(
+                    server,
+                    "sslmode=verify-ca needs sslrootcert naming the file of the authority that \
+                     signs the server's certificate (against the platform's roots, a chain \
+                     without its name proves nothing); or use sslmode=verify-full",
+                )),
+            },
+            SslMode::VerifyFull => Some(true),
+        };
     if check.is_some() {
         config.ssl_mode(tokio_postgres::config::SslMode::Require);
     }
@@ -88,16 +99,20 @@ fn build(check: Option<bool>, settings: &TlsSettings, server: &str) -> Result<Tl
             }
         }
     }
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|error| tls_error(server, format_args!("TLS setup: {error}")))?;
     let builder = if check_name {
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|error| tls_error(server, format_args!("TLS setup: {error}")))?;
         builder.with_webpki_verifier(verifier)
     } else {
+        let verifier = verify_ca::ChainOnly {
+            roots: Arc::new(roots),
+            algorithms: provider.signature_verification_algorithms,
+        };
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verify_ca::ChainOnly(verifier)))
+            .with_custom_certificate_verifier(Arc::new(verifier))
     };
     let config = match (&settings.client_cert, &settings.client_key) {
         (Some(cert), Some(key)) => {
@@ -129,44 +144,42 @@ fn build(check: Option<bool>, settings: &TlsSettings, server: &str) -> Result<Tl
     Ok(tokio_postgres::NoTls)
 }
 
-/// `sslmode=verify-ca`: the chain must lead to a trusted root; the name
-/// the certificate is for is not checked.
+/// `sslmode=verify-ca`: the chain must lead to a root of `sslrootcert`;
+/// the name the certificate is for is not checked.
 #[cfg(feature = "tls")]
 mod verify_ca {
     use std::sync::Arc;
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::client::WebPkiServerVerifier;
+    use rustls::crypto::WebPkiSupportedAlgorithms;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+    use rustls::server::ParsedCertificate;
+    use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
     #[derive(Debug)]
-    pub(super) struct ChainOnly(pub(super) Arc<WebPkiServerVerifier>);
+    pub(super) struct ChainOnly {
+        pub(super) roots: Arc<RootCertStore>,
+        pub(super) algorithms: WebPkiSupportedAlgorithms,
+    }
 
     impl ServerCertVerifier for ChainOnly {
         fn verify_server_cert(
             &self,
             end_entity: &CertificateDer<'_>,
             intermediates: &[CertificateDer<'_>],
-            server_name: &ServerName<'_>,
-            ocsp_response: &[u8],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
             now: UnixTime,
         ) -> Result<ServerCertVerified, rustls::Error> {
-            // The chain is checked before the name: a name mismatch means
-            // the chain passed.
-            match self.0.verify_server_cert(
-                end_entity,
+            let certificate = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &certificate,
+                &self.roots,
                 intermediates,
-                server_name,
-                ocsp_response,
                 now,
-            ) {
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. },
-                )) => Ok(ServerCertVerified::assertion()),
-                other => other,
-            }
+                self.algorithms.all,
+            )?;
+            Ok(ServerCertVerified::assertion())
         }
 
         fn verify_tls12_signature(
@@ -175,7 +188,7 @@ mod verify_ca {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls12_signature(message, cert, dss)
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
         }
 
         fn verify_tls13_signature(
@@ -184,11 +197,11 @@ mod verify_ca {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls13_signature(message, cert, dss)
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.supported_verify_schemes()
+            self.algorithms.supported_schemes()
         }
     }
 }

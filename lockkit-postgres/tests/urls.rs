@@ -82,6 +82,7 @@ async fn sslmodes_check_what_they_name() {
         url("127.0.0.1", "verify-ca", &untrusted),
         url("127.0.0.1", "require", &untrusted),
         "postgres://postgres@localhost:5432/lockkit?sslmode=require".to_owned(),
+        "postgres://postgres@localhost:5432/lockkit?sslmode=require&sslrootcert=system".to_owned(),
         "postgres://postgres@localhost:5432/lockkit?sslmode=verify-full".to_owned(),
     ] {
         assert_refused(connect(&refused).await, &refused);

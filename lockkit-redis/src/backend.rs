@@ -251,6 +251,18 @@ impl RedisBackend {
             Ok(_) => match waiters.subscribe().await {
                 Ok(_) => return Ok(()),
                 Err(error) if error.kind() == ErrorKind::Config => error.to_string(),
+                Err(error) if error.kind() == ErrorKind::Backend => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        BACKEND,
+                        format!(
+                            "{server}: waiting acquires listen for hand-overs by Pub/Sub over \
+                             RESP3, which this server does not serve ({error}); lockkit-redis \
+                             needs Redis 6 or later (or Valkey), reached without a proxy that \
+                             drops Pub/Sub"
+                        ),
+                    ))
+                }
                 Err(error) => return Err(error),
             },
             Err(error)
@@ -261,6 +273,19 @@ impl RedisBackend {
             Err(error) => return Err(from_redis(server, "publish a hand-over", error)),
         };
         let channels = format!("{}:grants:*", self.inner.options.namespace);
+        // The rule as `ACL SETUSER` reads it: glob characters of the
+        // namespace escaped, quoted if it holds a space.
+        let mut rule = String::from("&");
+        for c in self.inner.options.namespace.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                rule.push('\\');
+            }
+            rule.push(c);
+        }
+        rule.push_str(":grants:*");
+        if rule.contains(char::is_whitespace) || rule.contains('"') {
+            rule = format!("{rule:?}");
+        }
         Err(Error::new(
             ErrorKind::Config,
             BACKEND,
@@ -268,7 +293,7 @@ impl RedisBackend {
                 "{server}: user `{user}` may not publish or subscribe on channel `{channels}`, \
                  which waiting acquires listen on and releases hand locks over on ({refused}). \
                  Redis 7 gives new ACL users no channels (acl-pubsub-default resetchannels); \
-                 grant them with `ACL SETUSER {user} &{channels} +publish +subscribe`"
+                 grant them with `ACL SETUSER {user} {rule} +publish +subscribe`"
             ),
         ))
     }
