@@ -167,17 +167,18 @@ impl LockConfig {
     pub fn from_toml(text: &str) -> Result<Self> {
         let document = toml::Deserializer::parse(text)
             .map_err(|error| config_error(format!("TOML: {}", error.message())))?;
-        serde_path_to_error::deserialize(document).map_err(|error| field_error(&error))
+        serde_path_to_error::deserialize(document)
+            .map_err(|error| field_error(error.path(), error.inner().message()))
     }
 
     /// Parses a JSON document; errors name the offending field.
     pub fn from_json(text: &str) -> Result<Self> {
         let mut document = serde_json::Deserializer::from_str(text);
-        let config: Self =
-            serde_path_to_error::deserialize(&mut document).map_err(|error| field_error(&error))?;
+        let config: Self = serde_path_to_error::deserialize(&mut document)
+            .map_err(|error| field_error(error.path(), &error.inner().to_string()))?;
         document
             .end()
-            .map_err(|error| config_error(format!("JSON: {error}")))?;
+            .map_err(|error| config_error(format!("JSON: {}", hide_quoted(&error.to_string()))))?;
         Ok(config)
     }
 
@@ -205,7 +206,8 @@ impl LockConfig {
         if let Some(require) = var("LOCKKIT_REQUIRE") {
             config.require = Some(require.parse().map_err(|_: Error| {
                 config_error(format!(
-                    "LOCKKIT_REQUIRE: expected `efficiency` or `correctness`, got `{require}`"
+                    "LOCKKIT_REQUIRE: expected `efficiency` or `correctness`, got `{}`",
+                    redact_url(&require)
                 ))
             })?);
         }
@@ -216,14 +218,16 @@ impl LockConfig {
         if let Some(allow) = var("LOCKKIT_REDIS_ALLOW_EVICTION") {
             config.redis.allow_eviction = allow.trim().parse().map_err(|_| {
                 config_error(format!(
-                    "LOCKKIT_REDIS_ALLOW_EVICTION: expected true or false, got `{allow}`"
+                    "LOCKKIT_REDIS_ALLOW_EVICTION: expected true or false, got `{}`",
+                    redact_url(&allow)
                 ))
             })?;
         }
         if let Some(replicas) = var("LOCKKIT_REDIS_MIN_REPLICAS") {
             config.redis.min_replicas = replicas.trim().parse().map_err(|_| {
                 config_error(format!(
-                    "LOCKKIT_REDIS_MIN_REPLICAS: expected a whole number of replicas, got `{replicas}`"
+                    "LOCKKIT_REDIS_MIN_REPLICAS: expected a whole number of replicas, got `{}`",
+                    redact_url(&replicas)
                 ))
             })?;
         }
@@ -260,7 +264,10 @@ impl LockConfig {
         ] {
             if let Some(text) = var(name) {
                 *field = Some(text.trim().parse().map_err(|_| {
-                    config_error(format!("{name}: expected a whole number, got `{text}`"))
+                    config_error(format!(
+                        "{name}: expected a whole number, got `{}`",
+                        redact_url(&text)
+                    ))
                 })?);
             }
         }
@@ -322,26 +329,49 @@ fn config_error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Config, "lockkit", message)
 }
 
-fn field_error<E: fmt::Display>(error: &serde_path_to_error::Error<E>) -> Error {
-    let path = error.path().to_string();
-    let inner = error.inner().to_string();
+/// An error at `path`. serde's message may quote the value it refused
+/// (`invalid type: string "redis://:pw@h"`): quoted text is redacted, and
+/// TOML's source excerpt is never included, so a password put in the wrong
+/// field is not printed.
+fn field_error(path: &serde_path_to_error::Path, message: &str) -> Error {
+    let path = path.to_string();
+    let message = hide_quoted(message);
     if path == "." {
-        config_error(format!("config: {inner}"))
+        config_error(format!("config: {message}"))
     } else {
-        config_error(format!("config field `{path}`: {inner}"))
+        config_error(format!("config field `{path}`: {message}"))
     }
+}
+
+/// `message` with every `"…"` passed through [`redact_url`].
+fn hide_quoted(message: &str) -> String {
+    let mut hidden = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        hidden.push_str(first);
+    }
+    for (index, part) in parts.enumerate() {
+        hidden.push('"');
+        if index % 2 == 0 {
+            hidden.push_str(&redact_url(part));
+        } else {
+            hidden.push_str(part);
+        }
+    }
+    hidden
 }
 
 /// Parses a duration written with its unit: `30s`, `250ms`, `1m 30s`.
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let trimmed = text.trim();
+    let shown = redact_url(text);
     if trimmed.starts_with('-') {
         return Err(format!(
-            "`{text}` is negative; durations must be zero or more"
+            "`{shown}` is negative; durations must be zero or more"
         ));
     }
     humantime::parse_duration(trimmed).map_err(|error| {
-        format!("`{text}` is not a duration such as \"30s\" or \"250ms\" ({error})")
+        format!("`{shown}` is not a duration such as \"30s\" or \"250ms\" ({error})")
     })
 }
 
@@ -375,7 +405,8 @@ fn safety_class<'de, D: Deserializer<'de>>(
     let text = String::deserialize(deserializer)?;
     text.parse().map(Some).map_err(|_| {
         de::Error::custom(format!(
-            "expected `efficiency` or `correctness`, got `{text}`"
+            "expected `efficiency` or `correctness`, got `{}`",
+            redact_url(&text)
         ))
     })
 }

@@ -92,10 +92,19 @@ impl Scheme {
     /// The scheme of `url`, or a [`Config`](ErrorKind::Config) error listing the known ones.
     /// A URL without a scheme that starts `keyword=` is libpq's keyword form: PostgreSQL.
     pub fn of(url: &str) -> Result<Self> {
+        // First: a keyword value may hold `://` (`application_name=svc://x`).
+        if lockkit_core::conninfo::is_keyword_form(url) {
+            return Ok(Self::Postgres);
+        }
+        // The Redis driver also takes a socket path right after the colon.
+        let lowered = url.to_ascii_lowercase();
+        if ["unix:/", "redis+unix:/", "valkey+unix:/"]
+            .iter()
+            .any(|prefix| lowered.starts_with(prefix))
+        {
+            return Ok(Self::Redis);
+        }
         let Some((prefix, _)) = url.split_once("://") else {
-            if lockkit_core::conninfo::is_keyword_form(url) {
-                return Ok(Self::Postgres);
-            }
             return Err(Error::new(
                 ErrorKind::Config,
                 "lockkit",

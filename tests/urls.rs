@@ -154,6 +154,12 @@ fn no_password_is_ever_printed() {
         format!("host='127.0.0.1 password={bare}"),
         format!("ssl-mode=require password={bare}"),
         format!("redlock://u:pa?ss{MARKER}@127.0.0.1:7001,127.0.0.1:7002"),
+        format!("redis+unix://{socket}?user=app&pass=correct horse {MARKER}"),
+        format!("postgres://app@127.0.0.1:5432/lockkit?password=correct horse {MARKER}&sslmode=disable"),
+        format!("postgres://app@127.0.0.1:5432/lockkit?password=ab&{MARKER}=c"),
+        format!("redis://app:{MARKER}"),
+        format!("postgres://app:{MARKER}/lockkit"),
+        format!("host=127.0.0.1 password='{MARKER}://x' dbname=lockkit"),
     ] {
         forms.push(form);
     }
@@ -254,4 +260,46 @@ fn percent_encode(text: &str) -> String {
             _ => format!("%{byte:02X}"),
         })
         .collect()
+}
+
+/// A password written into the wrong field of a configuration is not
+/// repeated by the error that refuses it (TOML's excerpt of the line, or
+/// serde's quote of the value).
+#[test]
+fn config_errors_never_print_a_password() {
+    const SECRET: &str = "horseSecret";
+    let url = format!("redis://:{SECRET}@127.0.0.1:6379");
+    let tomls = [
+        format!("url = \"memory://\"\n[redis]\nurl = \"{url}\"\n"),
+        format!("url = \"memory://\"\n[postgres]\npassword = \"{SECRET}\"\n"),
+        format!("url = [\"{url}\"]\n"),
+        format!("url = \"memory://\"\nrequire = \"{url}\"\n"),
+        format!("url = \"memory://\"\ndefault_ttl = \"{url}\"\n"),
+        format!("url = \"memory://\"\nredis = \"{url}\"\n"),
+        format!("url = \"{url}\"\nnamespace = 7\n"),
+    ];
+    for text in &tomls {
+        let error = LockConfig::from_toml(text).unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+    let jsons = [
+        format!("{{\"url\":\"memory://\",\"redis\":\"{url}\"}}"),
+        format!("{{\"url\":\"memory://\",\"require\":\"{url}\"}}"),
+        format!("{{\"url\":\"{url}\"}} trailing"),
+    ];
+    for text in &jsons {
+        let error = LockConfig::from_json(text).unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+    let vars = |name: &str| match name {
+        "LOCKKIT_URL" => Some("memory://".to_owned()),
+        "LOCKKIT_REQUIRE" | "LOCKKIT_DEFAULT_TTL" | "LOCKKIT_REDIS_MIN_REPLICAS" => {
+            Some(url.clone())
+        }
+        _ => None,
+    };
+    let error = LockConfig::from_vars(vars).unwrap_err();
+    assert!(!format!("{error} {error:?}").contains(SECRET), "{error:?}");
 }

@@ -177,25 +177,26 @@ const PER_HOST_CREDENTIALS: [&str; 3] = ["redlock", "etcd", "zk"];
 ///   that does not parse.
 /// - text that is neither: everything after its first word.
 pub fn redact_url(url: &str) -> String {
-    let hidden = if is_keyword_form(url) {
-        redact_keywords(url)
-    } else {
-        match url.split_once("://") {
-            Some((scheme, rest)) => {
-                let rest = if PER_HOST_CREDENTIALS.contains(&scheme.to_ascii_lowercase().as_str()) {
-                    hide_per_host(rest)
-                } else {
-                    hide_credentials(rest)
-                };
-                format!("{scheme}://{rest}")
-            }
-            None => match url.split_once(char::is_whitespace) {
+    if is_keyword_form(url) {
+        return hide_secret_parameters(&redact_keywords(url), true);
+    }
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = if PER_HOST_CREDENTIALS.contains(&scheme.to_ascii_lowercase().as_str()) {
+                hide_per_host(rest)
+            } else {
+                hide_credentials(rest)
+            };
+            hide_secret_parameters(&format!("{scheme}://{rest}"), false)
+        }
+        None => {
+            let hidden = match url.split_once(char::is_whitespace) {
                 Some((first, _)) => format!("{} ***", hide_credentials(first)),
                 None => hide_credentials(url),
-            },
+            };
+            hide_secret_parameters(&hidden, true)
         }
-    };
-    hide_secret_parameters(&hidden)
+    }
 }
 
 /// Whether `text` reads as libpq's keyword form: it starts `keyword =`.
@@ -230,7 +231,20 @@ fn hide_credentials(text: &str) -> String {
             Some((user, _)) => format!("{user}:***@{rest}"),
             None => text.to_owned(),
         },
-        None => text.to_owned(),
+        // `user:password` with no host after it: a "port" that is no number.
+        None => {
+            let end = text.find(['/', '?']).unwrap_or(text.len());
+            match text[..end].rsplit_once(':') {
+                Some((user, port))
+                    if !port.is_empty()
+                        && !port.ends_with(']')
+                        && !port.chars().all(|c| c.is_ascii_digit()) =>
+                {
+                    format!("{user}:***{}", &text[end..])
+                }
+                _ => text.to_owned(),
+            }
+        }
     }
 }
 
@@ -260,29 +274,47 @@ fn hide_per_host(rest: &str) -> String {
     hosts.join(",")
 }
 
+/// Query keys the drivers read besides libpq's keywords (Redis:
+/// `db`, `user`, `pass`, `protocol`).
+const QUERY_KEYS: [&str; 4] = ["db", "user", "pass", "protocol"];
+
 /// Hides the value of every secret `key=value` that starts the text or
-/// follows `?`, `&` or whitespace.
-fn hide_secret_parameters(text: &str) -> String {
-    let is_end = |c: char| c == '&' || c.is_whitespace();
+/// follows `?`, `&` (or, in `words`, whitespace). In a URL (`words` false)
+/// a value runs to the next `&`, spaces included, and a parameter after a
+/// secret whose key no driver reads is taken for the rest of the secret
+/// (an unencoded `&`) and hidden too.
+fn hide_secret_parameters(text: &str, words: bool) -> String {
+    let is_end = |c: char| c == '&' || (words && c.is_whitespace());
+    let is_boundary = |c: char| c == '?' || c == '&' || c.is_whitespace();
     let mut hidden = String::with_capacity(text.len());
     let mut rest = text;
     let mut at_boundary = true;
+    let mut after_secret = false;
     while let Some(c) = rest.chars().next() {
         if at_boundary {
             if let Some((key, after)) = rest.split_once('=') {
-                let plain_key = !key.contains(|c: char| c == '?' || is_end(c));
-                if plain_key && !key.is_empty() && is_secret_key(key) {
+                let plain_key = !key.is_empty() && !key.contains(is_boundary);
+                let known = {
+                    let key = key.to_ascii_lowercase();
+                    LIBPQ_KEYWORDS.contains(&key.as_str()) || QUERY_KEYS.contains(&key.as_str())
+                };
+                let secret = plain_key && is_secret_key(key);
+                if secret || (plain_key && after_secret && !known && !words) {
                     let value_end = after.find(is_end).unwrap_or(after.len());
-                    hidden.push_str(key);
+                    hidden.push_str(if secret { key } else { "***" });
                     hidden.push_str("=***");
                     rest = &after[value_end..];
                     at_boundary = false;
+                    after_secret = true;
                     continue;
+                }
+                if plain_key {
+                    after_secret = false;
                 }
             }
         }
         hidden.push(c);
-        at_boundary = c == '?' || is_end(c);
+        at_boundary = is_boundary(c) && (words || !c.is_whitespace());
         rest = &rest[c.len_utf8()..];
     }
     hidden

@@ -200,7 +200,7 @@
 //! | `sslmode` | lockkit connects | certificate checked |
 //! |---|---|---|
 //! | `disable`, `allow`, `prefer` (default) | without TLS | — |
-//! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert`, the chain against those roots (libpq's rule) |
+//! | `require` | with TLS | chain and host name against the platform's roots; with `sslrootcert` naming a file, the chain against those roots (libpq's rule) |
 //! | `verify-ca` | with TLS | chain against `sslrootcert`, which must name a file (the platform's roots sign any name); not the host name |
 //! | `verify-full` | with TLS | chain against `sslrootcert` (default: the platform's roots) and the host name |
 //!
@@ -219,7 +219,12 @@
 //! and `host=db.internal port=5432 user=app password='se cret' dbname=app`.
 //! A Unix socket is a host that is a path: `host=/var/run/postgresql`, or
 //! `postgres://app@%2Fvar%2Frun%2Fpostgresql/app`. An error names the
-//! parameter that is wrong; it never repeats the password.
+//! parameter that is wrong, and never repeats a password: a parameter
+//! neither lockkit nor the driver reads is refused by name, unless it
+//! follows a password (then it is likely the rest of one, written with a
+//! space or an `&`, and is not shown); an `@` the driver would split at
+//! wrongly (a second one, or one inside the query) is refused, asking for
+//! `%40`.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]

@@ -389,7 +389,7 @@ async fn check_writable(client: &Client, target: &Target) -> Result<()> {
 async fn neutralize(client: &Client, target: &Target) -> Result<()> {
     client
         .batch_execute(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false); \
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false); \
              SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN \
              ('statement_timeout', 'idle_session_timeout', \
               'idle_in_transaction_session_timeout', 'transaction_timeout'); \

@@ -54,7 +54,9 @@
 //!   first contended acquire; such a user is refused with a `Config` error
 //!   naming the rule to add (`ACL SETUSER app &lockkit:grants:* +publish
 //!   +subscribe`). The subscription made by this check is the one waiters
-//!   use, so connect opens both of the backend's connections.
+//!   use, so connect opens both of the backend's connections. It speaks
+//!   RESP3: a server that cannot (before Redis 6, or a proxy that drops
+//!   Pub/Sub) is refused with a `Config` error saying so.
 //!
 //! # Dropped connections and close
 //!
