@@ -155,7 +155,9 @@ fn no_password_is_ever_printed() {
         format!("ssl-mode=require password={bare}"),
         format!("redlock://u:pa?ss{MARKER}@127.0.0.1:7001,127.0.0.1:7002"),
         format!("redis+unix://{socket}?user=app&pass=correct horse {MARKER}"),
-        format!("postgres://app@127.0.0.1:5432/lockkit?password=correct horse {MARKER}&sslmode=disable"),
+        format!(
+            "postgres://app@127.0.0.1:5432/lockkit?password=correct horse {MARKER}&sslmode=disable"
+        ),
         format!("postgres://app@127.0.0.1:5432/lockkit?password=ab&{MARKER}=c"),
         format!("redis://app:{MARKER}"),
         format!("postgres://app:{MARKER}/lockkit"),

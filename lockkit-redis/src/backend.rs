@@ -143,7 +143,7 @@ impl RedisBackend {
         };
         backend.ping().await?;
         backend.check_server().await?;
-        backend.check_channel(&user).await?;
+        backend.check_rights(&user).await?;
         Ok(backend)
     }
 
@@ -232,13 +232,16 @@ impl RedisBackend {
         }
     }
 
-    /// Waiting needs Pub/Sub on the backend's hand-over channel: its
-    /// waiters subscribe there, and a release publishes on the channel of
-    /// the waiter it hands the lock to. Redis 7 gives a new ACL user no
-    /// channel at all (`acl-pubsub-default resetchannels`), which would
-    /// surface only at the first contended acquire, with the lock held: so
-    /// `connect` publishes once (to nobody) and subscribes for good.
-    async fn check_channel(&self, user: &str) -> Result<()> {
+    /// Whether this user may do everything lockkit does, found by doing
+    /// it once: publishing on the backend's hand-over channel, subscribing
+    /// to it for good (the subscription waiters use), and running every
+    /// script on every path — a grant, a queued waiter, an extension, a
+    /// hand-over, a release, a withdrawal — on a lock of its own, whose keys
+    /// are deleted after. An ACL that lacks a command, a key pattern or a
+    /// channel (Redis 7 gives new users no channels) would otherwise show
+    /// only at the first contended acquire, with the lock held. A replica
+    /// the user could not see through `INFO` is refused here too.
+    async fn check_rights(&self, user: &str) -> Result<()> {
         let server = &self.inner.server;
         let waiters = self.waiters()?;
         let mut connection = self.connection()?;
@@ -247,55 +250,128 @@ impl RedisBackend {
             .arg("")
             .query_async::<i64>(&mut connection)
             .await;
-        let refused = match published {
-            Ok(_) => match waiters.subscribe().await {
-                Ok(_) => return Ok(()),
-                Err(error) if error.kind() == ErrorKind::Config => error.to_string(),
-                Err(error) if error.kind() == ErrorKind::Backend => {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        BACKEND,
-                        format!(
-                            "{server}: waiting acquires listen for hand-overs by Pub/Sub over \
-                             RESP3, which this server does not serve ({error}); lockkit-redis \
-                             needs Redis 6 or later (or Valkey), reached without a proxy that \
-                             drops Pub/Sub"
-                        ),
-                    ))
-                }
-                Err(error) => return Err(error),
-            },
-            Err(error)
-                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
-            {
-                error.to_string()
+        if let Err(error) = published {
+            return Err(self.refusal(user, "publish on its channel", error));
+        }
+        match waiters.subscribe().await {
+            Ok(_) => {}
+            Err(error) if error.kind() == ErrorKind::Config => {
+                return Err(self.rights_error(user, &error.to_string()))
             }
-            Err(error) => return Err(from_redis(server, "publish a hand-over", error)),
+            Err(error) if error.kind() == ErrorKind::Backend => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    BACKEND,
+                    format!(
+                        "{server}: waiting acquires listen for hand-overs by Pub/Sub over \
+                         RESP3, which this server does not serve ({error}); lockkit-redis \
+                         needs Redis 6 or later (or Valkey), reached without a proxy that \
+                         drops Pub/Sub"
+                    ),
+                ))
+            }
+            Err(error) => return Err(error),
+        }
+        let probe = format!("lockkit-connect-check:{}", OwnerToken::generate()?.to_hex());
+        let keys = self.keys(&probe);
+        let (holder, waiter) = (
+            OwnerToken::generate()?.to_hex(),
+            OwnerToken::generate()?.to_hex(),
+        );
+        let scripts = Scripts::get();
+        let ttl = millis(Duration::from_secs(10));
+        let place = millis(QUEUE_PLACE);
+        let channel = waiters.channel();
+        let steps = [
+            scripts.acquire(&keys, &holder, ttl, QueueMode::Try, place, channel),
+            scripts.acquire(&keys, &waiter, ttl, QueueMode::Wait, place, channel),
+            scripts.extend(&keys, &holder, ttl),
+            scripts.release(&keys, &holder),
+            scripts.release(&keys, &waiter),
+            scripts.leave(&keys, &waiter),
+        ];
+        let mut outcome = Ok(());
+        for step in &steps {
+            if let Err(error) = step.invoke_async::<redis::Value>(&mut connection).await {
+                outcome = Err(error);
+                break;
+            }
+        }
+        let cleaned = redis::cmd("DEL")
+            .arg(&keys.all()[..])
+            .query_async::<i64>(&mut connection)
+            .await;
+        outcome
+            .and(cleaned.map(drop))
+            .map_err(|error| self.refusal(user, "run its scripts", error))
+    }
+
+    /// The error for a probe step the server refused.
+    fn refusal(&self, user: &str, what: &str, error: redis::RedisError) -> Error {
+        let server = &self.inner.server;
+        let text = error.to_string();
+        if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+            return Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "{server}: url names a read-only replica (this user may not run INFO, which \
+                     would name its primary): a lock must be written on the primary; point url \
+                     at it"
+                ),
+            );
+        }
+        let refused = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+            || text.contains("can't run this command")
+            || text.contains("No permissions");
+        if refused {
+            return self.rights_error(user, &text);
+        }
+        from_redis(server, format!("check that lockkit may {what}"), error)
+    }
+
+    /// A `Config` error naming the rights lockkit needs, as one `ACL SETUSER`.
+    fn rights_error(&self, user: &str, refused: &str) -> Error {
+        let server = &self.inner.server;
+        let namespace = &self.inner.options.namespace;
+        let wait = if self.inner.options.min_replicas > 0 {
+            " +wait"
+        } else {
+            ""
         };
-        let channels = format!("{}:grants:*", self.inner.options.namespace);
-        // The rule as `ACL SETUSER` reads it: glob characters of the
-        // namespace escaped, quoted if it holds a space.
-        let mut rule = String::from("&");
-        for c in self.inner.options.namespace.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                rule.push('\\');
+        let rights = format!(
+            "+@connection +@scripting +get +set +del +exists +incr +pexpire +pttl +zadd +zrange \
+             +zrem +hget +hset +hdel +time +publish +subscribe{wait}"
+        );
+        // An ACL pattern cannot hold whitespace or quotes; glob characters
+        // of the namespace are escaped.
+        let grant = if namespace.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+            format!(
+                "the namespace `{namespace}` holds a space or a quote, which no ACL pattern can \
+                 match: choose another namespace, or grant `ACL SETUSER {user} ~* &* {rights}`"
+            )
+        } else {
+            let mut escaped = String::new();
+            for c in namespace.chars() {
+                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                    escaped.push('\\');
+                }
+                escaped.push(c);
             }
-            rule.push(c);
-        }
-        rule.push_str(":grants:*");
-        if rule.contains(char::is_whitespace) || rule.contains('"') {
-            rule = format!("{rule:?}");
-        }
-        Err(Error::new(
+            format!(
+                "grant them with `ACL SETUSER {user} ~{escaped}:* &{escaped}:grants:* {rights}`"
+            )
+        };
+        Error::new(
             ErrorKind::Config,
             BACKEND,
             format!(
-                "{server}: user `{user}` may not publish or subscribe on channel `{channels}`, \
-                 which waiting acquires listen on and releases hand locks over on ({refused}). \
-                 Redis 7 gives new ACL users no channels (acl-pubsub-default resetchannels); \
-                 grant them with `ACL SETUSER {user} {rule} +publish +subscribe`"
+                "{server}: user `{user}` may not do all that lockkit does with keys `{namespace}:*` \
+                 and channels `{namespace}:grants:*` ({refused}); a new Redis 7 user has no \
+                 channels at all (acl-pubsub-default resetchannels). Refused now rather than at \
+                 the first contended acquire: {grant}"
             ),
-        ))
+        )
     }
 
     /// The server's address, as in error messages.

@@ -28,6 +28,10 @@ pub(crate) fn from_redis(server: &str, what: impl Display, error: RedisError) ->
 }
 
 fn classify(error: &RedisError) -> ErrorKind {
+    // `min-replicas-to-write` not met: writes resume when replicas return.
+    if error.code() == Some("NOREPLICAS") {
+        return ErrorKind::Unavailable;
+    }
     if error.is_timeout()
         || error.is_io_error()
         || error.is_connection_refusal()

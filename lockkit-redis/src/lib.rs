@@ -45,18 +45,23 @@
 //! - A server without an append-only file (`appendonly no`) is let through
 //!   with a warning in the log: a restart forgets the locks and fence
 //!   counters written since its last snapshot (see fencing, below).
-//! - A user who may not run `INFO` is let through with a warning in the
-//!   log: the role, the policy and the cluster mode are then unchecked.
-//! - The user may **publish and subscribe** on the backend's hand-over
-//!   channels, `<namespace>:grants:*`: waiters listen there and a release
-//!   hands the lock over there. Redis 7 gives a new ACL user no channels
-//!   (`acl-pubsub-default resetchannels`), which would otherwise fail the
-//!   first contended acquire; such a user is refused with a `Config` error
-//!   naming the rule to add (`ACL SETUSER app &lockkit:grants:* +publish
-//!   +subscribe`). The subscription made by this check is the one waiters
-//!   use, so connect opens both of the backend's connections. It speaks
-//!   RESP3: a server that cannot (before Redis 6, or a proxy that drops
-//!   Pub/Sub) is refused with a `Config` error saying so.
+//! - A user who may not run `INFO` (`-@dangerous` takes it away) is let
+//!   through with a warning in the log: the policy and the cluster mode are
+//!   then unchecked (a replica is still found, below).
+//! - The user may **do all that lockkit does**, found by doing it once:
+//!   publishing on the backend's hand-over channel, subscribing to it (the
+//!   subscription waiters use, so connect opens both of the backend's
+//!   connections), and running every script on every path — grant, queued
+//!   waiter, extension, hand-over, release, withdrawal — on a lock of its
+//!   own whose keys are deleted after. An ACL that lacks a command (a
+//!   least-privilege `+@read +@write +@scripting` lacks `TIME`, which only
+//!   a queued waiter's script runs), a key pattern, or the channels (a new
+//!   Redis 7 user has none: `acl-pubsub-default resetchannels`) would
+//!   otherwise fail the first contended acquire with the lock held; it is
+//!   refused with a `Config` error naming what was refused and one `ACL
+//!   SETUSER` that grants it all. A replica the user could not see through
+//!   `INFO` is refused here too. Subscribing needs RESP3: a server without
+//!   it (before Redis 6, or a proxy that drops Pub/Sub) is refused saying so.
 //!
 //! # Dropped connections and close
 //!

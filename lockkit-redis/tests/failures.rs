@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 mod common;
-use common::wait_until_queued;
+use common::{wait_until_queued, OwnUser};
 use lockkit_redis::{RedisBackend, RedisOptions};
 use tokio::sync::Mutex;
 
@@ -271,6 +271,14 @@ async fn a_replica_is_refused_at_connect_naming_its_primary() {
     let port = primary.rsplit(':').next().unwrap();
     assert!(error.message().contains("replica"), "{error}");
     assert!(error.message().contains(port), "{error}");
+    // A user who may not run INFO (`-@dangerous`, a common hardening) is
+    // refused too: the first write of connect's rights check says so.
+    let hardened = OwnUser::with_rules(replica, &["~*", "&*", "+@all", "-@dangerous"]);
+    let error = RedisBackend::connect(&hardened.url, options.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("replica"), "{error}");
     RedisBackend::connect(primary, options)
         .await
         .expect("the primary is accepted");

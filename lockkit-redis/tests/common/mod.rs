@@ -39,6 +39,28 @@ impl OwnUser {
         Self { admin, name, url }
     }
 
+    /// Makes this user anew with only `rules` (and its password): `ACL
+    /// SETUSER <this user> reset on ><password> <rules…>`.
+    pub fn reset_to<'a>(&self, rules: impl IntoIterator<Item = &'a str>) {
+        let password = self
+            .url
+            .split_once(':')
+            .and_then(|(_, rest)| rest.split_once(':'));
+        let password = password
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map(|(password, _)| password)
+            .expect("redis://user:password@host");
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&self.name)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg(rules.into_iter().collect::<Vec<_>>())
+            .exec(&mut self.admin.get_connection().unwrap())
+            .unwrap();
+    }
+
     /// Drops every connection of this user, as a network failure would.
     pub fn drop_connections(&self) -> usize {
         redis::cmd("CLIENT")
