@@ -305,3 +305,30 @@ fn config_errors_never_print_a_password() {
     let error = LockConfig::from_vars(vars).unwrap_err();
     assert!(!format!("{error} {error:?}").contains(SECRET), "{error:?}");
 }
+
+/// URL parts the Redis driver would silently ignore, and `#insecure`, are
+/// refused naming the part, before any connection.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_url_parts_the_driver_would_ignore_are_refused() {
+    for (url, names) in [
+        (
+            "redis+unix://app:pw@localhost/run/redis.sock",
+            "?user=…&pass=…",
+        ),
+        (
+            "unix:///run/redis.sock?username=app&password=pw",
+            "`username`",
+        ),
+        ("redis://127.0.0.1:6379/?db=3", "in the path"),
+        ("redis://127.0.0.1:6379/?timeout=5", "`timeout`"),
+        ("unix:///run/redis.sock?pass=ab&cd=x", "%26"),
+        ("rediss://127.0.0.1:6380/#insecure", "#insecure"),
+        ("valkeys://127.0.0.1:6380/#insecure", "#insecure"),
+    ] {
+        let error = connect(url).await.unwrap_err();
+        assert_eq!(error.kind(), lockkit::ErrorKind::Config, "{url}: {error}");
+        assert!(error.message().contains(names), "{url}: {error}");
+        assert!(!error.message().contains("pw"), "{url}: {error}");
+    }
+}

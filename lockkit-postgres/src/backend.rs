@@ -981,6 +981,7 @@ fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
         server,
         schema: options.schema.clone(),
         response_timeout: options.response_timeout,
+        connections: options.sessions + options.max_waiters + options.max_transactions,
     })
 }
 

@@ -33,6 +33,13 @@ impl SslMode {
         ("verify-full", Self::VerifyFull),
     ];
 
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, mode)| *mode == self)
+            .map_or("prefer", |(name, _)| name)
+    }
+
     fn parse(value: &str) -> Result<Self> {
         Self::NAMES
             .iter()
@@ -132,6 +139,13 @@ impl ConnInfo {
             };
             check_known(&key, after_secret.as_deref(), separator)?;
             after_secret = lockkit_core::conninfo::is_secret_key(&key).then(|| key.clone());
+            if key == "load_balance_hosts" && value != "disable" {
+                return Err(url_error(format!(
+                    "load_balance_hosts={value} would spread one client's sessions over \
+                     several servers, whose locks do not exclude each other; list hosts in \
+                     order for failover (with target_session_attrs=read-write) instead"
+                )));
+            }
             match key.as_str() {
                 "sslmode" => tls.mode = SslMode::parse(&value)?,
                 "sslrootcert" => tls.root_cert = Some(value),
@@ -139,6 +153,17 @@ impl ConnInfo {
                 "sslkey" => tls.client_key = Some(value),
                 _ => kept.push(&text[segment.raw]),
             }
+        }
+        let plain = matches!(
+            tls.mode,
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer
+        );
+        if plain && (tls.root_cert.is_some() || tls.client_cert.is_some()) {
+            return Err(url_error(format!(
+                "sslrootcert, sslcert or sslkey name certificate files, but sslmode {} connects \
+                 without TLS here; set sslmode=verify-full (or verify-ca, or require)",
+                tls.mode.name()
+            )));
         }
         if tls.client_cert.is_some() != tls.client_key.is_some() {
             return Err(url_error(
@@ -354,6 +379,15 @@ mod tests {
             ("host=db password=Ab Cd== dbname=app", "after `password`"),
             ("postgres://db/app?password=ab&cd=x", "%26"),
             ("postgres://u:p@ss/word@db/app", "%40"),
+            ("host=db sslrootcert=/ca.pem", "sslmode prefer"),
+            (
+                "postgres://db/app?sslmode=disable&sslcert=/c&sslkey=/k",
+                "sslmode disable",
+            ),
+            (
+                "host=a,b load_balance_hosts=random",
+                "load_balance_hosts=random",
+            ),
             (
                 "postgres://db/app?application_name=svc@web&password=s3",
                 "%40",

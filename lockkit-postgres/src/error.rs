@@ -21,7 +21,8 @@ pub(crate) fn from_postgres(
              (max_connections + max_prepared_transactions) locks; raise max_locks_per_transaction)"
         }
         Some(code) if *code == SqlState::TOO_MANY_CONNECTIONS => {
-            " (lower this client's sessions, max_waiters or max_transactions, or raise max_connections)"
+            " (lower this client's sessions, max_waiters or max_transactions, or raise the \
+             server's max_connections or the role's or database's CONNECTION LIMIT)"
         }
         Some(code) if *code == SqlState::QUERY_CANCELED => {
             " (cancelled by a cancel request or a statement_timeout)"
@@ -38,7 +39,11 @@ pub(crate) fn from_postgres(
     // The driver's Display says "db error"; the server's own words are in its DbError.
     let detail = match error.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => error.to_string(),
+        // "error connecting to server" alone: the cause says which error.
+        None => match std::error::Error::source(&error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
     };
     Error::new(kind, BACKEND, format!("{server}: {what}: {detail}{hint}")).with_source(error)
 }

@@ -96,7 +96,18 @@
 //!
 //! - The URL parses and the server accepts the user (`Config` otherwise,
 //!   naming what to check); the server is reachable (`Unavailable`).
-//! - The server is **writable** for this user: a hot standby, or a role or
+//! - The connection string: parameters neither lockkit nor the driver
+//!   reads, `load_balance_hosts=random` (it would spread one client's
+//!   sessions over servers whose locks do not exclude each other), and
+//!   certificate files with an `sslmode` that connects without TLS are
+//!   refused, naming them.
+//! - The role's and the database's `CONNECTION LIMIT` leave room for what
+//!   this client may open (sessions + max_waiters + max_transactions);
+//!   otherwise a contended acquire or a locked transaction would fail for
+//!   want of a connection. A `Config` error names the limit, the options
+//!   and the `ALTER ROLE … CONNECTION LIMIT` a DBA can run.
+//! - Every connection, not only the first, reaches a server that is
+//!   **writable** for this user (a host list may lead one to a standby): a hot standby, or a role or
 //!   database whose sessions are read-only by default
 //!   (`default_transaction_read_only`), is refused with a `Config` error
 //!   naming why — every grant takes its fencing token with `nextval`.

@@ -111,6 +111,17 @@ impl PostgresOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         lockkit_core::check_namespace(&self.namespace, BACKEND)?;
         let refuse = |why: String| Err(Error::new(ErrorKind::Config, BACKEND, why));
+        if self.schema.starts_with("pg_") || self.schema == "information_schema" {
+            return Err(Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "schema `{}` belongs to PostgreSQL itself (pg_*, information_schema); \
+                     name a schema of the application's",
+                    self.schema
+                ),
+            ));
+        }
         if !valid_identifier(&self.schema) {
             return refuse(format!(
                 "schema `{}` must be 1 to 63 lowercase ASCII letters, digits or `_`, not starting with a digit",
@@ -164,6 +175,11 @@ mod tests {
             (PostgresOptions::new().namespace(""), "namespace"),
             (PostgresOptions::new().schema("Lock-Kit"), "schema"),
             (PostgresOptions::new().schema("1abc"), "schema"),
+            (PostgresOptions::new().schema("pg_temp"), "schema"),
+            (
+                PostgresOptions::new().schema("information_schema"),
+                "schema",
+            ),
             (PostgresOptions::new().schema(""), "schema"),
             (PostgresOptions::new().schema("a".repeat(64)), "schema"),
             (PostgresOptions::new().sessions(0), "sessions"),

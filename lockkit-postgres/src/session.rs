@@ -28,6 +28,9 @@ pub(crate) struct Target {
     pub(crate) schema: String,
     /// How long a statement that answers at once may go unanswered.
     pub(crate) response_timeout: Duration,
+    /// The most connections the backend opens at once: sessions, waiters
+    /// and transactions.
+    pub(crate) connections: usize,
 }
 
 /// The longest `lock_timeout` PostgreSQL accepts: 2,147,483,647 ms (about
@@ -85,6 +88,8 @@ impl Session {
         if purpose == Purpose::Locks {
             neutralize(&client, target).await?;
         }
+        // Every connection: a host list may lead one to a standby.
+        check_writable(&client, target).await?;
         Self::prepared(client, signal, driver, target).await
     }
 
@@ -94,6 +99,7 @@ impl Session {
         let (client, signal, driver) = connect_client(target).await?;
         neutralize(&client, target).await?;
         check_writable(&client, target).await?;
+        check_server(&client, target).await?;
         migrate(&client, target).await?;
         Self::prepared(client, signal, driver, target).await
     }
@@ -340,20 +346,13 @@ async fn prepare(
 async fn check_writable(client: &Client, target: &Target) -> Result<()> {
     let row = client
         .query_one(
-            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
-             current_setting('fsync') = 'off'",
+            "SELECT pg_catalog.pg_is_in_recovery(), \
+             pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'",
             &[],
         )
         .await
         .map_err(|error| from_postgres(&target.server, "check the server is writable", error))?;
-    let (standby, read_only, no_fsync): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    if no_fsync {
-        tracing::warn!(
-            server = target.server,
-            "fsync is off on this server: after an operating-system crash or power loss it may \
-             hand out fencing tokens it handed out before"
-        );
-    }
+    let (standby, read_only): (bool, bool) = (row.get(0), row.get(1));
     let why = if standby {
         "is a hot standby (in recovery, read-only): point url at the primary".to_owned()
     } else if read_only {
@@ -370,6 +369,64 @@ async fn check_writable(client: &Client, target: &Target) -> Result<()> {
         crate::error::BACKEND,
         format!("{}: the server {why}", target.server),
     ))
+}
+
+/// What a backend's first session checks once: the server's `fsync` (a
+/// warning: only the server can change it), and the connection limits of
+/// the role and the database against what this client may open.
+async fn check_server(client: &Client, target: &Target) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('fsync') = 'off', \
+             (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user), \
+             (SELECT datconnlimit FROM pg_database WHERE datname = current_database()), \
+             quote_ident(current_user), current_database()::text",
+            &[],
+        )
+        .await
+        .map_err(|error| from_postgres(&target.server, "read the server's settings", error))?;
+    if row.get::<_, bool>(0) {
+        tracing::warn!(
+            server = target.server,
+            "fsync is off on this server: after an operating-system crash or power loss it may \
+             hand out fencing tokens it handed out before"
+        );
+    }
+    let (role_limit, database_limit) = (
+        row.get::<_, Option<i32>>(1).unwrap_or(-1),
+        row.get::<_, Option<i32>>(2).unwrap_or(-1),
+    );
+    let (user, database): (String, String) = (row.get(3), row.get(4));
+    let most = target.connections;
+    let limited = [
+        (
+            role_limit,
+            format!("user `{user}`"),
+            format!("ALTER ROLE {user}"),
+        ),
+        (
+            database_limit,
+            format!("database `{database}`"),
+            format!("ALTER DATABASE \"{database}\""),
+        ),
+    ]
+    .into_iter()
+    .find(|(limit, ..)| *limit >= 0 && (*limit as usize) < most);
+    if let Some((limit, who, alter)) = limited {
+        return Err(lockkit_core::Error::new(
+            lockkit_core::ErrorKind::Config,
+            crate::error::BACKEND,
+            format!(
+                "{}: {who} may open {limit} connections (CONNECTION LIMIT), but this client \
+                 opens up to {most} (sessions + max_waiters + max_transactions): a contended \
+                 acquire or a locked transaction would fail for want of one. Lower those \
+                 options, or run `{alter} CONNECTION LIMIT {most};` (more, if other clients \
+                 share it)",
+                target.server
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Makes this session's settings the ones lockkit's statements assume,

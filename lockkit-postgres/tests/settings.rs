@@ -370,3 +370,33 @@ async fn a_hot_standby_is_refused_at_connect() {
     assert_eq!(error.kind(), ErrorKind::Config, "{error}");
     assert!(error.message().contains("hot standby"), "{error}");
 }
+
+/// A role whose CONNECTION LIMIT is below what the client may open is
+/// refused at connect, naming the limit and the options, instead of
+/// failing its first contended acquire; options within the limit connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_limit_below_the_clients_is_refused_at_connect() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let role = OwnRole::create(&url, &[]).await;
+    let turn = ROLES.lock().await;
+    raw(&url)
+        .await
+        .batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 5", role.name))
+        .await
+        .unwrap();
+    drop(turn);
+    let options = PostgresOptions::new().namespace(unique_namespace());
+    let error = PostgresBackend::connect_with(&role.url, options.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    let message = error.message();
+    assert!(message.contains("CONNECTION LIMIT"), "{message}");
+    assert!(message.contains("max_waiters"), "{message}");
+    let within = options.sessions(1).max_waiters(2).max_transactions(2);
+    PostgresBackend::connect_with(&role.url, within)
+        .await
+        .expect("options within the limit connect");
+}

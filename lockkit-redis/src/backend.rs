@@ -49,6 +49,66 @@ struct Inner {
     capabilities: Capabilities,
 }
 
+/// Refuses the parts of a URL the driver would silently ignore, and
+/// `#insecure`: a user who wrote them meant something lockkit would not do.
+fn check_url(url: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::new(
+            ErrorKind::Config,
+            BACKEND,
+            format!("url: {why}"),
+        ))
+    };
+    // What does not parse is left to the driver, whose error says so.
+    let Some(parsed) = redis::parse_redis_url(url) else {
+        return Ok(());
+    };
+    let socket = parsed.scheme().ends_with("unix");
+    if socket && (!parsed.username().is_empty() || parsed.password().is_some()) {
+        return refuse(
+            "a Unix-socket URL takes its user and password as ?user=…&pass=…; the driver \
+             would ignore the user:password@ part and connect as the default user"
+                .to_owned(),
+        );
+    }
+    if parsed.fragment() == Some("insecure") {
+        return refuse(
+            "#insecure (TLS without checking the server's certificate) is not supported: \
+             anyone on the path could answer for the server"
+                .to_owned(),
+        );
+    }
+    let known: &[&str] = if socket {
+        &["db", "user", "pass", "protocol"]
+    } else {
+        &["protocol"]
+    };
+    let mut after_secret = false;
+    for (key, _) in parsed.query_pairs() {
+        if known.contains(&key.as_ref()) {
+            after_secret = key == "pass";
+            continue;
+        }
+        if after_secret {
+            return refuse(
+                "the parameter after `pass` is not one the driver reads (not shown: it may be \
+                 part of the password); percent-encode `&` in it as %26"
+                    .to_owned(),
+            );
+        }
+        let hint = if key == "db" {
+            " (a redis:// URL names its database in the path: redis://host:6379/3)"
+        } else {
+            ""
+        };
+        return refuse(format!(
+            "unknown parameter `{key}`{hint}; this form reads {}",
+            known.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
@@ -71,6 +131,7 @@ impl RedisBackend {
     /// [`Unavailable`](ErrorKind::Unavailable) if the server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self> {
         options.validate()?;
+        check_url(url)?;
         let info = url.into_connection_info().map_err(|error| {
             Error::new(
                 ErrorKind::Config,

@@ -29,6 +29,10 @@
 //!
 //! # What connect checks
 //!
+//! - The URL: parts the driver would silently ignore (a `user:password@`
+//!   in a Unix-socket URL, unknown query parameters, `?db=` in a TCP URL)
+//!   and `#insecure` (TLS without checking the certificate) are refused,
+//!   naming them.
 //! - The server answers (`PING`), within `connect_timeout` and `response_timeout`.
 //! - It is a **primary**: a replica is refused with a `Config` error naming
 //!   its primary (a lock must be written where it is granted). A server
