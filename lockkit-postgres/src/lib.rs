@@ -228,6 +228,11 @@
 //! Both of libpq's forms: `postgres://app:secret@db.internal:5432/app?sslmode=verify-full`
 //! (or `postgresql://`; percent-encode `@`, `/`, `?`, `:` in a password)
 //! and `host=db.internal port=5432 user=app password='se cret' dbname=app`.
+//! A host list (`host=a,b`) is for failover between a primary and its
+//! standbys, tried in order: every connection checks that it reached a
+//! writable server, but list two independent primaries and the sessions
+//! opened after the first fails reach the second, whose locks do not
+//! exclude the first's.
 //! A Unix socket is a host that is a path: `host=/var/run/postgresql`, or
 //! `postgres://app@%2Fvar%2Frun%2Fpostgresql/app`. An error names the
 //! parameter that is wrong, and never repeats a password: a parameter
