@@ -1,6 +1,7 @@
 //! lockkit-bench: the workloads of DESIGN.md §7 on each backend, with the
 //! raw floor — the same server commands issued with the driver directly —
-//! measured in the same process and run.
+//! and the peers a user would pick instead (rslock, a hand-rolled lock, a
+//! plain advisory-lock loop), measured in the same process and run.
 //!
 //! ```text
 //! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|all]
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use lockkit::{LockConfig, Locker, OwnerToken};
 
 use crate::report::Row;
-use crate::subjects::{Lockkit, RawPostgres, RawRedis, Service};
+use crate::subjects::{Lockkit, RawPostgres, RawRedis, Rslock, Service};
 use crate::workloads::{Counts, Workload};
 
 const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]";
@@ -130,6 +131,8 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
     );
     let mut rows = Vec::new();
     for &backend in &plan.backends {
+        // lockkit, its raw floor, and the peers a user would pick instead.
+        let mut peers: Vec<(&'static str, Box<dyn Service>)> = Vec::new();
         let (service, raw): (Box<dyn Service>, Option<Box<dyn Service>>) = match backend {
             "memory" => (
                 Box::new(Lockkit {
@@ -143,17 +146,31 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     skip("redis", "LOCKKIT_TEST_REDIS_URL", "--redis-url")?;
                     continue;
                 };
-                let raw = RawRedis {
+                let raw = |plain| RawRedis {
                     url: url.clone(),
                     namespace: namespace.clone(),
+                    plain,
                 };
-                (Lockkit::at(url, &namespace), Some(Box::new(raw)))
+                peers.push((
+                    "rslock",
+                    Box::new(Rslock {
+                        url: url.clone(),
+                        namespace: namespace.clone(),
+                    }),
+                ));
+                peers.push(("plain", Box::new(raw(true))));
+                (
+                    Lockkit::at(url.clone(), &namespace),
+                    Some(Box::new(raw(false))),
+                )
             }
             "postgres" => {
                 let Some(url) = plan.postgres_url.clone() else {
                     skip("postgres", "LOCKKIT_TEST_POSTGRES_URL", "--postgres-url")?;
                     continue;
                 };
+                // The floor is the plain advisory-lock loop a user would
+                // write: it is the peer too, measured once.
                 let raw = RawPostgres {
                     url: url.clone(),
                     namespace: namespace.clone(),
@@ -167,13 +184,26 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
         for &workload in &plan.workloads {
             let mut subjects: Vec<&dyn Service> = vec![service.as_ref()];
             subjects.extend(raw.as_deref());
+            subjects.extend(peers.iter().map(|(_, peer)| peer.as_ref()));
             let measured = workloads::run(workload, &subjects, plan.counts)
                 .await
                 .map_err(|error| format!("{backend} {}: {error}", workload.name()))?;
-            let floor = measured.get(1);
-            rows.push(Row::new(backend, workload, &measured[0], floor));
+            let floor = raw.as_ref().map(|_| &measured[1]);
+            let first_peer = 1 + usize::from(raw.is_some());
+            let mut compared: Vec<(&str, &workloads::Measured)> = peers
+                .iter()
+                .zip(&measured[first_peer..])
+                .map(|((name, _), measured)| (*name, measured))
+                .collect();
+            if backend == "postgres" {
+                compared.extend(floor.map(|floor| ("plain", floor)));
+            }
+            rows.push(Row::new(backend, workload, &measured[0], floor, &compared));
             if let Some(floor) = floor {
                 rows.push(Row::raw(backend, workload, floor));
+            }
+            for (name, measured) in &compared[..peers.len()] {
+                rows.push(Row::peer(backend, name, workload, measured));
             }
         }
     }

@@ -98,9 +98,14 @@ impl Subject for LockkitClient {
 /// on one multiplexed connection; for W2, what a hand-rolled pub/sub lock
 /// does — `SET NX PX`, a release script that deletes and publishes, and
 /// waiters that retry on each message.
+///
+/// With `plain`, the peer a user would write by hand instead: `SET NX PX`
+/// and a compare-and-delete script by EVALSHA for W1 and W3, the same
+/// pub/sub lock for W2.
 pub(crate) struct RawRedis {
     pub(crate) url: String,
     pub(crate) namespace: String,
+    pub(crate) plain: bool,
 }
 
 #[async_trait]
@@ -128,6 +133,11 @@ impl Service for RawRedis {
                  redis.call('DEL', KEYS[1]) redis.call('PUBLISH', KEYS[2], '') return 1 end \
                  return 0",
             ),
+            compare_and_delete: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) end return 0",
+            ),
+            plain: self.plain,
             subscribed: Mutex::new(None),
         }))
     }
@@ -139,6 +149,8 @@ struct RawRedisClient {
     namespace: String,
     owners: AtomicU64,
     release_and_publish: Script,
+    compare_and_delete: Script,
+    plain: bool,
     subscribed: Mutex<Option<String>>,
 }
 
@@ -146,11 +158,47 @@ impl RawRedisClient {
     fn owner(&self) -> String {
         format!("{:032x}", self.owners.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// The hand-rolled pair: `SET NX PX`, then compare-and-delete.
+    async fn plain_pair(&self, name: &str) -> Outcome<()> {
+        let key = format!("{}:plain:{{{name}}}", self.namespace);
+        let owner = self.owner();
+        let mut connection = self.connection.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(TTL.as_millis() as u64)
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| error.to_string())?;
+        if set.is_none() {
+            return Err(format!("plain SET NX of free lock {name} refused"));
+        }
+        let deleted: i64 = self
+            .compare_and_delete
+            .key(&key)
+            .arg(&owner)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| error.to_string())?;
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "plain compare-and-delete of {name} replied {deleted}"
+            ))
+        }
+    }
 }
 
 #[async_trait]
 impl Subject for RawRedisClient {
     async fn pair(&self, name: &str) -> Outcome<()> {
+        if self.plain {
+            return self.plain_pair(name).await;
+        }
         let keys = LockKeys::new(&self.namespace, name);
         let owner = self.owner();
         let scripts = Scripts::get();
@@ -334,6 +382,57 @@ impl Subject for RawPostgresClient {
             .map_err(|error| error.to_string())?;
         let waited = started.elapsed();
         self.unlock(session, key, name).await?;
+        Ok(waited)
+    }
+}
+
+/// rslock 0.10 — the Redlock crate users pick — on one Redis node, with its
+/// defaults: a try is one `SET NX PX`, a release a compare-and-delete
+/// script; waiting (W2) retries up to 3 times 0–200 ms apart, in a loop.
+pub(crate) struct Rslock {
+    pub(crate) url: String,
+    pub(crate) namespace: String,
+}
+
+#[async_trait]
+impl Service for Rslock {
+    async fn client(&self) -> Outcome<Arc<dyn Subject>> {
+        let manager = rslock::LockManager::new(vec![self.url.clone()]);
+        Ok(Arc::new(RslockClient {
+            manager,
+            namespace: self.namespace.clone(),
+        }))
+    }
+}
+
+struct RslockClient {
+    manager: rslock::LockManager,
+    namespace: String,
+}
+
+#[async_trait]
+impl Subject for RslockClient {
+    async fn pair(&self, name: &str) -> Outcome<()> {
+        let resource = format!("{}:rslock:{name}", self.namespace);
+        let lock = self
+            .manager
+            .lock(resource.as_bytes(), TTL)
+            .await
+            .map_err(|error| format!("rslock lock of free lock {name}: {error}"))?;
+        self.manager.unlock(&lock).await;
+        Ok(())
+    }
+
+    async fn contend(&self, name: &str) -> Outcome<Duration> {
+        let resource = format!("{}:rslock:{name}", self.namespace);
+        let started = Instant::now();
+        let lock = self
+            .manager
+            .acquire_no_guard(resource.as_bytes(), TTL)
+            .await
+            .map_err(|error| format!("rslock acquire of {name}: {error}"))?;
+        let waited = started.elapsed();
+        self.manager.unlock(&lock).await;
         Ok(waited)
     }
 }
