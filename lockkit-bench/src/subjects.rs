@@ -164,16 +164,7 @@ impl RawRedisClient {
         let key = format!("{}:plain:{{{name}}}", self.namespace);
         let owner = self.owner();
         let mut connection = self.connection.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&owner)
-            .arg("NX")
-            .arg("PX")
-            .arg(TTL.as_millis() as u64)
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| error.to_string())?;
-        if set.is_none() {
+        if !set_nx(&mut connection, &key, &owner).await? {
             return Err(format!("plain SET NX of free lock {name} refused"));
         }
         let deleted: i64 = self
@@ -245,16 +236,7 @@ impl Subject for RawRedisClient {
         let mut pushes = self.pushes.lock().await;
         loop {
             while pushes.try_recv().is_ok() {}
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(TTL.as_millis() as u64)
-                .query_async(&mut connection)
-                .await
-                .map_err(|error| error.to_string())?;
-            if set.is_some() {
+            if set_nx(&mut connection, &key, &owner).await? {
                 break;
             }
             // Woken by the next release message; the timeout is only a backstop.
@@ -277,6 +259,20 @@ impl Subject for RawRedisClient {
             .map_err(|error| error.to_string())?;
         Ok(waited)
     }
+}
+
+/// `SET key owner NX PX <TTL>`: whether the key was free and is now set.
+async fn set_nx(connection: &mut MultiplexedConnection, key: &str, owner: &str) -> Outcome<bool> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(owner)
+        .arg("NX")
+        .arg("PX")
+        .arg(TTL.as_millis() as u64)
+        .query_async(connection)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(set.is_some())
 }
 
 /// The PostgreSQL floor: prepared `pg_try_advisory_lock` / `pg_advisory_unlock`
