@@ -614,7 +614,18 @@ impl PostgresBackend {
                 () = silent => return Err(timeout()),
                 () = &mut closed => return Err(inner.closed_error()),
             };
-            pooled = waiting.connection.take().expect("still set");
+            // Set above and taken only here or by its drop: always there.
+            let Some(taken) = waiting.connection.take() else {
+                return Err(Error::new(
+                    ErrorKind::Backend,
+                    BACKEND,
+                    format!(
+                        "{}: lock `{name}`: the waiter connection went missing (a lockkit bug)",
+                        inner.target.server
+                    ),
+                ));
+            };
+            pooled = taken;
             match outcome {
                 Ok(token) => {
                     let grant = match self.grant(token, &pooled.session, true) {

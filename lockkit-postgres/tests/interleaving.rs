@@ -16,7 +16,7 @@ use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use tokio_postgres::Client;
 
 mod common;
-use common::{lock_columns, raw};
+use common::{granted_at_server, lock_columns, raw};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -60,20 +60,6 @@ impl Holders {
     fn letting_go(&self, name: usize) {
         self.0[name].fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Granted advisory locks on `key` at the server, by any session.
-async fn granted_at_server(admin: &Client, key: i64) -> i64 {
-    let (classid, objid) = lock_columns(key);
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted",
-            &[&classid, &objid],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Whether `key` is still granted to some session of this client (its

@@ -67,19 +67,24 @@ pub async fn wait_until_queued(admin: &Client, key: i64) {
 /// Waits until no session holds advisory `key`. A terminated session tells
 /// its client it is ending a moment before its process exits and frees its
 /// locks; nothing announces that moment, so this polls the server's view.
-pub async fn wait_until_free(admin: &Client, key: i64) {
+/// Granted advisory locks on `key` at the server, by any session.
+pub async fn granted_at_server(admin: &Client, key: i64) -> i64 {
     let (classid, objid) = lock_columns(key);
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted",
+            &[&classid, &objid],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+pub async fn wait_until_free(admin: &Client, key: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let granted: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-                 AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted",
-                &[&classid, &objid],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let granted = granted_at_server(admin, key).await;
         if granted == 0 {
             return;
         }
