@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lockkit::{Acquire, LockConfig, Locker};
 use lockkit_redis::keys::LockKeys;
-use lockkit_redis::scripts::{AcquireReply, QueueMode, Scripts};
+use lockkit_redis::scripts::{fast_acquire, FastReply, Scripts};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Script};
 use tokio::sync::{mpsc, Mutex};
@@ -94,8 +94,9 @@ impl Subject for LockkitClient {
     }
 }
 
-/// The Redis floor: lockkit's own acquire and release scripts by EVALSHA
-/// on one multiplexed connection; for W2, what a hand-rolled pub/sub lock
+/// The Redis floor: lockkit's own uncontended acquire (`SET NX PX` and
+/// `INCRBY`, pipelined) and its release script by EVALSHA, on one
+/// multiplexed connection; for W2, what a hand-rolled pub/sub lock
 /// does — `SET NX PX`, a release script that deletes and publishes, and
 /// waiters that retry on each message.
 ///
@@ -195,12 +196,12 @@ impl Subject for RawRedisClient {
         let scripts = Scripts::get();
         let mut connection = self.connection.clone();
         let ttl = TTL.as_millis() as u64;
-        let reply: (i64, i64) = scripts
-            .acquire(&keys, &owner, ttl, QueueMode::Try, 0, "")
-            .invoke_async(&mut connection)
+        let (set, token): (Option<String>, i64) = fast_acquire(&keys, &owner, ttl)
+            .query_async(&mut connection)
             .await
             .map_err(|error| error.to_string())?;
-        if !matches!(AcquireReply::decode(reply), Some(AcquireReply::Granted(_))) {
+        let reply = FastReply::decode(set.is_some(), token);
+        if !matches!(reply, Some(FastReply::Granted(_))) {
             return Err(format!(
                 "raw acquire of free lock {name} refused: {reply:?}"
             ));

@@ -16,7 +16,7 @@ use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion, ScriptI
 use crate::error::{from_redis, unexpected_reply, BACKEND};
 use crate::keys::LockKeys;
 use crate::options::{RedisOptions, QUEUE_PLACE};
-use crate::scripts::{AcquireReply, OwnerCheck, QueueMode, Scripts};
+use crate::scripts::{self, AcquireReply, FastReply, OwnerCheck, QueueMode, Scripts};
 use crate::waiters::Waiters;
 
 /// Allowance for the server's clock running faster than ours, subtracted
@@ -351,12 +351,18 @@ impl RedisBackend {
             scripts.release(&keys, &waiter),
             scripts.leave(&keys, &waiter),
         ];
-        let mut outcome = Ok(());
+        let mut outcome = scripts::fast_acquire(&keys, &holder, ttl)
+            .query_async::<redis::Value>(&mut connection)
+            .await
+            .map(drop);
         for step in &steps {
-            if let Err(error) = step.invoke_async::<redis::Value>(&mut connection).await {
-                outcome = Err(error);
+            if outcome.is_err() {
                 break;
             }
+            outcome = step
+                .invoke_async::<redis::Value>(&mut connection)
+                .await
+                .map(drop);
         }
         let cleaned = redis::cmd("DEL")
             .arg(&keys.all()[..])
@@ -364,7 +370,7 @@ impl RedisBackend {
             .await;
         outcome
             .and(cleaned.map(drop))
-            .map_err(|error| self.refusal(user, "run its scripts", error))
+            .map_err(|error| self.refusal(user, "run its lock commands", error))
     }
 
     /// The error for a probe step the server refused.
@@ -401,7 +407,7 @@ impl RedisBackend {
             ""
         };
         let rights = format!(
-            "+@connection +@scripting +get +set +del +exists +incr +pexpire +pttl +zadd +zrange \
+            "+@connection +@scripting +get +set +del +exists +incr +incrby +pexpire +pttl +zadd +zrange \
              +zrem +hget +hset +hdel +time +publish +subscribe{wait}"
         );
         // An ACL pattern cannot hold whitespace or quotes; glob characters
@@ -554,6 +560,89 @@ impl RedisBackend {
                 .await?;
         }
         Ok((reply, sent))
+    }
+
+    /// The uncontended acquire: [`scripts::fast_acquire`]'s two commands in
+    /// one round trip, with `WAIT` when replicas must acknowledge.
+    async fn fast_attempt(&self, keys: &LockKeys, owner: &str, ttl: Duration) -> Result<Fast> {
+        let mut connection = self.connection()?;
+        let server = &self.inner.server;
+        let what = Operation("acquire", keys);
+        let mut pipeline = scripts::fast_acquire(keys, owner, millis(ttl));
+        let replicas = self.inner.options.min_replicas;
+        let sent = Instant::now();
+        let ((set, token), acknowledged) = if replicas == 0 {
+            let reply = pipeline
+                .query_async::<(Option<String>, i64)>(&mut connection)
+                .await;
+            (
+                reply.map_err(|error| from_redis(server, &what, error))?,
+                None,
+            )
+        } else {
+            let timeout = self.inner.options.replica_timeout.as_millis().max(1) as u64;
+            pipeline.cmd("WAIT").arg(replicas).arg(timeout);
+            let (set, token, acknowledged) = pipeline
+                .query_async::<(Option<String>, i64, u32)>(&mut connection)
+                .await
+                .map_err(|error| from_redis(server, &what, error))?;
+            ((set, token), Some(acknowledged))
+        };
+        let reply = FastReply::decode(set.is_some(), token)
+            .ok_or_else(|| unexpected_reply(server, &what, format!("{set:?}, {token}")))?;
+        let valid_until = sent + ttl.saturating_sub(DRIFT);
+        let token = match reply {
+            FastReply::Held => return Ok(Fast::Held),
+            // Its INCRBY may have run late; see scripts::fast_acquire.
+            FastReply::Granted(token) if Instant::now() < valid_until => token,
+            FastReply::Granted(_) | FastReply::AheadOfQueue => {
+                self.release_script(keys, owner, &what).await?;
+                return Ok(Fast::GivenBack);
+            }
+        };
+        if let Some(acknowledged) = acknowledged {
+            self.require_replicas(keys, owner, acknowledged, &what, GiveBack::Grant)
+                .await?;
+        }
+        self.grant(token, sent, ttl, false, keys).map(Fast::Granted)
+    }
+
+    /// The acquire by script, after a fast grant was given back: it waits
+    /// in the queue it found, or takes the lock from a queue that was stale.
+    async fn scripted_acquire(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        request: &AcquireRequest,
+    ) -> Result<Grant> {
+        let mode = match request.wait {
+            Wait::No => QueueMode::Try,
+            Wait::Until(_) | Wait::Forever => QueueMode::Wait,
+        };
+        let (reply, sent) = self.attempt(keys, owner, request.ttl, mode).await?;
+        match (reply, request.wait) {
+            (AcquireReply::Granted(token), _) => self.grant(token, sent, request.ttl, false, keys),
+            (AcquireReply::Held(_), Wait::No) => Err(self.contended(keys)),
+            (AcquireReply::Held(_), Wait::Until(deadline)) => {
+                self.wait_for_grant(keys, owner, request.ttl, Some(deadline))
+                    .await
+            }
+            (AcquireReply::Held(_), Wait::Forever) => {
+                self.wait_for_grant(keys, owner, request.ttl, None).await
+            }
+        }
+    }
+
+    fn contended(&self, keys: &LockKeys) -> Error {
+        Error::new(
+            ErrorKind::Contended,
+            BACKEND,
+            format!(
+                "{}: lock `{}` is held by another owner, or waiters are queued for it",
+                self.inner.server,
+                lock_name(keys)
+            ),
+        )
     }
 
     /// Fails a write that fewer than `min_replicas` replicas acknowledged;
@@ -726,10 +815,6 @@ impl LockBackend for RedisBackend {
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
         let keys = self.keys(request.name.as_str());
         let owner = request.owner.to_hex();
-        let mode = match request.wait {
-            Wait::No => QueueMode::Try,
-            Wait::Until(_) | Wait::Forever => QueueMode::Wait,
-        };
         // Until the grant is returned, a cancelled or failed acquire leaves
         // the queue and gives back a lock granted to it meanwhile.
         let mut abandon = Abandon {
@@ -738,25 +823,17 @@ impl LockBackend for RedisBackend {
             owner: &owner,
             armed: true,
         };
-        let (reply, sent) = self.attempt(&keys, &owner, request.ttl, mode).await?;
-        let granted = match (reply, request.wait) {
-            (AcquireReply::Granted(token), _) => self.grant(token, sent, request.ttl, false, &keys),
-            (AcquireReply::Held(_), Wait::No) => Err(Error::new(
-                ErrorKind::Contended,
-                BACKEND,
-                format!(
-                    "{}: lock `{}` is held by another owner, or waiters are queued for it",
-                    self.inner.server,
-                    request.name.as_str()
-                ),
-            )),
-            (AcquireReply::Held(_), Wait::Until(deadline)) => {
-                self.wait_for_grant(&keys, &owner, request.ttl, Some(deadline))
-                    .await
-            }
-            (AcquireReply::Held(_), Wait::Forever) => {
-                self.wait_for_grant(&keys, &owner, request.ttl, None).await
-            }
+        let granted = match self.fast_attempt(&keys, &owner, request.ttl).await? {
+            Fast::Granted(grant) => Ok(grant),
+            Fast::Held => match request.wait {
+                Wait::No => Err(self.contended(&keys)),
+                Wait::Until(deadline) => {
+                    self.wait_for_grant(&keys, &owner, request.ttl, Some(deadline))
+                        .await
+                }
+                Wait::Forever => self.wait_for_grant(&keys, &owner, request.ttl, None).await,
+            },
+            Fast::GivenBack => self.scripted_acquire(&keys, &owner, &request).await,
         };
         // Granted, or refused having left no place in the queue: nothing to give back.
         abandon.armed = granted
@@ -869,6 +946,16 @@ impl Drop for Abandon<'_> {
             tracing::debug!("abandoned acquire with no runtime reachable; its queue place expires");
         }
     }
+}
+
+/// How the uncontended acquire ended.
+enum Fast {
+    /// Granted and reported.
+    Granted(Grant),
+    /// Held by another owner; nothing was changed but a skipped token.
+    Held,
+    /// Granted ahead of queued waiters, or too late to trust; given back.
+    GivenBack,
 }
 
 /// What a write that too few replicas acknowledged leaves behind.

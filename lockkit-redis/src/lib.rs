@@ -1,17 +1,24 @@
 //! lockkit's single-Redis backend: the lock most teams need, done carefully.
 //!
 //! A lock is one key, `<namespace>:{<name>}`, holding the owner's random
-//! token with a TTL. Each operation is one Lua script, one round trip:
+//! token with a TTL. Each operation is one round trip:
 //!
-//! - **acquire** sets the key if it is free and, only then, increments the
-//!   per-name fence key `<namespace>:{<name>}:fence`, returning the fencing
-//!   token;
-//! - **extend** and **release** compare the stored owner first; a stale
-//!   owner gets [`NotHeld`](lockkit_core::ErrorKind::NotHeld) and changes nothing.
+//! - **acquire** first sends `SET NX PX` of the key and `INCRBY 2` of the
+//!   per-name fence key `<namespace>:{<name>}:fence` (the fencing token),
+//!   pipelined: no script, what an uncontended lock costs a user who writes
+//!   it by hand, plus the increment. A held lock, or waiters queued (an odd
+//!   fence says so), take it to the acquire script, which queues the
+//!   caller. [`scripts::fast_acquire`] says why that stays safe although
+//!   the two commands are not one atomic step;
+//! - **extend** and **release** are Lua scripts that compare the stored
+//!   owner first; a stale owner gets
+//!   [`NotHeld`](lockkit_core::ErrorKind::NotHeld) and changes nothing.
 //!
 //! All keys of one lock share the hash tag `{<name>}`, so a Redis Cluster
 //! would keep them in one slot. Scripts run by `EVALSHA`, loaded again by
 //! themselves after a `NOSCRIPT` (a restarted or flushed server).
+//! A refused acquire skips a fencing token: tokens strictly increase across
+//! grants, but not by one.
 //!
 //! # Waiting: a fair queue in Redis, woken by pub/sub
 //!
@@ -55,7 +62,7 @@
 //! - The user may **do all that lockkit does**, found by doing it once:
 //!   publishing on the backend's hand-over channel, subscribing to it (the
 //!   subscription waiters use, so connect opens both of the backend's
-//!   connections), and running every script on every path — grant, queued
+//!   connections), and running every command on every path — grant, queued
 //!   waiter, extension, hand-over, release, withdrawal — on a lock of its
 //!   own whose keys are deleted after. An ACL that lacks a command (a
 //!   least-privilege `+@read +@write +@scripting` lacks `TIME`, which only

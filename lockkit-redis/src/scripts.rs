@@ -1,7 +1,10 @@
-//! The Lua scripts: every lock operation is one of them, one round trip.
+//! The lock operations' server commands: each is one round trip.
 //!
-//! Public so the Redlock backend runs the same scripts on each of its nodes
-//! rather than a copy. Each takes `KEYS` in the order of
+//! An uncontended acquire is three plain commands in one pipeline,
+//! [`fast_acquire`]; every other operation is one Lua script.
+//!
+//! Public so the Redlock backend runs the same commands on each of its nodes
+//! rather than a copy. Each script takes `KEYS` in the order of
 //! [`LockKeys::all`](crate::keys::LockKeys::all).
 //!
 //! Owner tokens are stored as hex text. Server time (`TIME`) is used only to
@@ -11,42 +14,66 @@
 
 use std::sync::OnceLock;
 
-use redis::{Script, ScriptInvocation};
+use redis::{Pipeline, Script, ScriptInvocation};
 
 use crate::keys::LockKeys;
 
-/// Shared by every script: server time, and handing a free lock to the
-/// first live waiter.
+/// Shared by every script: server time, fencing tokens, and handing a
+/// free lock to the first live waiter.
+///
+/// The fence's parity says whether waiters queue: it is odd whenever the
+/// queue key exists, so [`fast_acquire`] learns it from its `INCRBY`
+/// without reading the queue. Every grant adds 2 (`grant_token`), keeping
+/// the parity; the first waiter to queue makes it odd; a script that finds
+/// the queue gone makes it even again (`settle`). A queue that expired by
+/// itself leaves it odd until the next scripted grant: only slower, never
+/// unfair. Every change adds to the fence, so tokens strictly increase.
 ///
 /// `grant_to_next` drops waiters whose place expired, sets the lock to the
-/// first live one with that waiter's TTL, increments the fence and
-/// publishes `<owner>:<token>` on the channel that waiter named (its
-/// backend's), so the waiter holds the lock without another round trip. If
-/// the first live waiter is `caller` it gets `ttl` and no message. Returns
-/// the new holder and its token, or nil when nobody waits.
+/// first live one with that waiter's TTL, takes a token and publishes
+/// `<owner>:<token>` on the channel that waiter named (its backend's), so
+/// the waiter holds the lock without another round trip. If the first live
+/// waiter is `caller` it gets `ttl` and no message. Returns the new holder
+/// and its token, or nil when nobody waits.
 const PRELUDE: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+local function settle()
+  local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if fence % 2 == 1 then redis.call('INCR', KEYS[2]) end
+end
+
+local function grant_token()
+  local token = redis.call('INCRBY', KEYS[2], 2)
+  if token % 2 == 1 and redis.call('EXISTS', KEYS[3]) == 0 then
+    redis.call('INCR', KEYS[2])
+  end
+  return token
+end
+
 local function grant_to_next(caller, ttl)
   local now = now_ms()
   while true do
     local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head then return nil end
+    if not head then
+      settle()
+      return nil
+    end
     local place = redis.call('HGET', KEYS[4], head)
     redis.call('ZREM', KEYS[3], head)
     redis.call('HDEL', KEYS[4], head)
     if head == caller then
       redis.call('SET', KEYS[1], head, 'PX', ttl)
-      return head, redis.call('INCR', KEYS[2])
+      return head, grant_token()
     end
     if place then
       local expires, their_ttl, channel = string.match(place, '^(%d+) (%d+) (.+)$')
       if expires and tonumber(expires) > now then
         redis.call('SET', KEYS[1], head, 'PX', their_ttl)
-        local token = redis.call('INCR', KEYS[2])
+        local token = grant_token()
         redis.call('PUBLISH', channel, head .. ':' .. token)
         return head, token
       end
@@ -72,12 +99,12 @@ end
 if not holder then
   if redis.call('EXISTS', KEYS[3]) == 0 then
     redis.call('SET', KEYS[1], owner, 'PX', ttl)
-    return {1, redis.call('INCR', KEYS[2])}
+    return {1, grant_token()}
   end
   local next, token = grant_to_next(owner, ttl)
   if not next then
     redis.call('SET', KEYS[1], owner, 'PX', ttl)
-    return {1, redis.call('INCR', KEYS[2])}
+    return {1, grant_token()}
   end
   if next == owner then return {1, token} end
 end
@@ -89,6 +116,8 @@ if ARGV[3] == '1' then
   redis.call('HSET', KEYS[4], owner, string.format('%.0f %s %s', expires, ttl, ARGV[5]))
   redis.call('PEXPIRE', KEYS[3], place)
   redis.call('PEXPIRE', KEYS[4], place)
+  local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if fence % 2 == 0 then redis.call('INCR', KEYS[2]) end
 end
 return {0, redis.call('PTTL', KEYS[1])}
 "#;
@@ -127,11 +156,73 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(false, 0) end
+  grant_to_next(false, 0)
   return 1
 end
+if redis.call('EXISTS', KEYS[3]) == 0 then settle() end
 return 0
 "#;
+
+/// The uncontended acquire, without a script: `SET <lock> <owner> NX PX
+/// <ttl_ms>` and `INCRBY <fence> 2`, pipelined. Decode the reply with
+/// [`FastReply::decode`].
+///
+/// A script costs the server more than two plain commands (measured in
+/// `lockkit-bench/README.md`), and most acquires find their lock free. So
+/// this is what a hand-rolled `SET NX PX` lock sends, plus the fencing
+/// token's increment. The price of going without a script:
+///
+/// - The `INCRBY` runs whether or not the `SET` did, so a refused attempt
+///   skips a token. Tokens still strictly increase across grants.
+/// - The two commands are not atomic. Redis runs them back to back when
+///   they arrive in one read, but a split delivery could let the `INCRBY`
+///   run late. A late `INCRBY` can only outrank a later grant's if it ran
+///   after this grant's TTL ended. So a grant whose reply arrives after its
+///   validity (TTL minus drift, from the instant the request was sent) must
+///   be given back, never reported held.
+/// - The `SET` does not see the queue. An odd token says waiters may be
+///   queued (a holder's TTL ran out while they waited; see the fence's
+///   parity in the scripts): [`FastReply::AheadOfQueue`] must be given back
+///   with the release script, which hands the lock to the first waiter,
+///   and the acquire go on by script.
+pub fn fast_acquire(keys: &LockKeys, owner: &str, ttl_ms: u64) -> Pipeline {
+    let mut pipeline = redis::pipe();
+    pipeline
+        .cmd("SET")
+        .arg(&keys.lock)
+        .arg(owner)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .cmd("INCRBY")
+        .arg(&keys.fence)
+        .arg(2);
+    pipeline
+}
+
+/// The reply of [`fast_acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastReply {
+    /// The lock was free and nobody queued: granted, with this fencing token.
+    Granted(u64),
+    /// The lock was free but waiters may be queued: this owner now holds it
+    /// ahead of them and must give it back (see [`fast_acquire`]).
+    AheadOfQueue,
+    /// Another owner holds the lock; nothing was set.
+    Held,
+}
+
+impl FastReply {
+    /// Decodes the replies of `SET … NX` (whether it set the key) and `INCRBY`.
+    pub fn decode(set: bool, token: i64) -> Option<Self> {
+        match (set, token) {
+            (_, ..=0) => None,
+            (false, _) => Some(Self::Held),
+            (true, token) if token % 2 == 1 => Some(Self::AheadOfQueue),
+            (true, token) => u64::try_from(token).ok().map(Self::Granted),
+        }
+    }
+}
 
 /// The compiled scripts (their SHA1 digests computed once per process).
 #[derive(Debug)]

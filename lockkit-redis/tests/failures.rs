@@ -134,6 +134,50 @@ async fn paused_server_is_unavailable_after_the_reply_timeout_not_a_hang() {
     pause.restore();
 }
 
+/// A grant answered only after its TTL ran out is never reported held:
+/// the uncontended acquire's `INCRBY` might have run after a later grant's
+/// (see `scripts::fast_acquire`). It is given back and the acquire goes on,
+/// so the lease returned is held, with a token above the one skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_answered_after_its_ttl_is_given_back_not_reported_held() {
+    let Some((url, services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_URL").await else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let options = RedisOptions::new()
+        .namespace(&namespace)
+        .response_timeout(Duration::from_secs(10));
+    let locks = locker(&url, options).await;
+    let name = "failures:late";
+    let first = locks
+        .acquire(name, Acquire::ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let before = first.fencing_token();
+    first.release().await.unwrap();
+
+    let ttl = Duration::from_millis(300);
+    let pause = services.pause("redis");
+    let acquiring = tokio::spawn({
+        let locks = locks.clone();
+        async move { locks.acquire(name, Acquire::ttl(ttl)).await }
+    });
+    tokio::time::sleep(ttl * 2).await;
+    pause.restore();
+    let lease = acquiring.await.unwrap().unwrap();
+    assert_eq!(
+        lease.state(),
+        LeaseState::Held,
+        "a grant answered after its TTL was reported"
+    );
+    assert!(lease
+        .valid_until()
+        .is_some_and(|until| until > Instant::now()));
+    // The late grant took one token, the grant reported another.
+    assert!(lease.fencing_token().get() >= before.get() + 4, "{lease:?}");
+    lease.release().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_replicas_refuses_a_grant_the_paused_replica_did_not_acknowledge() {
     let Some((pair, services, _turn)) = fault_setup("LOCKKIT_TEST_REDIS_FAILOVER").await else {
