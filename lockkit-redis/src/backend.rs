@@ -11,12 +11,12 @@ use lockkit_core::{
     SafetyClass, Wait, WaitMode, REPEAT_FOR,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion, ScriptInvocation};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion};
 
 use crate::error::{from_redis, unexpected_reply, BACKEND};
 use crate::keys::LockKeys;
 use crate::options::{RedisOptions, QUEUE_PLACE};
-use crate::scripts::{self, AcquireReply, FastReply, OwnerCheck, QueueMode, Scripts};
+use crate::scripts::{self, AcquireReply, FastReply, OwnerCheck, QueueMode, ScriptCall, Scripts};
 use crate::waiters::Waiters;
 
 /// Allowance for the server's clock running faster than ours, subtracted
@@ -496,7 +496,7 @@ impl RedisBackend {
     /// connection, and returns how many replicas acknowledged.
     async fn run<T: FromRedisValue>(
         &self,
-        invocation: &ScriptInvocation<'_>,
+        invocation: &ScriptCall<'_>,
         what: &Operation<'_>,
     ) -> Result<(T, Option<u32>)> {
         let mut connection = self.connection()?;
@@ -512,7 +512,7 @@ impl RedisBackend {
         let timeout = self.inner.options.replica_timeout.as_millis().max(1) as u64;
         let mut pipeline = redis::pipe();
         pipeline
-            .invoke_script(invocation)
+            .add_command(invocation.cmd().clone())
             .cmd("WAIT")
             .arg(replicas)
             .arg(timeout);
@@ -978,8 +978,9 @@ impl fmt::Display for Operation<'_> {
 
 /// The lock's name, recovered from its key for messages.
 fn lock_name(keys: &LockKeys) -> &str {
-    let start = keys.lock.find('{').map_or(0, |open| open + 1);
-    &keys.lock[start..keys.lock.len().saturating_sub(1)]
+    let lock = keys.lock();
+    let start = lock.find('{').map_or(0, |open| open + 1);
+    &lock[start..lock.len().saturating_sub(1)]
 }
 
 fn millis(duration: Duration) -> u64 {

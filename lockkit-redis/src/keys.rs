@@ -9,45 +9,58 @@
 //! `<ns>:grants:<random id>`, which the waiting backend names when it takes
 //! a place in a queue; so a message reaches only the client it is for.
 
-/// The keys of one lock.
+/// The keys of one lock, in one buffer (built on every operation: one
+/// allocation, not four).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockKeys {
-    /// `<ns>:{<name>}`: the owner token of the holder, with the lock's TTL.
-    pub lock: String,
-    /// `<ns>:{<name>}:fence`: the last fencing token granted; never expires.
-    pub fence: String,
-    /// `<ns>:{<name>}:queue`: waiters' owner tokens, scored by arrival.
-    pub queue: String,
-    /// `<ns>:{<name>}:waiters`: each waiter's place expiry, TTL and channel.
-    pub waiters: String,
+    /// The four keys, back to back, in the order of [`all`](Self::all).
+    buffer: String,
+    /// Where each key ends in `buffer`.
+    ends: [usize; 4],
 }
 
 impl LockKeys {
     /// The keys of lock `name` in `namespace`.
     pub fn new(namespace: &str, name: &str) -> Self {
-        // Built on every operation: plain concatenation, exact capacities.
-        let mut lock = String::with_capacity(namespace.len() + name.len() + 3);
-        lock.push_str(namespace);
-        lock.push_str(":{");
-        lock.push_str(name);
-        lock.push('}');
-        let with = |suffix: &str| {
-            let mut key = String::with_capacity(lock.len() + suffix.len());
-            key.push_str(&lock);
-            key.push_str(suffix);
-            key
-        };
-        Self {
-            fence: with(":fence"),
-            queue: with(":queue"),
-            waiters: with(":waiters"),
-            lock,
+        const SUFFIXES: [&str; 3] = [":fence", ":queue", ":waiters"];
+        let lock_len = namespace.len() + name.len() + 3;
+        let mut buffer = String::with_capacity(4 * lock_len + 20);
+        buffer.push_str(namespace);
+        buffer.push_str(":{");
+        buffer.push_str(name);
+        buffer.push('}');
+        let mut ends = [lock_len; 4];
+        for (index, suffix) in SUFFIXES.iter().enumerate() {
+            buffer.extend_from_within(..lock_len);
+            buffer.push_str(suffix);
+            ends[index + 1] = buffer.len();
         }
+        Self { buffer, ends }
+    }
+
+    /// `<ns>:{<name>}`: the owner token of the holder, with the lock's TTL.
+    pub fn lock(&self) -> &str {
+        &self.buffer[..self.ends[0]]
+    }
+
+    /// `<ns>:{<name>}:fence`: the last fencing token granted; never expires.
+    pub fn fence(&self) -> &str {
+        &self.buffer[self.ends[0]..self.ends[1]]
+    }
+
+    /// `<ns>:{<name>}:queue`: waiters' owner tokens, scored by arrival.
+    pub fn queue(&self) -> &str {
+        &self.buffer[self.ends[1]..self.ends[2]]
+    }
+
+    /// `<ns>:{<name>}:waiters`: each waiter's place expiry, TTL and channel.
+    pub fn waiters(&self) -> &str {
+        &self.buffer[self.ends[2]..self.ends[3]]
     }
 
     /// The keys in the order every script takes them (`KEYS[1..=4]`).
     pub fn all(&self) -> [&str; 4] {
-        [&self.lock, &self.fence, &self.queue, &self.waiters]
+        [self.lock(), self.fence(), self.queue(), self.waiters()]
     }
 }
 
@@ -65,7 +78,7 @@ mod tests {
     fn all_keys_of_a_lock_share_one_hash_tag_whatever_the_name() {
         for name in ["billing:42", "a}b", "{x}", "}", "über/ü {}"] {
             let keys = LockKeys::new("app", name);
-            let tag = hash_tag(&keys.lock);
+            let tag = hash_tag(keys.lock());
             for key in keys.all() {
                 assert_eq!(hash_tag(key), tag, "{name}: {key}");
             }
@@ -74,7 +87,18 @@ mod tests {
 
     #[test]
     fn namespaces_keep_locks_apart() {
-        assert_ne!(LockKeys::new("a", "x").lock, LockKeys::new("b", "x").lock);
-        assert_eq!(LockKeys::new("app", "job:7").lock, "app:{job:7}");
+        assert_ne!(
+            LockKeys::new("a", "x").lock(),
+            LockKeys::new("b", "x").lock()
+        );
+        assert_eq!(
+            LockKeys::new("app", "job:7").all(),
+            [
+                "app:{job:7}",
+                "app:{job:7}:fence",
+                "app:{job:7}:queue",
+                "app:{job:7}:waiters"
+            ]
+        );
     }
 }

@@ -14,7 +14,8 @@
 
 use std::sync::OnceLock;
 
-use redis::{Pipeline, Script, ScriptInvocation};
+use redis::aio::ConnectionLike;
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, Script, ServerErrorKind};
 
 use crate::keys::LockKeys;
 
@@ -186,17 +187,19 @@ return 0
 ///   with the release script, which hands the lock to the first waiter,
 ///   and the acquire go on by script.
 pub fn fast_acquire(keys: &LockKeys, owner: &str, ttl_ms: u64) -> Pipeline {
-    let mut pipeline = redis::pipe();
-    pipeline
-        .cmd("SET")
-        .arg(&keys.lock)
+    // Sized up front: on every acquire, each growth is an allocation.
+    let mut set = Cmd::with_capacity(6, keys.lock().len() + owner.len() + 32);
+    set.arg("SET")
+        .arg(keys.lock())
         .arg(owner)
         .arg("NX")
         .arg("PX")
-        .arg(ttl_ms)
-        .cmd("INCRBY")
-        .arg(&keys.fence)
-        .arg(2);
+        .arg(ttl_ms);
+    let mut increment = Cmd::with_capacity(3, keys.fence().len() + 8);
+    increment.arg("INCRBY").arg(keys.fence()).arg(2);
+    // Room for the `WAIT` a backend with `min_replicas` adds.
+    let mut pipeline = Pipeline::with_capacity(3);
+    pipeline.add_command(set).add_command(increment);
     pipeline
 }
 
@@ -266,37 +269,86 @@ impl Scripts {
         mode: QueueMode,
         place_ms: u64,
         channel: &str,
-    ) -> ScriptInvocation<'a> {
-        let mut invocation = self.acquire.prepare_invoke();
-        invocation
-            .key(&keys.all()[..])
+    ) -> ScriptCall<'a> {
+        let mut call = ScriptCall::new(&self.acquire, &keys.all(), 5);
+        call.cmd
             .arg(owner)
             .arg(ttl_ms)
             .arg(u8::from(mode == QueueMode::Wait))
             .arg(place_ms)
             .arg(channel);
-        invocation
+        call
     }
 
     /// Restarts the lock's TTL at `ttl_ms` if `owner` holds it; replies an [`OwnerCheck`] code.
-    pub fn extend<'a>(&'a self, keys: &LockKeys, owner: &str, ttl_ms: u64) -> ScriptInvocation<'a> {
-        let mut invocation = self.extend.prepare_invoke();
-        invocation.key(&keys.lock).arg(owner).arg(ttl_ms);
-        invocation
+    pub fn extend<'a>(&'a self, keys: &LockKeys, owner: &str, ttl_ms: u64) -> ScriptCall<'a> {
+        let mut call = ScriptCall::new(&self.extend, &[keys.lock()], 2);
+        call.cmd.arg(owner).arg(ttl_ms);
+        call
     }
 
     /// Releases the lock if `owner` holds it; replies an [`OwnerCheck`] code.
-    pub fn release<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptInvocation<'a> {
-        let mut invocation = self.release.prepare_invoke();
-        invocation.key(&keys.all()[..]).arg(owner);
-        invocation
+    pub fn release<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptCall<'a> {
+        let mut call = ScriptCall::new(&self.release, &keys.all(), 1);
+        call.cmd.arg(owner);
+        call
     }
 
     /// Takes `owner` out of the queue, passing the lock on if it had been handed it.
-    pub fn leave<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptInvocation<'a> {
-        let mut invocation = self.leave.prepare_invoke();
-        invocation.key(&keys.all()[..]).arg(owner);
-        invocation
+    pub fn leave<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptCall<'a> {
+        let mut call = ScriptCall::new(&self.leave, &keys.all(), 1);
+        call.cmd.arg(owner);
+        call
+    }
+}
+
+/// One call of a script: `EVALSHA` built straight into one command buffer
+/// (redis' `ScriptInvocation` copies every key and argument first, a dozen
+/// allocations per call on the release path), loaded by itself after a
+/// `NOSCRIPT` (a restarted or flushed server).
+#[derive(Debug, Clone)]
+pub struct ScriptCall<'a> {
+    script: &'a Script,
+    cmd: Cmd,
+}
+
+impl<'a> ScriptCall<'a> {
+    /// `EVALSHA <hash> <keys.len()> <keys…>`, with room for `args` more arguments.
+    fn new(script: &'a Script, keys: &[&str], args: usize) -> Self {
+        // Sized up front: the hash, the counts and the arguments (an owner
+        // token, numbers, a channel name) fit without growing.
+        let bytes = keys.iter().map(|key| key.len()).sum::<usize>() + 192;
+        let mut cmd = Cmd::with_capacity(3 + keys.len() + args, bytes);
+        cmd.arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(keys.len())
+            .arg(keys);
+        Self { script, cmd }
+    }
+
+    /// The `EVALSHA` command, to send in a pipeline; after a `NOSCRIPT`
+    /// reply, [`load_async`](Self::load_async) and send it again.
+    pub fn cmd(&self) -> &Cmd {
+        &self.cmd
+    }
+
+    /// Loads the script into the server (`SCRIPT LOAD`).
+    pub async fn load_async(&self, connection: &mut impl ConnectionLike) -> RedisResult<()> {
+        self.script.load_async(connection).await.map(drop)
+    }
+
+    /// Runs the script, loading it first if the server does not have it.
+    pub async fn invoke_async<T: FromRedisValue>(
+        &self,
+        connection: &mut impl ConnectionLike,
+    ) -> RedisResult<T> {
+        match self.cmd.query_async(connection).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.load_async(connection).await?;
+                self.cmd.query_async(connection).await
+            }
+            reply => reply,
+        }
     }
 }
 

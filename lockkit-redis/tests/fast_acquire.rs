@@ -26,7 +26,7 @@ async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
 
 async fn fence(connection: &mut redis::aio::MultiplexedConnection, keys: &LockKeys) -> i64 {
     redis::cmd("GET")
-        .arg(&keys.fence)
+        .arg(keys.fence())
         .query_async::<Option<i64>>(connection)
         .await
         .unwrap()
@@ -71,7 +71,7 @@ async fn a_newcomer_does_not_go_ahead_of_waiters_queued_behind_an_expired_holder
 
     // As at the holder's TTL, long before the waiter checks again.
     redis::cmd("DEL")
-        .arg(&keys.lock)
+        .arg(keys.lock())
         .query_async::<i64>(&mut admin)
         .await
         .unwrap();
@@ -120,15 +120,15 @@ async fn a_queue_of_expired_places_does_not_keep_a_free_lock_from_a_newcomer() {
     // One waiter whose place expired long ago, and the odd fence it left.
     redis::pipe()
         .cmd("ZADD")
-        .arg(&keys.queue)
+        .arg(keys.queue())
         .arg(1)
         .arg("0123456789abcdef0123456789abcdef")
         .cmd("HSET")
-        .arg(&keys.waiters)
+        .arg(keys.waiters())
         .arg("0123456789abcdef0123456789abcdef")
         .arg("1 30000 nobody")
         .cmd("SET")
-        .arg(&keys.fence)
+        .arg(keys.fence())
         .arg(41)
         .query_async::<()>(&mut admin)
         .await

@@ -102,7 +102,7 @@ pub async fn wait_until_queued(url: &str, namespace: &str, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let queued: usize = redis::cmd("ZCARD")
-            .arg(&keys.queue)
+            .arg(keys.queue())
             .query_async(&mut connection)
             .await
             .unwrap();
