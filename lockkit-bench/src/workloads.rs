@@ -141,12 +141,20 @@ impl Tally {
 
     async fn block(&mut self, workload: Workload, counts: Counts) -> Outcome<()> {
         let started = Instant::now();
-        match workload {
-            Workload::W1 => self.w1_block(counts.of(5_000) / BLOCKS).await?,
+        let latencies = match workload {
+            Workload::W1 => {
+                self.w1_block(counts.of(5_000) / BLOCKS).await?;
+                Vec::new()
+            }
             Workload::W2 => self.w2_block(counts.of(2_000) / BLOCKS).await?,
             Workload::W3 => self.w3_block(counts.of(20_000) / BLOCKS).await?,
-        }
+        };
         self.busy += started.elapsed();
+        // After the clock stops: a histogram per task would cost every
+        // block a few megabytes to clear and merge, timed with the subject.
+        for micros in latencies.into_iter().flatten() {
+            self.latency.saturating_record(micros);
+        }
         Ok(())
     }
 
@@ -182,7 +190,7 @@ impl Tally {
 
     /// W2: every client contends for one name, hold 0, until the block's
     /// acquisitions are taken.
-    async fn w2_block(&mut self, acquisitions: usize) -> Outcome<()> {
+    async fn w2_block(&mut self, acquisitions: usize) -> Outcome<Vec<Vec<u64>>> {
         // A fresh name per block: a block never inherits the last one's queue.
         self.w2_round += 1;
         let name = format!("bench:w2:{}", self.w2_round);
@@ -195,30 +203,27 @@ impl Tally {
             let (client, taken, name) = (Arc::clone(client), Arc::clone(&taken), name.clone());
             let start = Arc::clone(&start);
             tasks.push(tokio::spawn(async move {
-                let mut latency = histogram();
-                let mut mine = 0usize;
+                let mut latency = Vec::new();
                 start.wait().await;
                 while taken.fetch_add(1, Ordering::Relaxed) < acquisitions {
                     let waited = client.contend(&name).await?;
-                    latency.saturating_record(micros(waited));
-                    mine += 1;
+                    latency.push(micros(waited));
                 }
-                Outcome::Ok((mine, latency))
+                Outcome::Ok(latency)
             }));
         }
+        let mut latencies = Vec::with_capacity(tasks.len());
         for (index, task) in tasks.into_iter().enumerate() {
-            let (mine, theirs) = task.await.map_err(|error| error.to_string())??;
-            self.latency
-                .add(theirs)
-                .map_err(|error| error.to_string())?;
-            self.per_client[index] += mine;
-            self.operations += mine;
+            let theirs = task.await.map_err(|error| error.to_string())??;
+            self.per_client[index] += theirs.len();
+            self.operations += theirs.len();
+            latencies.push(theirs);
         }
-        Ok(())
+        Ok(latencies)
     }
 
     /// W3: 64 tasks on 64 names over the one client.
-    async fn w3_block(&mut self, pairs: usize) -> Outcome<()> {
+    async fn w3_block(&mut self, pairs: usize) -> Outcome<Vec<Vec<u64>>> {
         let client = &self.clients[0];
         let done = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::with_capacity(W3_TASKS);
@@ -226,25 +231,22 @@ impl Tally {
             let (client, done) = (Arc::clone(client), Arc::clone(&done));
             tasks.push(tokio::spawn(async move {
                 let name = format!("bench:w3:{task}");
-                let mut latency = histogram();
-                let mut mine = 0usize;
+                let mut latency = Vec::new();
                 while done.fetch_add(1, Ordering::Relaxed) < pairs {
                     let one = Instant::now();
                     client.pair(&name).await?;
-                    latency.saturating_record(micros(one.elapsed()));
-                    mine += 1;
+                    latency.push(micros(one.elapsed()));
                 }
-                Outcome::Ok((mine, latency))
+                Outcome::Ok(latency)
             }));
         }
+        let mut latencies = Vec::with_capacity(tasks.len());
         for task in tasks {
-            let (mine, theirs) = task.await.map_err(|error| error.to_string())??;
-            self.latency
-                .add(theirs)
-                .map_err(|error| error.to_string())?;
-            self.operations += mine;
+            let theirs = task.await.map_err(|error| error.to_string())??;
+            self.operations += theirs.len();
+            latencies.push(theirs);
         }
-        Ok(())
+        Ok(latencies)
     }
 }
 

@@ -92,18 +92,16 @@ impl Background {
     /// first poll: a free memory lock costs no bookkeeping.
     pub async fn track<F: Future>(&self, operation: F) -> F::Output {
         let mut operation = std::pin::pin!(operation);
-        let first = std::future::poll_fn(|context| match operation.as_mut().poll(context) {
-            std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
-            std::task::Poll::Pending => std::task::Poll::Ready(None),
-        })
-        .await;
-        match first {
-            Some(output) => output,
-            None => {
-                let _in_flight = self.in_flight();
-                operation.await
+        // Declared after the operation, so dropped before it.
+        let mut in_flight = None;
+        std::future::poll_fn(|context| {
+            let polled = operation.as_mut().poll(context);
+            if polled.is_pending() {
+                in_flight.get_or_insert_with(|| self.in_flight());
             }
-        }
+            polled
+        })
+        .await
     }
 
     /// How many spawned tasks are still running.

@@ -317,28 +317,25 @@ impl Locker {
         };
         // Closing drops the backend's acquire, which withdraws it (cancel
         // safety). A free lock is often granted at the first poll: only an
-        // acquire that has to wait also listens for close.
+        // acquire that has to wait also listens for close, polled after the
+        // acquire in the same poll (no second poll of the acquire).
         // One that waits counts as in flight, so close waits for its undo:
         // declared first, the token is dropped after the acquire, whose drop
         // hands the undo to the backend.
-        let mut _in_flight = None;
+        let mut in_flight = None;
         let mut acquire = pin!(self.backend.acquire(request).instrument(span.clone()));
-        let first = std::future::poll_fn(|context| match acquire.as_mut().poll(context) {
-            Poll::Ready(granted) => Poll::Ready(Some(granted)),
-            Poll::Pending => Poll::Ready(None),
+        let mut closing = pin!(self.life.closing.cancelled());
+        let granted = std::future::poll_fn(|context| {
+            if let Poll::Ready(granted) = acquire.as_mut().poll(context) {
+                return Poll::Ready(granted);
+            }
+            in_flight.get_or_insert_with(|| self.life.background.in_flight());
+            closing
+                .as_mut()
+                .poll(context)
+                .map(|()| Err(self.life.closed_error(backend_name)))
         })
         .await;
-        let granted = match first {
-            Some(granted) => granted,
-            None => {
-                _in_flight = Some(self.life.background.in_flight());
-                tokio::select! {
-                    biased;
-                    granted = &mut acquire => granted,
-                    () = self.life.closing.cancelled() => Err(self.life.closed_error(backend_name)),
-                }
-            }
-        };
         let answered = Instant::now();
         let waited = answered - started;
         let outcome = match &granted {

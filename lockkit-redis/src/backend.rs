@@ -823,17 +823,19 @@ impl LockBackend for RedisBackend {
             owner: &owner,
             armed: true,
         };
+        // The slower paths are boxed, so the common path's future stays small.
         let granted = match self.fast_attempt(&keys, &owner, request.ttl).await? {
             Fast::Granted(grant) => Ok(grant),
             Fast::Held => match request.wait {
                 Wait::No => Err(self.contended(&keys)),
                 Wait::Until(deadline) => {
-                    self.wait_for_grant(&keys, &owner, request.ttl, Some(deadline))
-                        .await
+                    Box::pin(self.wait_for_grant(&keys, &owner, request.ttl, Some(deadline))).await
                 }
-                Wait::Forever => self.wait_for_grant(&keys, &owner, request.ttl, None).await,
+                Wait::Forever => {
+                    Box::pin(self.wait_for_grant(&keys, &owner, request.ttl, None)).await
+                }
             },
-            Fast::GivenBack => self.scripted_acquire(&keys, &owner, &request).await,
+            Fast::GivenBack => Box::pin(self.scripted_acquire(&keys, &owner, &request)).await,
         };
         // Granted, or refused having left no place in the queue: nothing to give back.
         abandon.armed = granted

@@ -138,6 +138,9 @@ return 0
 /// ARGV: owner. Deletes the lock if `owner` holds it and hands it
 /// to the next live waiter. Returns 1 (released), 0 (the lock is free) or
 /// -1 (another owner holds it).
+///
+/// The common release, with nobody queued, returns before the prelude's
+/// functions are even defined: [`RELEASE_HANDOVER`] follows the prelude.
 const RELEASE: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if holder ~= ARGV[1] then
@@ -145,7 +148,12 @@ if holder ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
-if redis.call('EXISTS', KEYS[3]) == 1 then grant_to_next(false, 0) end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
+"#;
+
+/// The end of the release script, after the prelude: the hand-over.
+const RELEASE_HANDOVER: &str = r#"
+grant_to_next(false, 0)
 return 1
 "#;
 
@@ -252,7 +260,7 @@ impl Scripts {
         SCRIPTS.get_or_init(|| Scripts {
             acquire: Script::new(&format!("{PRELUDE}{ACQUIRE}")),
             extend: Script::new(EXTEND),
-            release: Script::new(&format!("{PRELUDE}{RELEASE}")),
+            release: Script::new(&format!("{RELEASE}{PRELUDE}{RELEASE_HANDOVER}")),
             leave: Script::new(&format!("{PRELUDE}{LEAVE}")),
         })
     }
