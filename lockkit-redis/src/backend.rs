@@ -563,52 +563,35 @@ impl RedisBackend {
     }
 
     /// The uncontended acquire: [`scripts::fast_acquire`]'s two commands in
-    /// one round trip, with `WAIT` when replicas must acknowledge.
+    /// one round trip (only without `min_replicas`).
     async fn fast_attempt(&self, keys: &LockKeys, owner: &str, ttl: Duration) -> Result<Fast> {
         let mut connection = self.connection()?;
         let server = &self.inner.server;
         let what = Operation("acquire", keys);
-        let mut pipeline = scripts::fast_acquire(keys, owner, millis(ttl));
-        let replicas = self.inner.options.min_replicas;
         let sent = Instant::now();
-        let ((set, token), acknowledged) = if replicas == 0 {
-            let reply = pipeline
-                .query_async::<(Option<String>, i64)>(&mut connection)
-                .await;
-            (
-                reply.map_err(|error| from_redis(server, &what, error))?,
-                None,
-            )
-        } else {
-            let timeout = self.inner.options.replica_timeout.as_millis().max(1) as u64;
-            pipeline.cmd("WAIT").arg(replicas).arg(timeout);
-            let (set, token, acknowledged) = pipeline
-                .query_async::<(Option<String>, i64, u32)>(&mut connection)
-                .await
-                .map_err(|error| from_redis(server, &what, error))?;
-            ((set, token), Some(acknowledged))
-        };
+        let (set, token) = scripts::fast_acquire(keys, owner, millis(ttl))
+            .query_async::<(Option<String>, i64)>(&mut connection)
+            .await
+            .map_err(|error| from_redis(server, &what, error))?;
         let reply = FastReply::decode(set.is_some(), token)
             .ok_or_else(|| unexpected_reply(server, &what, format!("{set:?}, {token}")))?;
         let valid_until = sent + ttl.saturating_sub(DRIFT);
-        let token = match reply {
-            FastReply::Held => return Ok(Fast::Held),
+        match reply {
+            FastReply::Held => Ok(Fast::Held),
             // Its INCRBY may have run late; see scripts::fast_acquire.
-            FastReply::Granted(token) if Instant::now() < valid_until => token,
+            FastReply::Granted(token) if Instant::now() < valid_until => {
+                self.grant(token, sent, ttl, false, keys).map(Fast::Granted)
+            }
             FastReply::Granted(_) | FastReply::AheadOfQueue => {
                 self.release_script(keys, owner, &what).await?;
-                return Ok(Fast::GivenBack);
+                Ok(Fast::ByScript)
             }
-        };
-        if let Some(acknowledged) = acknowledged {
-            self.require_replicas(keys, owner, acknowledged, &what, GiveBack::Grant)
-                .await?;
         }
-        self.grant(token, sent, ttl, false, keys).map(Fast::Granted)
     }
 
-    /// The acquire by script, after a fast grant was given back: it waits
-    /// in the queue it found, or takes the lock from a queue that was stale.
+    /// The acquire by script: after a fast grant was given back (it waits in
+    /// the queue it found, or takes the lock from a queue that was stale),
+    /// or for every acquire with `min_replicas`.
     async fn scripted_acquire(
         &self,
         keys: &LockKeys,
@@ -824,7 +807,14 @@ impl LockBackend for RedisBackend {
             armed: true,
         };
         // The slower paths are boxed, so the common path's future stays small.
-        let granted = match self.fast_attempt(&keys, &owner, request.ttl).await? {
+        // With `min_replicas` every grant waits for replicas anyway, and a
+        // refused fast attempt would write (its INCRBY) and wait too.
+        let fast = if self.inner.options.min_replicas == 0 {
+            self.fast_attempt(&keys, &owner, request.ttl).await?
+        } else {
+            Fast::ByScript
+        };
+        let granted = match fast {
             Fast::Granted(grant) => Ok(grant),
             Fast::Held => match request.wait {
                 Wait::No => Err(self.contended(&keys)),
@@ -835,7 +825,7 @@ impl LockBackend for RedisBackend {
                     Box::pin(self.wait_for_grant(&keys, &owner, request.ttl, None)).await
                 }
             },
-            Fast::GivenBack => Box::pin(self.scripted_acquire(&keys, &owner, &request)).await,
+            Fast::ByScript => Box::pin(self.scripted_acquire(&keys, &owner, &request)).await,
         };
         // Granted, or refused having left no place in the queue: nothing to give back.
         abandon.armed = granted
@@ -956,8 +946,9 @@ enum Fast {
     Granted(Grant),
     /// Held by another owner; nothing was changed but a skipped token.
     Held,
-    /// Granted ahead of queued waiters, or too late to trust; given back.
-    GivenBack,
+    /// Go on by script: a grant ahead of queued waiters, or answered too
+    /// late to trust, was given back — or `min_replicas` is set.
+    ByScript,
 }
 
 /// What a write that too few replicas acknowledged leaves behind.

@@ -1,17 +1,20 @@
 //! lockkit's single-Redis backend: the lock most teams need, done carefully.
 //!
 //! A lock is one key, `<namespace>:{<name>}`, holding the owner's random
-//! token with a TTL. Each operation is one round trip:
+//! token with a TTL.
 //!
 //! - **acquire** first sends `SET NX PX` of the key and `INCRBY 2` of the
 //!   per-name fence key `<namespace>:{<name>}:fence` (the fencing token),
-//!   pipelined: no script, what an uncontended lock costs a user who writes
-//!   it by hand, plus the increment. A held lock, or waiters queued (an odd
-//!   fence says so), take it to the acquire script, which queues the
-//!   caller. [`scripts::fast_acquire`] says why that stays safe although
-//!   the two commands are not one atomic step;
-//! - **extend** and **release** are Lua scripts that compare the stored
-//!   owner first; a stale owner gets
+//!   pipelined: one round trip and no script, what an uncontended lock
+//!   costs a user who writes it by hand, plus the increment. A held lock
+//!   takes it to the acquire script (a waiting acquire queues there);
+//!   a grant that found waiters queued (an odd fence says so) is given
+//!   back first. [`scripts::fast_acquire`] says why that stays safe
+//!   although the two commands are not one atomic step. With
+//!   [`RedisOptions::min_replicas`] every acquire goes by script: a refused
+//!   attempt then writes nothing for the replicas to acknowledge;
+//! - **extend** and **release** are Lua scripts, one round trip each, that
+//!   compare the stored owner first; a stale owner gets
 //!   [`NotHeld`](lockkit_core::ErrorKind::NotHeld) and changes nothing.
 //!
 //! All keys of one lock share the hash tag `{<name>}`, so a Redis Cluster
@@ -19,6 +22,13 @@
 //! themselves after a `NOSCRIPT` (a restarted or flushed server).
 //! A refused acquire skips a fencing token: tokens strictly increase across
 //! grants, but not by one.
+//!
+//! Every client of a namespace must run this version or a later one: the
+//! fence's parity says whether waiters queue, and a client from before it
+//! (which added 1 per grant) leaves it wrong. Exclusion and the order of
+//! fencing tokens hold regardless; first come, first served does not until
+//! the queue's next waiter renews its place (within a second) — a newcomer
+//! may go ahead of it.
 //!
 //! # Waiting: a fair queue in Redis, woken by pub/sub
 //!
@@ -102,7 +112,7 @@
 //!
 //! Fencing tokens are [best effort](lockkit_core::FencingGuarantee::BestEffort):
 //! they strictly increase while the fence key survives. They can repeat
-//! after a failover to a replica that missed the `INCR`, after a restart of a
+//! after a failover to a replica that missed the increment, after a restart of a
 //! server without persistence (`appendonly` off and no snapshot since), or if
 //! someone deletes the fence key. Fence keys never expire: each name ever
 //! locked keeps one small integer key in its namespace.

@@ -1,7 +1,8 @@
-//! The lock operations' server commands: each is one round trip.
+//! The lock operations' server commands.
 //!
-//! An uncontended acquire is three plain commands in one pipeline,
-//! [`fast_acquire`]; every other operation is one Lua script.
+//! An uncontended acquire is two plain commands in one pipeline,
+//! [`fast_acquire`]; every other step is one Lua script. Each is one
+//! round trip.
 //!
 //! Public so the Redlock backend runs the same commands on each of its nodes
 //! rather than a copy. Each script takes `KEYS` in the order of
@@ -90,6 +91,9 @@ end
 /// Returns `{1, token}` when granted — including when a release already
 /// handed the lock to this owner, whose TTL then restarts from this request —
 /// or `{0, pttl}` with the holder's remaining TTL (-1: none, -2: no key).
+/// A holder confirming a hand-over gets the fence's current value, at or
+/// above the token it was handed (refused fast attempts skip tokens): still
+/// above every earlier grant's, and below every later one's.
 const ACQUIRE: &str = r#"
 local owner, ttl = ARGV[1], ARGV[2]
 local holder = redis.call('GET', KEYS[1])
@@ -205,8 +209,7 @@ pub fn fast_acquire(keys: &LockKeys, owner: &str, ttl_ms: u64) -> Pipeline {
         .arg(ttl_ms);
     let mut increment = Cmd::with_capacity(3, keys.fence().len() + 8);
     increment.arg("INCRBY").arg(keys.fence()).arg(2);
-    // Room for the `WAIT` a backend with `min_replicas` adds.
-    let mut pipeline = Pipeline::with_capacity(3);
+    let mut pipeline = Pipeline::with_capacity(2);
     pipeline.add_command(set).add_command(increment);
     pipeline
 }
