@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lockkit::conformance::server_from_env;
@@ -179,4 +180,53 @@ fn zookeeper_ensemble_has_one_leader_and_two_followers() {
     }
     modes.sort();
     assert_eq!(modes, ["follower", "follower", "leader"]);
+}
+
+/// A fault on a server that another state folder started is refused, not
+/// faked: `stop`, `kill` and `pause` fail, saying this folder did not start
+/// it, and the server keeps answering. (They used to exit 0 and leave it
+/// serving, and a failure test then failed far from the cause.)
+#[test]
+fn a_fault_on_a_reused_server_is_refused_not_faked() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_REDIS_URL") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services");
+    let folder = std::env::temp_dir().join(format!("lockkit-reused-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        Command::new(script)
+            .args(args)
+            .env("LOCKKIT_SERVICES_DIR", &folder)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("{script}: {error}"))
+    };
+    // Every server is up already: this folder reuses them all.
+    let up = run(&["up"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    for verb in ["stop", "kill", "pause"] {
+        let refused = run(&[verb, "redis"]);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success(),
+            "`{verb} redis` faked a fault: {said}"
+        );
+        assert!(
+            said.contains("did not start it") && said.contains("127.0.0.1:6379"),
+            "{said}"
+        );
+        assert_eq!(
+            exchange(address(&url), b"PING\r\n", "\r\n"),
+            "+PONG\r\n",
+            "`{verb} redis` touched a server it does not own"
+        );
+    }
+    let down = run(&["down"]);
+    assert!(down.status.success());
+    assert_eq!(exchange(address(&url), b"PING\r\n", "\r\n"), "+PONG\r\n");
+    let _ = std::fs::remove_dir_all(&folder);
 }
