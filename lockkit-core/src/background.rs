@@ -65,19 +65,23 @@ impl Background {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let runtime = self
-            .shared
-            .runtime
-            .get()
-            .cloned()
-            .or_else(|| Handle::try_current().ok());
-        match runtime {
+        match self.runtime() {
             Some(runtime) => {
                 self.shared.tasks.spawn_on(work, &runtime);
                 true
             }
             None => false,
         }
+    }
+
+    /// The runtime background work runs on: the remembered one, or else the
+    /// current one.
+    fn runtime(&self) -> Option<Handle> {
+        self.shared
+            .runtime
+            .get()
+            .cloned()
+            .or_else(|| Handle::try_current().ok())
     }
 
     /// Counts an operation running in its caller's task (an acquire, a
@@ -130,7 +134,181 @@ impl fmt::Debug for Background {
     }
 }
 
+/// How to undo a step that is under way, if the future doing it is dropped
+/// (cancelled) or gives up before the step is done: the one clean-up guard
+/// every backend uses for cancel safety.
+///
+/// It holds the `state` the undo needs. [`disarm`](Self::disarm) on success
+/// hands the state back and nothing runs. Dropped while armed, it runs the
+/// async `undo` to its end on its [`Background`] — the runtime the backend's
+/// connections live on, reachable from any thread — or, where no runtime is
+/// reachable, the synchronous `without_runtime` part (close a connection,
+/// say what lapses at its TTL or session end).
+///
+/// ```
+/// # use lockkit_core::{Background, Undo};
+/// # async fn send_grant() -> Result<(), ()> { Ok(()) }
+/// # async fn give_back(node: String) {}
+/// # async fn acquire(background: &Background) -> Result<(), ()> {
+/// let undo = Undo::new(
+///     background,
+///     "/locks/billing/_c_1-lock-0000000007".to_owned(),
+///     |node| give_back(node),
+///     |node| tracing::warn!(node, "no runtime: the node goes with the session"),
+/// );
+/// send_grant().await?; // dropped or failed here: the node is given back
+/// let _node = undo.disarm(); // granted: keep it
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping the guard runs the undo at once"]
+pub struct Undo<'a, T, A, S>
+where
+    A: UndoStep<T>,
+    S: FnOnce(T),
+{
+    background: &'a Background,
+    armed: Option<(T, A, S)>,
+}
+
+/// The async part of an [`Undo`]: a function of its state that returns the
+/// work to run in the background.
+pub trait UndoStep<T> {
+    /// The work, run to its end.
+    type Work: Future<Output = ()> + Send + 'static;
+    /// Makes the work from the state.
+    fn work(self, state: T) -> Self::Work;
+}
+
+impl<T, F, W> UndoStep<T> for F
+where
+    F: FnOnce(T) -> W,
+    W: Future<Output = ()> + Send + 'static,
+{
+    type Work = W;
+
+    fn work(self, state: T) -> W {
+        self(state)
+    }
+}
+
+impl<'a, T, A, S> Undo<'a, T, A, S>
+where
+    A: UndoStep<T>,
+    S: FnOnce(T),
+{
+    /// An armed guard: dropped before [`disarm`](Self::disarm), it runs
+    /// `undo(state)` on `background`, or `without_runtime(state)` where no
+    /// runtime is reachable.
+    pub fn new(background: &'a Background, state: T, undo: A, without_runtime: S) -> Self {
+        Self {
+            background,
+            armed: Some((state, undo, without_runtime)),
+        }
+    }
+
+    /// The step is done: nothing is undone, and the state comes back.
+    pub fn disarm(mut self) -> T {
+        match self.armed.take() {
+            Some((state, _, _)) => state,
+            // `disarm` takes the guard by value and `drop` is the only other
+            // place that empties it.
+            None => unreachable!("an Undo is armed until disarmed or dropped"),
+        }
+    }
+}
+
+impl<T, A, S> Drop for Undo<'_, T, A, S>
+where
+    A: UndoStep<T>,
+    S: FnOnce(T),
+{
+    fn drop(&mut self) {
+        let Some((state, undo, without_runtime)) = self.armed.take() else {
+            return;
+        };
+        match self.background.runtime() {
+            Some(runtime) => {
+                self.background
+                    .shared
+                    .tasks
+                    .spawn_on(undo.work(state), &runtime);
+            }
+            None => without_runtime(state),
+        }
+    }
+}
+
+impl<T: fmt::Debug, A, S> fmt::Debug for Undo<'_, T, A, S>
+where
+    A: UndoStep<T>,
+    S: FnOnce(T),
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Undo")
+            .field("armed", &self.armed.as_ref().map(|(state, _, _)| state))
+            .finish()
+    }
+}
+
 /// An operation [`Background::settle`] waits for; ends when dropped.
 #[derive(Debug)]
 #[must_use = "the operation counts as running only while this is held"]
 pub struct InFlight(#[allow(dead_code)] TaskTrackerToken);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    type Runs = Arc<(AtomicUsize, AtomicUsize)>;
+
+    /// Counts the undo's async runs and its runs without a runtime.
+    fn counted<'a>(
+        background: &'a Background,
+        ran: &Runs,
+    ) -> Undo<'a, Runs, impl UndoStep<Runs>, impl FnOnce(Runs)> {
+        Undo::new(
+            background,
+            Arc::clone(ran),
+            |ran: Runs| async move {
+                ran.0.fetch_add(1, Ordering::SeqCst);
+            },
+            |ran: Runs| {
+                ran.1.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_disarmed_undo_runs_nothing_and_gives_its_state_back() {
+        let background = Background::new();
+        let ran = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let state = counted(&background, &ran).disarm();
+        assert!(Arc::ptr_eq(&state, &ran));
+        assert!(background.settle(Duration::from_secs(5)).await);
+        assert_eq!(ran.0.load(Ordering::SeqCst), 0);
+        assert_eq!(ran.1.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_undo_runs_its_work_on_the_background() {
+        let background = Background::new();
+        let ran = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        drop(counted(&background, &ran));
+        assert!(background.settle(Duration::from_secs(5)).await);
+        assert_eq!(ran.0.load(Ordering::SeqCst), 1);
+        assert_eq!(ran.1.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn without_a_runtime_a_dropped_undo_runs_its_synchronous_part() {
+        let background = Background::new();
+        let ran = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        drop(counted(&background, &ran));
+        assert_eq!(ran.0.load(Ordering::SeqCst), 0);
+        assert_eq!(ran.1.load(Ordering::SeqCst), 1);
+    }
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::backend::{Claim, Grant, LockBackend};
+use crate::background::{Undo, UndoStep};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fence::FencingToken;
 use crate::locker::{Life, Slot};
@@ -539,69 +540,65 @@ impl Lease {
         }
         // Cancelled part-way (a timeout around the release, a dropped
         // `with_lock`), the release finishes in the background.
-        let mut unfinished = UnfinishedRelease(Some(&core));
+        let unfinished = release_later(&core, None);
         // Counted as in flight once it has to wait, so close waits for it.
         let outcome = core
             .life
             .background
             .track(core.release(LeaseState::Released))
             .await;
-        unfinished.0 = None;
+        unfinished.disarm();
         outcome
     }
 }
 
-/// A release whose caller stopped waiting for it: finished in the background.
-struct UnfinishedRelease<'a>(Option<&'a Arc<LeaseCore>>);
+/// A lease being let go, and its renewal if it still runs.
+type Letting = (Arc<LeaseCore>, Option<RenewalTask>);
 
-impl Drop for UnfinishedRelease<'_> {
-    fn drop(&mut self) {
-        if let Some(core) = self.0.take() {
-            release_in_background(Arc::clone(core), None);
-        }
-    }
-}
-
-/// Releases a lease whose end the caller claimed, on its locker's
-/// background (reachable from any thread), after stopping its renewal.
-/// Without a reachable runtime the lock lapses at its TTL or session end,
-/// and the lease ends in the state it is in.
-fn release_in_background(core: Arc<LeaseCore>, renewal: Option<RenewalTask>) {
-    let (backend, name) = (core.backend.name(), core.claim.name.clone());
-    let background = core.life.background.clone();
-    let spawned = background.spawn({
-        let core = Arc::clone(&core);
-        async move {
-            if let Some(renewal) = renewal {
-                renewal.stop().await;
-            }
-            if let Err(error) = core.release(LeaseState::Released).await {
-                if error.kind() != ErrorKind::NotHeld {
-                    tracing::warn!(
-                        backend = core.backend.name(),
-                        lock = %core.claim.name,
-                        %error,
-                        "background release failed; the lock lapses at its TTL or session end"
-                    );
+/// Once armed, releases a lease whose end the caller claimed if nothing
+/// else finishes it: on its locker's background (reachable from any
+/// thread), after stopping its renewal. Without a reachable runtime the lock
+/// lapses at its TTL or session end, and the lease ends in the state it is
+/// in. Disarm it when the release finished here.
+fn release_later(
+    core: &Arc<LeaseCore>,
+    renewal: Option<RenewalTask>,
+) -> Undo<'_, Letting, impl UndoStep<Letting>, impl FnOnce(Letting)> {
+    Undo::new(
+        &core.life.background,
+        (Arc::clone(core), renewal),
+        |(core, renewal): Letting| {
+            tracing::warn!(
+                backend = core.backend.name(),
+                lock = %core.claim.name,
+                "lease let go without a finished release; releasing it in the background on its client's runtime"
+            );
+            async move {
+                if let Some(renewal) = renewal {
+                    renewal.stop().await;
+                }
+                if let Err(error) = core.release(LeaseState::Released).await {
+                    if error.kind() != ErrorKind::NotHeld {
+                        tracing::warn!(
+                            backend = core.backend.name(),
+                            lock = %core.claim.name,
+                            %error,
+                            "background release failed; the lock lapses at its TTL or session end"
+                        );
+                    }
                 }
             }
-        }
-    });
-    if spawned {
-        tracing::warn!(
-            backend,
-            lock = %name,
-            "lease let go without a finished release; releasing it in the background on its client's runtime"
-        );
-    } else {
-        tracing::warn!(
-            backend,
-            lock = %name,
-            "lease let go without a finished release where no tokio runtime is reachable; \
-             the lock lapses at its TTL or session end"
-        );
-        core.finish(core.state(), Instant::now());
-    }
+        },
+        |(core, _renewal): Letting| {
+            tracing::warn!(
+                backend = core.backend.name(),
+                lock = %core.claim.name,
+                "lease let go without a finished release where no tokio runtime is reachable; \
+                 the lock lapses at its TTL or session end"
+            );
+            core.finish(core.state(), Instant::now());
+        },
+    )
 }
 
 impl Deref for Lease {
@@ -627,7 +624,7 @@ impl Drop for Lease {
         if core.claim_end() {
             // On a thread without a runtime too: the lease reaches the
             // runtime its locker was used on.
-            release_in_background(core, self.renewal.take());
+            drop(release_later(&core, self.renewal.take()));
         }
     }
 }

@@ -69,7 +69,7 @@ pub mod telemetry;
 pub mod conformance;
 
 pub use backend::{AcquireRequest, Claim, Grant, LockBackend, Wait};
-pub use background::{Background, InFlight};
+pub use background::{Background, InFlight, Undo, UndoStep};
 pub use capabilities::{
     Capabilities, Fairness, FencingGuarantee, LeaseModel, SafetyClass, WaitMode,
 };

@@ -220,6 +220,12 @@ impl LockBackend for MemoryBackend {
         &self.shared.capabilities
     }
 
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any await leaves nothing behind: a waiter's
+    /// place is taken out of the queue at once, synchronously, and a turn it
+    /// was given passes to the next waiter. Nothing is granted until the
+    /// future returns.
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
         // A free lock is granted without awaiting anything: spend the task's
         // cooperative budget, so a loop of acquires and releases yields to

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lockkit_core::{
     AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Wait, WaitMode,
-    REPEAT_FOR,
+    FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Undo, UndoStep,
+    Wait, WaitMode, REPEAT_FOR,
 };
 
 use crate::error::{from_postgres, is_lock_timeout, BACKEND};
@@ -400,47 +400,44 @@ impl Inner {
     }
 }
 
-/// Gives back a lock whose acquire or release did not finish: unlocks
-/// `key` on `session` (a no-op if the session never got it) and forgets the
-/// entry. Armed until the operation completes; runs in the background.
-struct Unfinished<'a> {
+/// What an unfinished acquire or release gives back: the backend's state,
+/// and the session the step reached, if it reached one.
+type Unfinished<'a> = (&'a Arc<Inner>, Option<Arc<Session>>);
+
+/// The undo of an acquire or release until it completes: unlocks `key` on
+/// the session (a no-op if the session never got it) and forgets `owner`'s
+/// entry, in the background. Without a runtime the session's end is the
+/// backstop, and the entry stays, so no try stacks on a session that may
+/// hold the key.
+fn unfinished<'a>(
     inner: &'a Arc<Inner>,
     key: i64,
     owner: OwnerToken,
     session: Option<Arc<Session>>,
-    armed: bool,
-}
-
-impl Drop for Unfinished<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (inner, key, owner, session) = (
-            Arc::clone(self.inner),
-            self.key,
-            self.owner,
-            self.session.take(),
-        );
-        let finish = async move {
-            if let Some(session) = session {
-                // Sent after the unfinished statement on the same
-                // connection, so it runs after it.
-                give_back(&session, key).await;
+) -> Undo<'a, Unfinished<'a>, impl UndoStep<Unfinished<'a>>, impl FnOnce(Unfinished<'a>)> {
+    Undo::new(
+        &inner.background,
+        (inner, session),
+        move |(inner, session): Unfinished<'a>| {
+            let inner = Arc::clone(inner);
+            async move {
+                if let Some(session) = session {
+                    // Sent after the unfinished statement on the same
+                    // connection, so it runs after it.
+                    give_back(&session, key).await;
+                }
+                let held = inner.forget(key, &owner);
+                inner.settle(held);
             }
-            let held = inner.forget(key, &owner);
-            inner.settle(held);
-        };
-        if !self.inner.background.spawn(finish) {
-            // No runtime: the session's end is the backstop. The entry
-            // stays, so no try stacks on a session that may hold the key.
+        },
+        |_| {
             tracing::warn!(
                 backend = BACKEND,
                 "an operation was cancelled where no runtime is reachable; \
                  its lock lapses with its session"
             );
-        }
-    }
+        },
+    )
 }
 
 /// Unlocks `key` on `session`. If that fails while the connection lives,
@@ -469,15 +466,11 @@ impl PostgresBackend {
     /// Tries `key` on a shared session: a grant, or `None` if it is held.
     async fn try_shared(&self, key: i64, owner: OwnerToken, name: &str) -> Result<Option<Grant>> {
         let inner = &self.inner;
-        let mut unfinished = Unfinished {
-            inner,
-            key,
-            owner,
-            session: None,
-            armed: true,
-        };
+        // Cancelled before a session is reached: only the entry is forgotten.
+        let reserved = unfinished(inner, key, owner, None);
         let session = inner.shared_session().await?;
-        unfinished.session = Some(Arc::clone(&session));
+        reserved.disarm();
+        let unfinished = unfinished(inner, key, owner, Some(Arc::clone(&session)));
         let outcome = session.try_lock(key).await;
         let what = || format!("acquire `{name}`");
         match outcome {
@@ -487,11 +480,11 @@ impl PostgresBackend {
                 if !inner.place_shared(key, &owner, &session) {
                     return Err(inner.closed_error());
                 }
-                unfinished.armed = false;
+                unfinished.disarm();
                 Ok(Some(grant))
             }
             Ok(None) => {
-                unfinished.armed = false;
+                unfinished.disarm();
                 drop(inner.forget(key, &owner));
                 Ok(None)
             }
@@ -502,7 +495,7 @@ impl PostgresBackend {
                 if session.is_alive() {
                     give_back(&session, key).await;
                 }
-                unfinished.armed = false;
+                unfinished.disarm();
                 drop(inner.forget(key, &owner));
                 Err(from_postgres(&inner.target.server, what(), error))
             }
@@ -596,11 +589,7 @@ impl PostgresBackend {
             // server past the deadline, or close) withdraws from the queue in
             // the background.
             let session = Arc::clone(&pooled.session);
-            let mut waiting = Waiting {
-                inner: Arc::clone(inner),
-                key,
-                connection: Some(pooled),
-            };
+            let waiting = withdraw(inner, key, pooled);
             let lock = session.lock(key, left);
             let give_up = deadline.and_then(|deadline| deadline.checked_add(DEADLINE_GRACE));
             let silent = async {
@@ -614,18 +603,7 @@ impl PostgresBackend {
                 () = silent => return Err(timeout()),
                 () = &mut closed => return Err(inner.closed_error()),
             };
-            // Set above and taken only here or by its drop: always there.
-            let Some(taken) = waiting.connection.take() else {
-                return Err(Error::new(
-                    ErrorKind::Backend,
-                    BACKEND,
-                    format!(
-                        "{}: lock `{name}`: the waiter connection went missing (a lockkit bug)",
-                        inner.target.server
-                    ),
-                ));
-            };
-            pooled = taken;
+            pooled = waiting.disarm().1;
             match outcome {
                 Ok(token) => {
                     let grant = match self.grant(token, &pooled.session, true) {
@@ -706,57 +684,55 @@ impl PostgresBackend {
     }
 }
 
-/// A wait in the server's queue whose outcome was not collected: the
-/// acquire was cancelled, or the server stayed silent past the deadline.
-/// Cancels the wait at the server and gives back a grant that raced the
-/// cancel, so no lock is left granted to nobody; runs in the background.
-struct Waiting {
-    inner: Arc<Inner>,
-    key: i64,
-    connection: Option<Pooled>,
-}
+/// A wait in the server's queue: the backend's state and its connection.
+type Waiting = (Arc<Inner>, Pooled);
 
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let Some(pooled) = self.connection.take() else {
-            return;
-        };
-        let (inner, key) = (Arc::clone(&self.inner), self.key);
-        let session = Arc::clone(&pooled.session);
-        let spawned = self.inner.background.spawn(async move {
-            let session = Arc::clone(&pooled.session);
-            // Queued behind the wait on the same connection, the unlock runs
-            // once the wait ends, granted or cancelled.
-            let unlock = session.unlock(key);
-            tokio::pin!(unlock);
-            // A cancel that reached the server before the wait began is
-            // lost: ask again until the wait has ended, for a bounded time.
-            let give_up = Instant::now() + REPEAT_FOR;
-            loop {
-                session.cancel(inner.target.tls.clone()).await;
-                tokio::select! {
-                    _ = &mut unlock => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+/// The undo of a wait in the server's queue until its outcome is in hand
+/// (a cancelled acquire, a silent server past the deadline, close): cancels
+/// the wait and unlocks what it may have been granted meanwhile, then ends
+/// the waiter connection. Without a runtime, ending the connection ends the
+/// wait and any grant.
+fn withdraw(
+    inner: &Arc<Inner>,
+    key: i64,
+    pooled: Pooled,
+) -> Undo<'_, Waiting, impl UndoStep<Waiting>, impl FnOnce(Waiting)> {
+    Undo::new(
+        &inner.background,
+        (Arc::clone(inner), pooled),
+        move |(inner, pooled): Waiting| {
+            async move {
+                let session = Arc::clone(&pooled.session);
+                // Queued behind the wait on the same connection, the unlock runs
+                // once the wait ends, granted or cancelled.
+                let unlock = session.unlock(key);
+                tokio::pin!(unlock);
+                // A cancel that reached the server before the wait began is
+                // lost: ask again until the wait has ended, for a bounded time.
+                let give_up = Instant::now() + REPEAT_FOR;
+                loop {
+                    session.cancel(inner.target.tls.clone()).await;
+                    tokio::select! {
+                        _ = &mut unlock => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    if Instant::now() >= give_up {
+                        tracing::warn!(
+                            lock_key = key,
+                            "a cancelled wait did not end; closing its connection"
+                        );
+                        break;
+                    }
                 }
-                if Instant::now() >= give_up {
-                    tracing::warn!(
-                        lock_key = key,
-                        "a cancelled wait did not end; closing its connection"
-                    );
-                    break;
-                }
+                // Never reused: a cancel request reaches the server on its own
+                // connection, and one that arrives late would cancel whatever
+                // runs next on this one — another acquire's wait, or a release.
+                // Ending the connection also frees the lock if the unlock failed.
+                pooled.session.end();
             }
-            // Never reused: a cancel request reaches the server on its own
-            // connection, and one that arrives late would cancel whatever
-            // runs next on this one — another acquire's wait, or a release.
-            // Ending the connection also frees the lock if the unlock failed.
-            pooled.session.end();
-        });
-        if !spawned {
-            // No runtime: closing the connection ends the wait and any grant.
-            session.end();
-        }
-    }
+        },
+        |(_, pooled): Waiting| pooled.session.end(),
+    )
 }
 
 #[async_trait]
@@ -769,6 +745,14 @@ impl LockBackend for PostgresBackend {
         &self.inner.capabilities
     }
 
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any await leaves no lock held: an [`Undo`]
+    /// unlocks a try that may have been granted on a shared session, and a
+    /// wait in the server's queue is cancelled, whatever it was granted
+    /// meanwhile unlocked, and its connection closed — in the background.
+    /// Where no runtime is reachable, the connection closes (the server
+    /// frees its locks) or the lock lapses with its shared session.
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
         let inner = &self.inner;
         inner.check_open()?;
@@ -825,17 +809,11 @@ impl LockBackend for PostgresBackend {
         let name = claim.name.as_str();
         let key = self.key_of(name)?;
         let session = self.holding_session(key, claim, "release")?;
-        let mut unfinished = Unfinished {
-            inner,
-            key,
-            owner: claim.owner,
-            session: Some(Arc::clone(&session)),
-            armed: true,
-        };
+        let unfinished = unfinished(inner, key, claim.owner, Some(Arc::clone(&session)));
         let outcome = session.unlock(key).await;
-        unfinished.armed = false;
         match outcome {
             Ok(held) => {
+                unfinished.disarm();
                 let entry = inner.forget(key, &claim.owner);
                 inner.settle(entry);
                 if held {
@@ -845,6 +823,7 @@ impl LockBackend for PostgresBackend {
                 }
             }
             Err(_) if !session.is_alive() => {
+                unfinished.disarm();
                 drop(inner.forget(key, &claim.owner));
                 Err(not_held(
                     name,
@@ -856,7 +835,6 @@ impl LockBackend for PostgresBackend {
                 // Unknown outcome: leave it to the background give-back, and
                 // say not to repeat it — the entry stays until that is done,
                 // and PostgreSQL's unlock is not owner-checked at the server.
-                unfinished.armed = true;
                 drop(unfinished);
                 Err(
                     from_postgres(&inner.target.server, format!("release `{name}`"), error)

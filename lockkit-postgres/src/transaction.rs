@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockkit_core::{Error, ErrorKind, FencingToken, LockName, Result, Wait};
+use lockkit_core::{Error, ErrorKind, FencingToken, LockName, Result, Undo, Wait};
 
 use crate::backend::Inner;
 use crate::error::{from_postgres, is_lock_timeout, BACKEND};
@@ -95,10 +95,21 @@ impl LockedTransaction {
         // wait and drops the connection: the server ends the transaction
         // and any lock it got.
         let session = Arc::clone(&pooled.session);
-        let mut abandon = Abandon {
-            inner: Arc::clone(&inner),
-            connection: Some(pooled),
-        };
+        let abandon = Undo::new(
+            &inner.background,
+            (Arc::clone(&inner), pooled),
+            |(inner, pooled): (Arc<Inner>, Pooled)| {
+                pooled.session.end();
+                let tls = inner.target.tls.clone();
+                async move {
+                    pooled.session.cancel(tls).await;
+                    drop(pooled);
+                }
+            },
+            // Without a runtime the connection just closes, ending the
+            // transaction and its wait at the server all the same.
+            |(_, pooled): (Arc<Inner>, Pooled)| pooled.session.end(),
+        );
         let mut wait = wait;
         let begun = loop {
             let attempt = attempt(&session, key, wait).await;
@@ -117,7 +128,7 @@ impl LockedTransaction {
                 attempt => break attempt,
             }
         };
-        let pooled = abandon.connection.take().expect("still set");
+        let (_, pooled) = abandon.disarm();
         match begun {
             Ok(Some(token)) => {
                 let token = inner.token(token)?;
@@ -229,28 +240,6 @@ async fn end(inner: &Inner, pooled: Pooled, command: &str) -> Result<()> {
             pooled.session.end();
             Err(from_postgres(&inner.target.server, command, error))
         }
-    }
-}
-
-/// Drops the connection of an unfinished begin, after cancelling its wait.
-struct Abandon {
-    inner: Arc<Inner>,
-    connection: Option<Pooled>,
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        let Some(pooled) = self.connection.take() else {
-            return;
-        };
-        pooled.session.end();
-        let tls = self.inner.target.tls.clone();
-        // Without a runtime the connection just closes, ending the
-        // transaction and its wait at the server all the same.
-        let _ = self.inner.background.spawn(async move {
-            pooled.session.cancel(tls).await;
-            drop(pooled);
-        });
     }
 }
 

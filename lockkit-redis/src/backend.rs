@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use lockkit_core::{
     repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
     FencingGuarantee, FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result,
-    SafetyClass, Wait, WaitMode, REPEAT_FOR,
+    SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion};
@@ -795,17 +795,43 @@ impl LockBackend for RedisBackend {
         &self.inner.capabilities
     }
 
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any await, or an error other than `Contended`
+    /// or `Timeout`, leaves no lock held and no place in the queue beyond
+    /// what an [`Undo`] clears: in the background it leaves the queue and
+    /// passes on a lock granted meanwhile, repeated after a dropped
+    /// connection for up to [`REPEAT_FOR`]. Where no runtime is reachable,
+    /// a queue place expires within [`QUEUE_PLACE`] and a grant at its TTL.
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
         let keys = self.keys(request.name.as_str());
         let owner = request.owner.to_hex();
         // Until the grant is returned, a cancelled or failed acquire leaves
-        // the queue and gives back a lock granted to it meanwhile.
-        let mut abandon = Abandon {
-            backend: self,
-            keys: &keys,
-            owner: &owner,
-            armed: true,
-        };
+        // the queue and gives back a lock granted to it meanwhile. Without
+        // it a cancelled waiter would keep its place for QUEUE_PLACE, and a
+        // grant nobody will use would stay until its TTL.
+        let abandon = Undo::new(
+            &self.inner.background,
+            (self, &keys, owner.as_str()),
+            |(backend, keys, owner): (&Self, &LockKeys, &str)| {
+                let (backend, keys, owner) = (backend.clone(), keys.clone(), owner.to_owned());
+                // Owner-checked, so repeated after a dropped connection.
+                async move {
+                    let left = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
+                        backend.leave(&keys, &owner)
+                    })
+                    .await;
+                    if let Err(error) = left.outcome {
+                        tracing::debug!(%error, "abandoned acquire could not leave the queue; its place expires");
+                    }
+                }
+            },
+            |_| {
+                tracing::debug!(
+                    "abandoned acquire with no runtime reachable; its queue place expires"
+                )
+            },
+        );
         // The slower paths are boxed, so the common path's future stays small.
         // With `min_replicas` every grant waits for replicas anyway, and a
         // refused fast attempt would write (its INCRBY) and wait too.
@@ -828,9 +854,12 @@ impl LockBackend for RedisBackend {
             Fast::ByScript => Box::pin(self.scripted_acquire(&keys, &owner, &request)).await,
         };
         // Granted, or refused having left no place in the queue: nothing to give back.
-        abandon.armed = granted
+        let failed = granted
             .as_ref()
             .is_err_and(|error| !matches!(error.kind(), ErrorKind::Contended | ErrorKind::Timeout));
+        if !failed {
+            abandon.disarm();
+        }
         granted
     }
 
@@ -902,41 +931,6 @@ impl RedisBackend {
                 self.inner.server
             ),
         ))
-    }
-}
-
-/// Gives up an unfinished acquire in the background: leaves the queue and
-/// passes on a lock handed over meanwhile. Without it a cancelled waiter
-/// would keep its place for [`QUEUE_PLACE`], and a grant nobody will use
-/// would stay until its TTL.
-struct Abandon<'a> {
-    backend: &'a RedisBackend,
-    keys: &'a LockKeys,
-    owner: &'a str,
-    armed: bool,
-}
-
-impl Drop for Abandon<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let backend = self.backend.clone();
-        let keys = self.keys.clone();
-        let owner = self.owner.to_owned();
-        // Owner-checked, so repeated after a dropped connection.
-        let spawned = self.backend.inner.background.spawn(async move {
-            let left = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
-                backend.leave(&keys, &owner)
-            })
-            .await;
-            if let Err(error) = left.outcome {
-                tracing::debug!(%error, "abandoned acquire could not leave the queue; its place expires");
-            }
-        });
-        if !spawned {
-            tracing::debug!("abandoned acquire with no runtime reachable; its queue place expires");
-        }
     }
 }
 
