@@ -11,12 +11,13 @@ use lockkit_core::{
     SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, IntoConnectionInfo, ProtocolVersion};
+use redis::{Client, IntoConnectionInfo, ProtocolVersion};
 
 use crate::error::{from_redis, unexpected_reply, BACKEND};
 use crate::keys::LockKeys;
+use crate::node::{lock_name, millis, GiveBack, Node, Operation};
 use crate::options::{RedisOptions, QUEUE_PLACE};
-use crate::scripts::{self, AcquireReply, FastReply, OwnerCheck, QueueMode, ScriptCall, Scripts};
+use crate::scripts::{self, AcquireReply, FastReply, QueueMode, Scripts};
 use crate::waiters::Waiters;
 
 /// Allowance for the server's clock running faster than ours, subtracted
@@ -38,13 +39,12 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    /// The command connection; `None` once closed.
-    connection: Mutex<Option<ConnectionManager>>,
+    /// The server, and its command connection.
+    node: Node,
     /// The subscriber and its waiters; `None` once closed.
     waiters: Mutex<Option<Arc<Waiters>>>,
     /// Where cancelled acquires leave their queue.
     background: Background,
-    server: String,
     options: RedisOptions,
     capabilities: Capabilities,
 }
@@ -112,7 +112,7 @@ fn check_url(url: &str) -> Result<()> {
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
-            .field("server", &self.inner.server)
+            .field("server", &self.inner.node.server())
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
@@ -184,7 +184,7 @@ impl RedisBackend {
         capabilities.min_ttl = DRIFT * 2;
         let backend = Self {
             inner: Arc::new(Inner {
-                connection: Mutex::new(Some(connection)),
+                node: Node::new(connection, server.clone(), options.clone()),
                 waiters: Mutex::new(Some(Arc::new(Waiters::new(
                     subscriber,
                     server.clone(),
@@ -197,100 +197,14 @@ impl RedisBackend {
                     options.connect_timeout + options.response_timeout,
                 )))),
                 background: Background::new(),
-                server,
                 options,
                 capabilities,
             }),
         };
-        backend.ping().await?;
-        backend.check_server().await?;
+        backend.inner.node.ping().await?;
+        backend.inner.node.check_server().await?;
         backend.check_rights(&user).await?;
         Ok(backend)
-    }
-
-    /// What `connect` checks beyond a reply: the server is a primary, not a
-    /// cluster node, and its `maxmemory-policy` cannot evict a held lock's
-    /// key (unless [`RedisOptions::allow_eviction`]); a server without an
-    /// append-only file is let through with a warning. A user who may not
-    /// run `INFO` is let through with a warning: nothing else shows these
-    /// settings.
-    async fn check_server(&self) -> Result<()> {
-        let server = &self.inner.server;
-        let mut connection = self.connection()?;
-        let mut info = String::new();
-        for section in ["replication", "memory", "cluster", "persistence"] {
-            match redis::cmd("INFO")
-                .arg(section)
-                .query_async::<String>(&mut connection)
-                .await
-            {
-                Ok(text) => info.push_str(&text),
-                Err(error)
-                    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
-                {
-                    tracing::warn!(
-                        server,
-                        "this user may not run INFO: the server's role and maxmemory-policy are unchecked"
-                    );
-                    return Ok(());
-                }
-                Err(error) => return Err(from_redis(server, format!("INFO {section}"), error)),
-            }
-        }
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        if field("role") == Some("slave") {
-            let primary = format!(
-                "{}:{}",
-                field("master_host").unwrap_or("?"),
-                field("master_port").unwrap_or("?")
-            );
-            return Err(Error::new(
-                ErrorKind::Config,
-                BACKEND,
-                format!(
-                    "{server}: url names a read-only replica of {primary}: a lock must be \
-                     written on the primary; point url at it"
-                ),
-            ));
-        }
-        if field("cluster_enabled") == Some("1") {
-            return Err(Error::new(
-                ErrorKind::Config,
-                BACKEND,
-                format!(
-                    "{server}: url names a node of a Redis Cluster (cluster_enabled:1): \
-                     lockkit-redis speaks to one server, and a cluster node refuses the keys of \
-                     the slots it does not serve (MOVED). Point url at a server with \
-                     cluster-enabled no"
-                ),
-            ));
-        }
-        if field("aof_enabled") == Some("0") {
-            tracing::warn!(
-                server,
-                "appendonly is off on this server: a restart forgets every lock written since \
-                 its last snapshot, and hands out those fencing tokens again"
-            );
-        }
-        match field("maxmemory_policy") {
-            Some(policy) if policy != "noeviction" && !self.inner.options.allow_eviction => {
-                Err(Error::new(
-                    ErrorKind::Config,
-                    BACKEND,
-                    format!(
-                        "{server}: maxmemory-policy is `{policy}`, which may evict a held lock's \
-                         key under memory pressure and grant the lock again. Set \
-                         `maxmemory-policy noeviction` (every other policy can evict a key with \
-                         a TTL), or accept the risk with [redis] allow_eviction = true"
-                    ),
-                ))
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Whether this user may do everything lockkit does, found by doing
@@ -303,9 +217,9 @@ impl RedisBackend {
     /// only at the first contended acquire, with the lock held. A replica
     /// the user could not see through `INFO` is refused here too.
     async fn check_rights(&self, user: &str) -> Result<()> {
-        let server = &self.inner.server;
+        let server = self.inner.node.server();
         let waiters = self.waiters()?;
-        let mut connection = self.connection()?;
+        let mut connection = self.inner.node.connection()?;
         let published = redis::cmd("PUBLISH")
             .arg(waiters.channel())
             .arg("")
@@ -344,7 +258,7 @@ impl RedisBackend {
         let place = millis(QUEUE_PLACE);
         let channel = waiters.channel();
         let steps = [
-            scripts.acquire(&keys, &holder, ttl, QueueMode::Try, place, channel),
+            scripts.try_acquire(&keys, &holder, ttl),
             scripts.acquire(&keys, &waiter, ttl, QueueMode::Wait, place, channel),
             scripts.extend(&keys, &holder, ttl),
             scripts.release(&keys, &holder),
@@ -375,7 +289,7 @@ impl RedisBackend {
 
     /// The error for a probe step the server refused.
     fn refusal(&self, user: &str, what: &str, error: redis::RedisError) -> Error {
-        let server = &self.inner.server;
+        let server = self.inner.node.server();
         let text = error.to_string();
         if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
             return Error::new(
@@ -399,7 +313,7 @@ impl RedisBackend {
 
     /// A `Config` error naming the rights lockkit needs, as one `ACL SETUSER`.
     fn rights_error(&self, user: &str, refused: &str) -> Error {
-        let server = &self.inner.server;
+        let server = self.inner.node.server();
         let namespace = &self.inner.options.namespace;
         let wait = if self.inner.options.min_replicas > 0 {
             " +wait"
@@ -443,22 +357,12 @@ impl RedisBackend {
 
     /// The server's address, as in error messages.
     pub fn server(&self) -> &str {
-        &self.inner.server
+        self.inner.node.server()
     }
 
     /// The options this backend was connected with.
     pub fn options(&self) -> &RedisOptions {
         &self.inner.options
-    }
-
-    /// The command connection, or a non-retryable error once closed.
-    fn connection(&self) -> Result<ConnectionManager> {
-        let connection = self
-            .inner
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        connection.clone().ok_or_else(|| self.closed())
     }
 
     /// The subscriber and its waiters, or a non-retryable error once closed.
@@ -468,67 +372,11 @@ impl RedisBackend {
             .waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        waiters.clone().ok_or_else(|| self.closed())
-    }
-
-    fn closed(&self) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!("{}: the backend was closed", self.inner.server),
-        )
-        .with_retryable(false)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        let mut connection = self.connection()?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(|error| from_redis(&self.inner.server, "ping", error))
+        waiters.clone().ok_or_else(|| self.inner.node.closed())
     }
 
     fn keys(&self, name: &str) -> LockKeys {
-        LockKeys::new(&self.inner.options.namespace, name)
-    }
-
-    /// Runs a script; with `min_replicas`, pipelined with `WAIT` on the same
-    /// connection, and returns how many replicas acknowledged.
-    async fn run<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptCall<'_>,
-        what: &Operation<'_>,
-    ) -> Result<(T, Option<u32>)> {
-        let mut connection = self.connection()?;
-        let server = &self.inner.server;
-        let replicas = self.inner.options.min_replicas;
-        if replicas == 0 {
-            return invocation
-                .invoke_async(&mut connection)
-                .await
-                .map(|reply| (reply, None))
-                .map_err(|error| from_redis(server, what, error));
-        }
-        let timeout = self.inner.options.replica_timeout.as_millis().max(1) as u64;
-        let mut pipeline = redis::pipe();
-        pipeline
-            .add_command(invocation.cmd().clone())
-            .cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout);
-        let mut reply = pipeline.query_async::<(T, u32)>(&mut connection).await;
-        if reply.as_ref().is_err_and(|error| {
-            error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-        }) {
-            invocation
-                .load_async(&mut connection)
-                .await
-                .map_err(|error| from_redis(server, what, error))?;
-            reply = pipeline.query_async(&mut connection).await;
-        }
-        reply
-            .map(|(reply, acknowledged)| (reply, Some(acknowledged)))
-            .map_err(|error| from_redis(server, what, error))
+        self.inner.node.keys(name)
     }
 
     /// One acquire attempt.
@@ -552,11 +400,17 @@ impl RedisBackend {
         );
         let what = Operation("acquire", keys);
         let sent = Instant::now();
-        let (reply, acknowledged) = self.run::<(i64, i64)>(&invocation, &what).await?;
+        let (reply, acknowledged) = self
+            .inner
+            .node
+            .run::<(i64, i64)>(&invocation, &what)
+            .await?;
         let reply = AcquireReply::decode(reply)
-            .ok_or_else(|| unexpected_reply(&self.inner.server, &what, reply))?;
+            .ok_or_else(|| unexpected_reply(self.inner.node.server(), &what, reply))?;
         if let (AcquireReply::Granted(_), Some(acknowledged)) = (reply, acknowledged) {
-            self.require_replicas(keys, owner, acknowledged, &what, GiveBack::Grant)
+            self.inner
+                .node
+                .require_replicas(keys, owner, acknowledged, &what, GiveBack::Grant)
                 .await?;
         }
         Ok((reply, sent))
@@ -565,8 +419,8 @@ impl RedisBackend {
     /// The uncontended acquire: [`scripts::fast_acquire`]'s two commands in
     /// one round trip (only without `min_replicas`).
     async fn fast_attempt(&self, keys: &LockKeys, owner: &str, ttl: Duration) -> Result<Fast> {
-        let mut connection = self.connection()?;
-        let server = &self.inner.server;
+        let mut connection = self.inner.node.connection()?;
+        let server = self.inner.node.server();
         let what = Operation("acquire", keys);
         let sent = Instant::now();
         let (set, token) = scripts::fast_acquire(keys, owner, millis(ttl))
@@ -583,7 +437,7 @@ impl RedisBackend {
                 self.grant(token, sent, ttl, false, keys).map(Fast::Granted)
             }
             FastReply::Granted(_) | FastReply::AheadOfQueue => {
-                self.release_script(keys, owner, &what).await?;
+                self.inner.node.release_script(keys, owner, &what).await?;
                 Ok(Fast::ByScript)
             }
         }
@@ -622,81 +476,10 @@ impl RedisBackend {
             BACKEND,
             format!(
                 "{}: lock `{}` is held by another owner, or waiters are queued for it",
-                self.inner.server,
+                self.inner.node.server(),
                 lock_name(keys)
             ),
         )
-    }
-
-    /// Fails a write that fewer than `min_replicas` replicas acknowledged;
-    /// a grant is given back first (it was never reported held).
-    async fn require_replicas(
-        &self,
-        keys: &LockKeys,
-        owner: &str,
-        acknowledged: u32,
-        what: &Operation<'_>,
-        give_back: GiveBack,
-    ) -> Result<()> {
-        let required = self.inner.options.min_replicas;
-        if acknowledged >= required {
-            return Ok(());
-        }
-        let outcome = match give_back {
-            GiveBack::Nothing => "",
-            GiveBack::Grant => {
-                let released = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
-                    self.release_script(keys, owner, what)
-                })
-                .await;
-                if released.outcome.is_ok() {
-                    "; the grant was released"
-                } else {
-                    "; releasing the grant failed too, it expires at its TTL"
-                }
-            }
-        };
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!(
-                "{}: {what}: only {acknowledged} of the required {required} replicas \
-                 acknowledged within {:?}{outcome}",
-                self.inner.server, self.inner.options.replica_timeout
-            ),
-        ))
-    }
-
-    /// Runs the owner-checked release script: its reply code.
-    async fn release_script(
-        &self,
-        keys: &LockKeys,
-        owner: &str,
-        what: &Operation<'_>,
-    ) -> Result<i64> {
-        let mut connection = self.connection()?;
-        Scripts::get()
-            .release(keys, owner)
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map_err(|error| from_redis(&self.inner.server, what, error))
-    }
-
-    /// Takes `owner` out of the queue and passes on a lock handed to it.
-    async fn leave(&self, keys: &LockKeys, owner: &str) -> Result<()> {
-        let mut connection = self.connection()?;
-        Scripts::get()
-            .leave(keys, owner)
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(|error| {
-                from_redis(
-                    &self.inner.server,
-                    Operation("leave the queue of", keys),
-                    error,
-                )
-            })
     }
 
     fn grant(
@@ -709,7 +492,7 @@ impl RedisBackend {
     ) -> Result<Grant> {
         let token = FencingToken::new(token).ok_or_else(|| {
             unexpected_reply(
-                &self.inner.server,
+                self.inner.node.server(),
                 Operation("acquire", keys),
                 "fencing token 0",
             )
@@ -772,13 +555,13 @@ impl RedisBackend {
         if let AcquireReply::Granted(token) = reply {
             return self.grant(token, sent, ttl, true, keys);
         }
-        self.leave(keys, owner).await?;
+        self.inner.node.leave(keys, owner).await?;
         Err(Error::new(
             ErrorKind::Timeout,
             BACKEND,
             format!(
                 "{}: lock `{}` was still held at the acquire's deadline",
-                self.inner.server,
+                self.inner.node.server(),
                 lock_name(keys)
             ),
         ))
@@ -818,7 +601,7 @@ impl LockBackend for RedisBackend {
                 // Owner-checked, so repeated after a dropped connection.
                 async move {
                     let left = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
-                        backend.leave(&keys, &owner)
+                        backend.inner.node.leave(&keys, &owner)
                     })
                     .await;
                     if let Err(error) = left.outcome {
@@ -869,10 +652,12 @@ impl LockBackend for RedisBackend {
         let invocation = Scripts::get().extend(&keys, &owner, millis(ttl));
         let what = Operation("extend", &keys);
         let sent = Instant::now();
-        let (code, acknowledged) = self.run::<i64>(&invocation, &what).await?;
-        self.owner_check(code, &what)?;
+        let (code, acknowledged) = self.inner.node.run::<i64>(&invocation, &what).await?;
+        self.inner.node.owner_check(code, &what)?;
         if let Some(acknowledged) = acknowledged {
-            self.require_replicas(&keys, &owner, acknowledged, &what, GiveBack::Nothing)
+            self.inner
+                .node
+                .require_replicas(&keys, &owner, acknowledged, &what, GiveBack::Nothing)
                 .await?;
         }
         Ok(Some(sent + ttl.saturating_sub(DRIFT)))
@@ -882,8 +667,8 @@ impl LockBackend for RedisBackend {
         let keys = self.keys(claim.name.as_str());
         let owner = claim.owner.to_hex();
         let what = Operation("release", &keys);
-        let code = self.release_script(&keys, &owner, &what).await?;
-        self.owner_check(code, &what)
+        let code = self.inner.node.release_script(&keys, &owner, &what).await?;
+        self.inner.node.owner_check(code, &what)
     }
 
     /// Refuses every later call, lets cancelled acquires leave their
@@ -900,37 +685,12 @@ impl LockBackend for RedisBackend {
         drop(waiters);
         if !self.inner.background.settle(REPEAT_FOR).await {
             tracing::warn!(
-                server = self.inner.server,
+                server = self.inner.node.server(),
                 "close: cancelled acquires still leaving their queues; closing anyway"
             );
         }
-        let connection = self
-            .inner
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(connection);
+        self.inner.node.close();
         Ok(())
-    }
-}
-
-impl RedisBackend {
-    fn owner_check(&self, code: i64, what: &Operation<'_>) -> Result<()> {
-        let why = match OwnerCheck::decode(code) {
-            Some(OwnerCheck::Done) => return Ok(()),
-            Some(OwnerCheck::Free) => "it expired and nobody holds it",
-            Some(OwnerCheck::Taken) => "it expired and another owner holds it now",
-            None => return Err(unexpected_reply(&self.inner.server, what, code)),
-        };
-        Err(Error::new(
-            ErrorKind::NotHeld,
-            BACKEND,
-            format!(
-                "{}: {what}: not held by this owner ({why}); nothing was changed",
-                self.inner.server
-            ),
-        ))
     }
 }
 
@@ -943,34 +703,4 @@ enum Fast {
     /// Go on by script: a grant ahead of queued waiters, or answered too
     /// late to trust, was given back — or `min_replicas` is set.
     ByScript,
-}
-
-/// What a write that too few replicas acknowledged leaves behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GiveBack {
-    /// An extension stays on the primary; the lease keeps its old bound.
-    Nothing,
-    /// A grant is released: it was never reported held.
-    Grant,
-}
-
-/// What an error message says was being done: ``acquire `billing:42` ``.
-struct Operation<'a>(&'static str, &'a LockKeys);
-
-impl fmt::Display for Operation<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} `{}`", self.0, lock_name(self.1))
-    }
-}
-
-/// The lock's name, recovered from its key for messages.
-fn lock_name(keys: &LockKeys) -> &str {
-    let lock = keys.lock();
-    let start = lock.find('{').map_or(0, |open| open + 1);
-    &lock[start..lock.len().saturating_sub(1)]
-}
-
-fn millis(duration: Duration) -> u64 {
-    // Round up: a sub-millisecond TTL must not become PX 0 (an error).
-    u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }

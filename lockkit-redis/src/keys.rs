@@ -1,4 +1,6 @@
-//! Where one lock lives in Redis.
+//! Where one lock lives in Redis. Public, with [`scripts`](crate::scripts)
+//! and [`node`](crate::node), as the interface Redlock and the benchmark
+//! build on.
 //!
 //! Every key of a lock begins with `<namespace>:{<name>}`, so they all share
 //! one hash tag — the text between the first `{` and the next `}` of that

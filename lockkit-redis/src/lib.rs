@@ -140,6 +140,7 @@
 mod backend;
 mod error;
 pub mod keys;
+pub mod node;
 mod options;
 pub mod scripts;
 mod waiters;

@@ -291,6 +291,14 @@ impl Scripts {
         call
     }
 
+    /// Grants the lock to `owner` for `ttl_ms` if it is free and nobody
+    /// queues ahead, without taking a place in the queue: the acquire
+    /// script in [`QueueMode::Try`], for a client that waits some other way
+    /// (Redlock retries across its nodes). See [`AcquireReply`].
+    pub fn try_acquire<'a>(&'a self, keys: &LockKeys, owner: &str, ttl_ms: u64) -> ScriptCall<'a> {
+        self.acquire(keys, owner, ttl_ms, QueueMode::Try, 0, "")
+    }
+
     /// Restarts the lock's TTL at `ttl_ms` if `owner` holds it; replies an [`OwnerCheck`] code.
     pub fn extend<'a>(&'a self, keys: &LockKeys, owner: &str, ttl_ms: u64) -> ScriptCall<'a> {
         let mut call = ScriptCall::new(&self.extend, &[keys.lock()], 2);

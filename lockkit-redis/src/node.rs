@@ -1,0 +1,339 @@
+//! One Redis server: its command connection, and each lock step run on it
+//! with its reply decoded and its errors named (server, step, lock).
+//!
+//! [`RedisBackend`](crate::RedisBackend) is one node plus the fair queue
+//! and its pub/sub hand-overs; Redlock runs the same steps on each of its
+//! nodes. With [`scripts`](crate::scripts) and [`keys`](crate::keys) this
+//! is the interface Redlock and the benchmark build on.
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use lockkit_core::{repeat, Error, ErrorKind, Result, REPEAT_FOR};
+use redis::aio::ConnectionManager;
+use redis::FromRedisValue;
+
+use crate::error::{from_redis, unexpected_reply, BACKEND};
+use crate::keys::LockKeys;
+use crate::options::RedisOptions;
+use crate::scripts::{OwnerCheck, ScriptCall, Scripts};
+
+/// One Redis server and its command connection, which reconnects by itself.
+pub struct Node {
+    /// `None` once closed.
+    connection: Mutex<Option<ConnectionManager>>,
+    server: String,
+    options: RedisOptions,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl Node {
+    /// A node over `connection` to `server` (its address, as in messages).
+    pub(crate) fn new(
+        connection: ConnectionManager,
+        server: String,
+        options: RedisOptions,
+    ) -> Self {
+        Self {
+            connection: Mutex::new(Some(connection)),
+            server,
+            options,
+        }
+    }
+
+    /// The server's address, as in error messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The keys of lock `name` in this node's namespace.
+    pub fn keys(&self, name: &str) -> LockKeys {
+        LockKeys::new(&self.options.namespace, name)
+    }
+
+    /// The command connection, or a non-retryable error once closed.
+    pub(crate) fn connection(&self) -> Result<ConnectionManager> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connection.clone().ok_or_else(|| self.closed())
+    }
+
+    /// The error of every call after [`close`](Self::close).
+    pub(crate) fn closed(&self) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!("{}: the backend was closed", self.server),
+        )
+        .with_retryable(false)
+    }
+
+    /// Drops the connection; every later call fails with a non-retryable
+    /// `Unavailable`.
+    pub fn close(&self) {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(connection);
+    }
+
+    /// Whether the server answers (`PING`).
+    pub async fn ping(&self) -> Result<()> {
+        let mut connection = self.connection()?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.server, "ping", error))
+    }
+
+    /// What `connect` checks beyond a reply: the server is a primary, not a
+    /// cluster node, and its `maxmemory-policy` cannot evict a held lock's
+    /// key (unless [`RedisOptions::allow_eviction`]); a server without an
+    /// append-only file is let through with a warning. A user who may not
+    /// run `INFO` is let through with a warning: nothing else shows these
+    /// settings.
+    pub async fn check_server(&self) -> Result<()> {
+        let server = &self.server;
+        let mut connection = self.connection()?;
+        let mut info = String::new();
+        for section in ["replication", "memory", "cluster", "persistence"] {
+            match redis::cmd("INFO")
+                .arg(section)
+                .query_async::<String>(&mut connection)
+                .await
+            {
+                Ok(text) => info.push_str(&text),
+                Err(error)
+                    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+                {
+                    tracing::warn!(
+                        server,
+                        "this user may not run INFO: the server's role and maxmemory-policy are unchecked"
+                    );
+                    return Ok(());
+                }
+                Err(error) => return Err(from_redis(server, format!("INFO {section}"), error)),
+            }
+        }
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("role") == Some("slave") {
+            let primary = format!(
+                "{}:{}",
+                field("master_host").unwrap_or("?"),
+                field("master_port").unwrap_or("?")
+            );
+            return Err(Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "{server}: url names a read-only replica of {primary}: a lock must be \
+                     written on the primary; point url at it"
+                ),
+            ));
+        }
+        if field("cluster_enabled") == Some("1") {
+            return Err(Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "{server}: url names a node of a Redis Cluster (cluster_enabled:1): \
+                     lockkit-redis speaks to one server, and a cluster node refuses the keys of \
+                     the slots it does not serve (MOVED). Point url at a server with \
+                     cluster-enabled no"
+                ),
+            ));
+        }
+        if field("aof_enabled") == Some("0") {
+            tracing::warn!(
+                server,
+                "appendonly is off on this server: a restart forgets every lock written since \
+                 its last snapshot, and hands out those fencing tokens again"
+            );
+        }
+        match field("maxmemory_policy") {
+            Some(policy) if policy != "noeviction" && !self.options.allow_eviction => {
+                Err(Error::new(
+                    ErrorKind::Config,
+                    BACKEND,
+                    format!(
+                        "{server}: maxmemory-policy is `{policy}`, which may evict a held lock's \
+                         key under memory pressure and grant the lock again. Set \
+                         `maxmemory-policy noeviction` (every other policy can evict a key with \
+                         a TTL), or accept the risk with [redis] allow_eviction = true"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs a script; with `min_replicas`, pipelined with `WAIT` on the same
+    /// connection, and returns how many replicas acknowledged.
+    pub async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptCall<'_>,
+        what: &Operation<'_>,
+    ) -> Result<(T, Option<u32>)> {
+        let mut connection = self.connection()?;
+        let server = &self.server;
+        let replicas = self.options.min_replicas;
+        if replicas == 0 {
+            return invocation
+                .invoke_async(&mut connection)
+                .await
+                .map(|reply| (reply, None))
+                .map_err(|error| from_redis(server, what, error));
+        }
+        let timeout = self.options.replica_timeout.as_millis().max(1) as u64;
+        let mut pipeline = redis::pipe();
+        pipeline
+            .add_command(invocation.cmd().clone())
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout);
+        let mut reply = pipeline.query_async::<(T, u32)>(&mut connection).await;
+        if reply.as_ref().is_err_and(|error| {
+            error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        }) {
+            invocation
+                .load_async(&mut connection)
+                .await
+                .map_err(|error| from_redis(server, what, error))?;
+            reply = pipeline.query_async(&mut connection).await;
+        }
+        reply
+            .map(|(reply, acknowledged)| (reply, Some(acknowledged)))
+            .map_err(|error| from_redis(server, what, error))
+    }
+
+    /// Fails a write that fewer than `min_replicas` replicas acknowledged;
+    /// a grant is given back first (it was never reported held).
+    pub(crate) async fn require_replicas(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        acknowledged: u32,
+        what: &Operation<'_>,
+        give_back: GiveBack,
+    ) -> Result<()> {
+        let required = self.options.min_replicas;
+        if acknowledged >= required {
+            return Ok(());
+        }
+        let outcome = match give_back {
+            GiveBack::Nothing => "",
+            GiveBack::Grant => {
+                let released = repeat::until_answered(Instant::now() + REPEAT_FOR, || {
+                    self.release_script(keys, owner, what)
+                })
+                .await;
+                if released.outcome.is_ok() {
+                    "; the grant was released"
+                } else {
+                    "; releasing the grant failed too, it expires at its TTL"
+                }
+            }
+        };
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!(
+                "{}: {what}: only {acknowledged} of the required {required} replicas \
+                 acknowledged within {:?}{outcome}",
+                self.server, self.options.replica_timeout
+            ),
+        ))
+    }
+
+    /// Runs the owner-checked release script: its reply code.
+    pub async fn release_script(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        what: &Operation<'_>,
+    ) -> Result<i64> {
+        let mut connection = self.connection()?;
+        Scripts::get()
+            .release(keys, owner)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.server, what, error))
+    }
+
+    /// Takes `owner` out of the queue and passes on a lock handed to it.
+    pub async fn leave(&self, keys: &LockKeys, owner: &str) -> Result<()> {
+        let mut connection = self.connection()?;
+        Scripts::get()
+            .leave(keys, owner)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(|error| from_redis(&self.server, Operation("leave the queue of", keys), error))
+    }
+
+    /// Maps the reply of an owner-checked script (release, extend) to a
+    /// result: `NotHeld`, saying why, unless the owner held the lock.
+    pub fn owner_check(&self, code: i64, what: &Operation<'_>) -> Result<()> {
+        let why = match OwnerCheck::decode(code) {
+            Some(OwnerCheck::Done) => return Ok(()),
+            Some(OwnerCheck::Free) => "it expired and nobody holds it",
+            Some(OwnerCheck::Taken) => "it expired and another owner holds it now",
+            None => return Err(unexpected_reply(&self.server, what, code)),
+        };
+        Err(Error::new(
+            ErrorKind::NotHeld,
+            BACKEND,
+            format!(
+                "{}: {what}: not held by this owner ({why}); nothing was changed",
+                self.server
+            ),
+        ))
+    }
+}
+
+/// What a write that too few replicas acknowledged leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GiveBack {
+    /// An extension stays on the primary; the lease keeps its old bound.
+    Nothing,
+    /// A grant is released: it was never reported held.
+    Grant,
+}
+
+/// What an error message says was being done: ``acquire `billing:42` ``.
+#[derive(Debug)]
+pub struct Operation<'a>(pub &'static str, pub &'a LockKeys);
+
+impl fmt::Display for Operation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.0, lock_name(self.1))
+    }
+}
+
+/// The lock's name, recovered from its key for messages.
+pub(crate) fn lock_name(keys: &LockKeys) -> &str {
+    let lock = keys.lock();
+    let start = lock.find('{').map_or(0, |open| open + 1);
+    &lock[start..lock.len().saturating_sub(1)]
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    // Round up: a sub-millisecond TTL must not become PX 0 (an error).
+    u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
