@@ -166,10 +166,10 @@ async fn the_documented_call_sites_compile_and_work() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn the_redis_section_reaches_the_backend() {
-    let Some(url) = lockkit::conformance::server_from_env("LOCKKIT_TEST_REDIS_URL") else {
+    let Some(url) = lockkit_testkit::server_from_env("LOCKKIT_TEST_REDIS_URL") else {
         return;
     };
-    let namespace = lockkit::conformance::unique_namespace();
+    let namespace = lockkit_testkit::unique_namespace();
     let config = LockConfig::from_toml(&format!(
         "url = \"{url}\"\nnamespace = \"{namespace}\"\n[redis]\nmin_replicas = 1\nreplica_timeout = \"20ms\"\n"
     ))
@@ -206,10 +206,10 @@ async fn the_postgres_section_reaches_the_backend() {
         "{error:?}"
     );
 
-    let Some(url) = lockkit::conformance::server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+    let Some(url) = lockkit_testkit::server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
         return;
     };
-    let namespace = lockkit::conformance::unique_namespace();
+    let namespace = lockkit_testkit::unique_namespace();
     let config = LockConfig::from_toml(&format!(
         "url = \"{url}\"\nnamespace = \"{namespace}\"\nrequire = \"correctness\"\n[postgres]\nsessions = 1\nmax_waiters = 1\n"
     ))

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lockkit::conformance::server_from_env;
+use lockkit_testkit::server_from_env;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

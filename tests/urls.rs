@@ -35,7 +35,7 @@ fn every_form_the_drivers_accept_selects_its_backend() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_socket_and_valkey_forms_connect() {
-    use lockkit::conformance::{server_from_env, unique_namespace};
+    use lockkit_testkit::{server_from_env, unique_namespace};
     let (Some(tcp), Some(socket)) = (
         server_from_env("LOCKKIT_TEST_REDIS_URL"),
         server_from_env("LOCKKIT_TEST_REDIS_SOCKET"),
@@ -64,7 +64,7 @@ async fn redis_socket_and_valkey_forms_connect() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_keyword_form_connects() {
-    use lockkit::conformance::{server_from_env, unique_namespace};
+    use lockkit_testkit::{server_from_env, unique_namespace};
     if server_from_env("LOCKKIT_TEST_POSTGRES_URL").is_none() {
         return;
     }

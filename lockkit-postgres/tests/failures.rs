@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
+use lockkit_testkit::{acquire_when_back, server_from_env, unique_namespace, Services};
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{server_from_env, unique_namespace};
 use lockkit_core::{Acquire, ErrorKind, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
+use lockkit_testkit::{server_from_env, unique_namespace};
 use tokio_postgres::Client;
 
 mod common;

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{server_from_env, unique_namespace};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
+use lockkit_testkit::{server_from_env, unique_namespace};
 
 mod common;
 use common::{backend, raw, two_backends, wait_until_queued, OwnRole, ROLES};

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use lockkit_core::conformance::{server_from_env, unique_namespace};
 use lockkit_core::{Acquire, ErrorKind, Locker};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
+use lockkit_testkit::{server_from_env, unique_namespace};
 
 /// The folder of test certificates, or `None` (skip, or panic under
 /// LOCKKIT_TEST_REQUIRE=1).

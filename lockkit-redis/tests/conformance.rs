@@ -2,9 +2,10 @@
 //! (`LOCKKIT_TEST_REDIS_URL`), every client on its own connections, under a
 //! namespace of its own per run.
 
-use lockkit_core::conformance::{server_from_env, unique_namespace, Target};
+use lockkit_core::conformance::Target;
 use lockkit_core::Locker;
 use lockkit_redis::{RedisBackend, RedisOptions};
+use lockkit_testkit::{server_from_env, unique_namespace};
 
 async fn target() -> Option<impl Target> {
     let url = server_from_env("LOCKKIT_TEST_REDIS_URL")?;

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{server_from_env, unique_namespace};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_redis::{RedisBackend, RedisOptions};
+use lockkit_testkit::{server_from_env, unique_namespace};
 
 mod common;
 use common::{wait_until_queued, OwnUser};

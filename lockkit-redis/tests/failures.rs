@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use lockkit_core::conformance::{acquire_when_back, server_from_env, unique_namespace, Services};
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
+use lockkit_testkit::{acquire_when_back, server_from_env, unique_namespace, Services};
 mod common;
 use common::{wait_until_queued, OwnUser};
 use lockkit_redis::{RedisBackend, RedisOptions};

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use lockkit_core::conformance::{server_from_env, unique_namespace};
 use lockkit_core::{Acquire, ErrorKind, Locker};
 use lockkit_redis::keys::LockKeys;
 use lockkit_redis::{RedisBackend, RedisOptions};
+use lockkit_testkit::{server_from_env, unique_namespace};
 
 mod common;
 use common::wait_until_queued;

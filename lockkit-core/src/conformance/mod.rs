@@ -10,7 +10,7 @@
 //! async fn target() -> Option<impl Target> {
 //!     // A network backend reads its server from the environment, and skips
 //!     // (or fails, under LOCKKIT_TEST_REQUIRE=1) without it:
-//!     // let url = lockkit_core::conformance::server_from_env("LOCKKIT_TEST_REDIS_URL")?;
+//!     // let url = lockkit_testkit::server_from_env("LOCKKIT_TEST_REDIS_URL")?;
 //!     let backend = MemoryBackend::new();
 //!     Some(move || {
 //!         let backend = backend.clone();
@@ -38,7 +38,6 @@ use crate::locker::Locker;
 use crate::owner::OwnerToken;
 
 mod exclusion;
-mod faults;
 mod fencing;
 mod input;
 mod lifecycle;
@@ -49,7 +48,6 @@ mod validity;
 mod waiting;
 
 pub use exclusion::*;
-pub use faults::{acquire_when_back, Fault, Services};
 pub use fencing::*;
 pub use input::*;
 pub use lifecycle::*;
@@ -82,24 +80,6 @@ where
     }
 }
 
-/// The value of the server variable `var` (`LOCKKIT_TEST_REDIS_URL`, …).
-///
-/// Missing, it prints why the test is skipped and returns `None` — unless
-/// `LOCKKIT_TEST_REQUIRE=1` (set by `scripts/test`), where a missing server
-/// fails the test instead.
-pub fn server_from_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) if !value.trim().is_empty() => Some(value),
-        _ if std::env::var("LOCKKIT_TEST_REQUIRE").is_ok_and(|v| v == "1") => {
-            panic!("{var} is not set and LOCKKIT_TEST_REQUIRE=1: start the servers with `scripts/services up` and load `scripts/services env`")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} is not set; run `scripts/test`, or point {var} at a server");
-            None
-        }
-    }
-}
-
 /// Durations of the time-based cases, scaled to the backend.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
@@ -122,13 +102,6 @@ impl Timing {
     }
 }
 
-/// A namespace of its own for one test run (`lockkit-test-<random hex>`),
-/// so runs on a shared server never see each other's keys.
-pub fn unique_namespace() -> String {
-    let suffix = OwnerToken::generate().expect("random source").to_hex();
-    format!("lockkit-test-{suffix}")
-}
-
 /// A lock name no other case or run uses.
 pub(crate) fn unique_name(case: &str) -> String {
     let suffix = OwnerToken::generate().expect("random source").to_hex();
@@ -138,7 +111,7 @@ pub(crate) fn unique_name(case: &str) -> String {
 /// Expands one `#[tokio::test]` per conformance case.
 ///
 /// `$target` is an expression of type `impl Future<Output = Option<impl Target>>`;
-/// `None` skips every case (after [`server_from_env`] said why).
+/// `None` skips every case (after `lockkit_testkit::server_from_env` said why).
 #[macro_export]
 macro_rules! conformance_suite {
     ($target:expr) => {

@@ -17,7 +17,7 @@ pub async fn backend(url: &str, namespace: &str) -> PostgresBackend {
 
 /// Two clients of one fresh namespace: they contend for the same locks.
 pub async fn two_backends(url: &str) -> (PostgresBackend, PostgresBackend) {
-    let namespace = lockkit_core::conformance::unique_namespace();
+    let namespace = lockkit_testkit::unique_namespace();
     (
         backend(url, &namespace).await,
         backend(url, &namespace).await,

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use super::server_from_env;
+use crate::server_from_env;
 
 /// The `scripts/services` of this checkout, named by `LOCKKIT_TEST_SERVICES`.
 ///
@@ -109,18 +109,18 @@ impl Drop for Fault {
 /// this is the one poll the failure tests share. Panics if the lock is held
 /// or another error comes, or when `within` has passed.
 pub async fn acquire_when_back(
-    locks: &crate::Locker,
+    locks: &lockkit_core::Locker,
     name: &str,
-    options: crate::Acquire,
+    options: lockkit_core::Acquire,
     within: std::time::Duration,
-) -> crate::Lease {
+) -> lockkit_core::Lease {
     let deadline = std::time::Instant::now() + within;
     loop {
         match locks.try_acquire(name, options).await {
             Ok(Some(lease)) => return lease,
             Ok(None) => panic!("nobody else holds {name}, yet it is held"),
             Err(error)
-                if error.kind() == crate::ErrorKind::Unavailable
+                if error.kind() == lockkit_core::ErrorKind::Unavailable
                     && std::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await
