@@ -102,6 +102,11 @@ impl fmt::Debug for Claim {
 ///   otherwise return [`NotHeld`](crate::ErrorKind::NotHeld) having changed nothing;
 /// - an operation the backend cannot perform returns
 ///   [`Unsupported`](crate::ErrorKind::Unsupported).
+///
+/// A wrapper of another backend forwards every method, the provided ones
+/// (`close`) included, and says so to clippy with
+/// `#[deny(clippy::missing_trait_methods)]` on its impl, as the conformance
+/// suite's probe does.
 #[async_trait]
 pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
     /// The backend's short name (`memory`, `redis`, …), used in errors, spans and metrics.
