@@ -60,11 +60,14 @@ impl fmt::Display for ErrorKind {
 /// A lockkit error: its [`ErrorKind`], the backend that raised it, a message a
 /// person can act on, and the underlying cause as its [`source`](StdError::source).
 ///
-/// Displays as `<backend>: <message>`, for example
-/// ``redis 127.0.0.1:6379: lock `billing:42` not held by this owner (expired 1.2s ago)``.
+/// Displays as `<backend>[ <server>]: <message>`. The refusals every backend
+/// raises ([`not_held`](Self::not_held), [`contended`](Self::contended),
+/// [`timeout`](Self::timeout)) read alike, for example
+/// ``redis 127.0.0.1:6379: release `billing:42`: not held by this owner (it expired and nobody holds it)``.
 pub struct Error {
     kind: ErrorKind,
     backend: &'static str,
+    server: Option<String>,
     message: String,
     retryable: bool,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
@@ -76,10 +79,88 @@ impl Error {
         Self {
             kind,
             backend,
+            server: None,
             message: message.into(),
             retryable: kind.is_retryable(),
             source: None,
         }
+    }
+
+    /// [`NotHeld`](ErrorKind::NotHeld): `<action> `<name>`: not held by this
+    /// owner (<reason>)`. The caller no longer owns the lock, and nothing
+    /// was changed.
+    pub fn not_held(
+        backend: &'static str,
+        action: &str,
+        name: &str,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self::refusal(
+            ErrorKind::NotHeld,
+            backend,
+            action,
+            name,
+            "not held by this owner",
+            reason,
+        )
+    }
+
+    /// [`Contended`](ErrorKind::Contended): `<action> `<name>`: not free
+    /// (<reason>)`, for an acquire that asked not to wait.
+    pub fn contended(
+        backend: &'static str,
+        action: &str,
+        name: &str,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self::refusal(
+            ErrorKind::Contended,
+            backend,
+            action,
+            name,
+            "not free",
+            reason,
+        )
+    }
+
+    /// [`Timeout`](ErrorKind::Timeout): `<action> `<name>`: still held at
+    /// the deadline (<reason>)`.
+    pub fn timeout(
+        backend: &'static str,
+        action: &str,
+        name: &str,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self::refusal(
+            ErrorKind::Timeout,
+            backend,
+            action,
+            name,
+            "still held at the deadline",
+            reason,
+        )
+    }
+
+    fn refusal(
+        kind: ErrorKind,
+        backend: &'static str,
+        action: &str,
+        name: &str,
+        what: &str,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self::new(
+            kind,
+            backend,
+            format!("{action} `{name}`: {what} ({reason})"),
+        )
+    }
+
+    /// Names the server the error concerns (`127.0.0.1:6379`), shown after
+    /// the backend's name.
+    pub fn at(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
     }
 
     /// Input refused before any I/O; `message` names the offending field.
@@ -114,7 +195,12 @@ impl Error {
         self.backend
     }
 
-    /// The human-readable message, without the backend prefix.
+    /// The server the error concerns, if the backend named one.
+    pub fn server(&self) -> Option<&str> {
+        self.server.as_deref()
+    }
+
+    /// The human-readable message, without the backend and server prefix.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -127,7 +213,10 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.backend, self.message)
+        match &self.server {
+            Some(server) => write!(f, "{} {server}: {}", self.backend, self.message),
+            None => write!(f, "{}: {}", self.backend, self.message),
+        }
     }
 }
 
@@ -137,6 +226,7 @@ impl fmt::Debug for Error {
         debug
             .field("kind", &self.kind)
             .field("backend", &self.backend)
+            .field("server", &self.server)
             .field("message", &self.message)
             .field("retryable", &self.retryable);
         if let Some(source) = &self.source {
@@ -170,6 +260,36 @@ mod tests {
         assert_eq!(error.to_string(), "redis: cannot reach 127.0.0.1:6379");
         assert!(error.is_retryable());
         assert_eq!(error.source().unwrap().to_string(), "refused");
+    }
+
+    #[test]
+    fn the_refusals_of_every_backend_read_alike() {
+        let error = Error::not_held(
+            "redis",
+            "release",
+            "billing:42",
+            "it expired and nobody holds it",
+        )
+        .at("127.0.0.1:6379");
+        assert_eq!(
+            error.to_string(),
+            "redis 127.0.0.1:6379: release `billing:42`: not held by this owner \
+             (it expired and nobody holds it)"
+        );
+        assert_eq!(error.kind(), ErrorKind::NotHeld);
+        assert_eq!(error.server(), Some("127.0.0.1:6379"));
+        let error = Error::contended("memory", "acquire", "job:7", "another owner holds it");
+        assert_eq!(
+            error.to_string(),
+            "memory: acquire `job:7`: not free (another owner holds it)"
+        );
+        assert!(error.is_retryable());
+        let error = Error::timeout("postgres", "acquire", "job:7", "waited 5s").at("db:5432");
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            error.to_string(),
+            "postgres db:5432: acquire `job:7`: still held at the deadline (waited 5s)"
+        );
     }
 
     #[test]

@@ -318,11 +318,7 @@ impl LeaseCore {
             }
             _ => "it was lost".to_owned(),
         };
-        Error::new(
-            ErrorKind::NotHeld,
-            self.backend.name(),
-            format!("cannot {action} lock `{name}`: {why}"),
-        )
+        Error::not_held(self.backend.name(), action, name.as_str(), why)
     }
 }
 

@@ -232,10 +232,13 @@ impl Locker {
                 } else {
                     ""
                 };
-                let error = Error::new(
-                    ErrorKind::NotHeld,
+                let error = Error::not_held(
                     self.backend.name(),
-                    format!("lock `{name}` was {state:?}{why} before the work finished; the work was cancelled"),
+                    "with_lock",
+                    name,
+                    format_args!(
+                        "it was {state:?}{why} before the work finished; the work was cancelled"
+                    ),
                 );
                 // Owner-checked: frees whatever is left, never another holder's lock.
                 let _ = lease.release().await;

@@ -192,7 +192,13 @@ impl Drop for QueuePlace {
     }
 }
 
-fn not_held(name: &LockName, holder: Option<&Holder>, owner: &OwnerToken, now: Instant) -> Error {
+fn not_held(
+    action: &str,
+    name: &LockName,
+    holder: Option<&Holder>,
+    owner: &OwnerToken,
+    now: Instant,
+) -> Error {
     let why = match holder {
         Some(holder) if holder.owner == *owner => {
             format!(
@@ -203,11 +209,7 @@ fn not_held(name: &LockName, holder: Option<&Holder>, owner: &OwnerToken, now: I
         Some(holder) if now < holder.expires_at => "another owner holds it".to_owned(),
         _ => "it is not held".to_owned(),
     };
-    Error::new(
-        ErrorKind::NotHeld,
-        BACKEND,
-        format!("lock `{name}` is not held by this owner: {why}"),
-    )
+    Error::not_held(BACKEND, action, name.as_str(), why)
 }
 
 #[async_trait]
@@ -271,20 +273,19 @@ impl LockBackend for MemoryBackend {
                             Some(at) => format!("another owner holds it for {:?}", at - now),
                             None => "earlier waiters are queued for it".to_owned(),
                         };
-                        return Err(Error::new(
-                            ErrorKind::Contended,
+                        return Err(Error::contended(
                             BACKEND,
-                            format!("lock `{}` is not free: {held}", request.name),
+                            "acquire",
+                            request.name.as_str(),
+                            held,
                         ));
                     }
                     Wait::Until(deadline) if now >= deadline => {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
+                        return Err(Error::timeout(
                             BACKEND,
-                            format!(
-                                "gave up waiting for lock `{}` at the deadline; it is still held",
-                                request.name
-                            ),
+                            "acquire",
+                            request.name.as_str(),
+                            "the wait reached its deadline",
                         ));
                     }
                     Wait::Until(_) | Wait::Forever => {}
@@ -346,7 +347,13 @@ impl LockBackend for MemoryBackend {
                 holder.expires_at = expires_at;
                 Ok(Some(expires_at))
             }
-            holder => Err(not_held(&claim.name, holder.as_deref(), &claim.owner, now)),
+            holder => Err(not_held(
+                "extend",
+                &claim.name,
+                holder.as_deref(),
+                &claim.owner,
+                now,
+            )),
         }
     }
 
@@ -354,20 +361,32 @@ impl LockBackend for MemoryBackend {
         let mut table = self.table();
         let now = Instant::now();
         let Some(entry) = table.locks.get_mut(&claim.name) else {
-            return Err(not_held(&claim.name, None, &claim.owner, now));
+            return Err(not_held("release", &claim.name, None, &claim.owner, now));
         };
         let outcome = match &entry.holder {
             Some(holder) if holder.owner == claim.owner => {
                 let outcome = if now < holder.expires_at {
                     Ok(())
                 } else {
-                    Err(not_held(&claim.name, Some(holder), &claim.owner, now))
+                    Err(not_held(
+                        "release",
+                        &claim.name,
+                        Some(holder),
+                        &claim.owner,
+                        now,
+                    ))
                 };
                 entry.holder = None;
                 entry.wake_head();
                 outcome
             }
-            holder => Err(not_held(&claim.name, holder.as_ref(), &claim.owner, now)),
+            holder => Err(not_held(
+                "release",
+                &claim.name,
+                holder.as_ref(),
+                &claim.owner,
+                now,
+            )),
         };
         outcome
     }

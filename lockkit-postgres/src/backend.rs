@@ -517,14 +517,7 @@ impl PostgresBackend {
     ) -> Result<Grant> {
         let inner = &self.inner;
         let timeout = || {
-            Error::new(
-                ErrorKind::Timeout,
-                BACKEND,
-                format!(
-                    "{}: lock `{name}` was still held at the acquire's deadline",
-                    inner.target.server
-                ),
-            )
+            Error::timeout(BACKEND, "acquire", name, "its holder kept it").at(&inner.target.server)
         };
         let mut closing = inner.closing.subscribe();
         let closed = async move {
@@ -769,11 +762,10 @@ impl LockBackend for PostgresBackend {
             inner.note_contended(key);
         }
         match request.wait {
-            Wait::No => Err(Error::new(
-                ErrorKind::Contended,
-                BACKEND,
-                format!("{}: lock `{name}` is held", inner.target.server),
-            )),
+            Wait::No => Err(
+                Error::contended(BACKEND, "acquire", name, "another session holds it")
+                    .at(&inner.target.server),
+            ),
             Wait::Until(deadline) => {
                 self.wait_queued(key, request.owner, name, Some(deadline))
                     .await
@@ -922,11 +914,7 @@ impl PostgresBackend {
 }
 
 fn not_held(name: &str, action: &str, why: &str) -> Error {
-    Error::new(
-        ErrorKind::NotHeld,
-        BACKEND,
-        format!("cannot {action} lock `{name}`: {why}"),
-    )
+    Error::not_held(BACKEND, action, name, why)
 }
 
 /// Parses the URL and applies the options: the connection target.

@@ -50,11 +50,7 @@ impl LockedTransaction {
         let server = inner.target.server.clone();
         let deadline = wait.map(Wait::at_most);
         let timeout = || {
-            Error::new(
-                ErrorKind::Timeout,
-                BACKEND,
-                format!("{server}: lock `{name}` was still held at the transaction's deadline"),
-            )
+            Error::timeout(BACKEND, "lock in a transaction", name, "its holder kept it").at(&server)
         };
         // Waiting for a connection is the client's own limit, not the
         // lock's holder: a deadline reached there says so.
@@ -141,11 +137,13 @@ impl LockedTransaction {
             }
             Ok(None) => {
                 end(&inner, pooled, "ROLLBACK").await?;
-                Err(Error::new(
-                    ErrorKind::Contended,
+                Err(Error::contended(
                     BACKEND,
-                    format!("{server}: lock `{name}` is held"),
-                ))
+                    "lock in a transaction",
+                    name,
+                    "another session holds it",
+                )
+                .at(&server))
             }
             Err(error) if is_lock_timeout(&error) => {
                 end(&inner, pooled, "ROLLBACK").await?;

@@ -471,15 +471,13 @@ impl RedisBackend {
     }
 
     fn contended(&self, keys: &LockKeys) -> Error {
-        Error::new(
-            ErrorKind::Contended,
+        Error::contended(
             BACKEND,
-            format!(
-                "{}: lock `{}` is held by another owner, or waiters are queued for it",
-                self.inner.node.server(),
-                lock_name(keys)
-            ),
+            "acquire",
+            lock_name(keys),
+            "another owner holds it, or waiters are queued for it",
         )
+        .at(self.inner.node.server())
     }
 
     fn grant(
@@ -556,15 +554,13 @@ impl RedisBackend {
             return self.grant(token, sent, ttl, true, keys);
         }
         self.inner.node.leave(keys, owner).await?;
-        Err(Error::new(
-            ErrorKind::Timeout,
+        Err(Error::timeout(
             BACKEND,
-            format!(
-                "{}: lock `{}` was still held at the acquire's deadline",
-                self.inner.node.server(),
-                lock_name(keys)
-            ),
-        ))
+            "acquire",
+            lock_name(keys),
+            "its holder kept it; this waiter left the queue",
+        )
+        .at(self.inner.node.server()))
     }
 }
 

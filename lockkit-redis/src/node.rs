@@ -296,14 +296,7 @@ impl Node {
             Some(OwnerCheck::Taken) => "it expired and another owner holds it now",
             None => return Err(unexpected_reply(&self.server, what, code)),
         };
-        Err(Error::new(
-            ErrorKind::NotHeld,
-            BACKEND,
-            format!(
-                "{}: {what}: not held by this owner ({why}); nothing was changed",
-                self.server
-            ),
-        ))
+        Err(Error::not_held(BACKEND, what.0, lock_name(what.1), why).at(&self.server))
     }
 }
 
