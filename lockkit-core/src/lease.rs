@@ -15,10 +15,13 @@ use crate::fence::FencingToken;
 use crate::locker::{Life, Slot};
 use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
-use crate::renewal::RenewalTask;
 use crate::repeat::{self, REPEAT_FOR};
 use crate::session::{SessionHealth, SessionWatch};
 use crate::telemetry::Instruments;
+
+mod renewal;
+
+use renewal::RenewalTask;
 
 /// Where a lease stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +53,26 @@ struct Status {
 }
 
 impl Status {
+    /// The lease state machine's one rule, kept here alone: a lease that
+    /// saw `Lost` never sees `Held` again. An extension sent at `sent`
+    /// makes the lease Held with its new bound only if it was still valid
+    /// then; one already past its bound stays Lost, and a released lease
+    /// stays released. Returns whether the status changed.
+    fn extended(&mut self, sent: Instant, valid_until: Option<Instant>) -> bool {
+        match self.at(sent) {
+            LeaseState::Held | LeaseState::Uncertain => {
+                self.state = LeaseState::Held;
+                self.valid_until = valid_until;
+                true
+            }
+            LeaseState::Lost => {
+                self.state = LeaseState::Lost;
+                true
+            }
+            LeaseState::Released => false,
+        }
+    }
+
     /// The state at `now`: a valid lease past its bound is lost.
     fn at(self, now: Instant) -> LeaseState {
         match self.valid_until {
@@ -116,22 +139,22 @@ impl LeaseCore {
     }
 
     /// Records a successful extension sent at `sent` (`None`: a session
-    /// grant confirmed held, still without a time bound). A lease that was
-    /// already past its bound when the extension was sent stays lost: a
-    /// holder that saw `Lost` must never see `Held` again.
+    /// grant confirmed held, still without a time bound); see
+    /// [`Status::extended`] for the rule it keeps.
     pub(crate) fn extended(&self, sent: Instant, valid_until: Option<Instant>) {
-        self.update(|status| match status.at(sent) {
-            LeaseState::Held | LeaseState::Uncertain => {
-                status.state = LeaseState::Held;
-                status.valid_until = valid_until;
-                true
-            }
-            LeaseState::Lost => {
-                status.state = LeaseState::Lost;
-                true
-            }
-            LeaseState::Released => false,
-        });
+        self.update(|status| status.extended(sent, valid_until));
+    }
+
+    /// Records what an extension sent at `sent` found — for an explicit
+    /// [`Lease::extend`] and for the renewal task alike: held again with
+    /// the new bound, or lost if the backend found another owner. Any other
+    /// failure leaves the state as it is.
+    pub(crate) fn record_extension(&self, sent: Instant, outcome: &Result<Option<Instant>>) {
+        match outcome {
+            Ok(valid_until) => self.extended(sent, *valid_until),
+            Err(error) if error.kind() == ErrorKind::NotHeld => self.mark_lost(),
+            Err(_) => {}
+        }
     }
 
     /// Renewal is failing; the lease stays valid until its bound.
@@ -496,18 +519,8 @@ impl Lease {
             core.backend.extend(&core.claim, ttl)
         })
         .await;
-        match repeated.outcome {
-            Ok(valid_until) => {
-                core.extended(sent, valid_until);
-                Ok(())
-            }
-            Err(error) => {
-                if error.kind() == ErrorKind::NotHeld {
-                    core.mark_lost();
-                }
-                Err(error)
-            }
-        }
+        core.record_extension(sent, &repeated.outcome);
+        repeated.outcome.map(drop)
     }
 
     /// Releases the lock, after stopping its renewal.
@@ -622,5 +635,86 @@ impl Drop for Lease {
             // runtime its locker was used on.
             drop(release_later(&core, self.renewal.take()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::locker::Life;
+    use crate::{LockName, MemoryBackend};
+
+    type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A lease valid until `valid_until`, as a TTL backend would start it.
+    async fn lease_until(
+        valid_until: Instant,
+    ) -> std::result::Result<Lease, Box<dyn std::error::Error>> {
+        let claim = Claim {
+            name: LockName::new("lease-rule")?,
+            owner: OwnerToken::generate()?,
+            token: FencingToken::new(1).ok_or("token 0")?,
+        };
+        let grant = Grant {
+            token: claim.token,
+            valid_until: Some(valid_until),
+            contended: false,
+            session: None,
+        };
+        let lease = Lease::start(
+            Arc::new(MemoryBackend::new()),
+            claim,
+            grant,
+            Instant::now(),
+            Arc::new(Instruments::new("memory")),
+            Arc::new(Life::new()),
+            None,
+        )
+        .await;
+        Ok(lease.ok_or("the locker was closed")?)
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_saw_lost_never_sees_held_again() -> Outcome {
+        // Past its bound: an extension sent now arrives too late.
+        let lease = lease_until(Instant::now()).await?;
+        assert_eq!(lease.state(), LeaseState::Lost);
+        let core = &lease.view.core;
+        core.record_extension(
+            Instant::now(),
+            &Ok(Some(Instant::now() + Duration::from_secs(60))),
+        );
+        assert_eq!(lease.state(), LeaseState::Lost);
+
+        // Lost by the backend's word: a later extension does not revive it.
+        let lease = lease_until(Instant::now() + Duration::from_secs(60)).await?;
+        let core = &lease.view.core;
+        core.record_extension(
+            Instant::now(),
+            &Err(Error::not_held(
+                "memory",
+                "extend",
+                "lease-rule",
+                "another owner holds it",
+            )),
+        );
+        assert_eq!(lease.state(), LeaseState::Lost);
+        core.record_extension(
+            Instant::now(),
+            &Ok(Some(Instant::now() + Duration::from_secs(60))),
+        );
+        assert_eq!(lease.state(), LeaseState::Lost);
+
+        // Still valid when it was sent: held, with the new bound.
+        let lease = lease_until(Instant::now() + Duration::from_secs(60)).await?;
+        let core = &lease.view.core;
+        let later = Instant::now() + Duration::from_secs(120);
+        core.record_extension(Instant::now(), &Ok(Some(later)));
+        assert_eq!(lease.state(), LeaseState::Held);
+        assert_eq!(lease.valid_until(), Some(later));
+        Ok(())
     }
 }

@@ -60,7 +60,6 @@ mod memory;
 mod name;
 mod options;
 mod owner;
-mod renewal;
 pub mod repeat;
 mod session;
 pub mod telemetry;

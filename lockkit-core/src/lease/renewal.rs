@@ -6,8 +6,8 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::{LeaseCore, LeaseState};
 use crate::error::ErrorKind;
-use crate::lease::{LeaseCore, LeaseState};
 use crate::options::ResolvedRenewal;
 
 /// The running renewal of one lease.
@@ -69,15 +69,13 @@ async fn renew(core: Arc<LeaseCore>, policy: ResolvedRenewal, mut stopped: onesh
                 left.min(policy.ttl)
             }
         };
-        match core.backend.extend(&core.claim, ttl).await {
-            Ok(valid_until) => {
-                core.extended(sent, valid_until);
-                core.instruments.record_renewal(true);
-            }
+        let outcome = core.backend.extend(&core.claim, ttl).await;
+        core.record_extension(sent, &outcome);
+        match outcome {
+            Ok(_) => core.instruments.record_renewal(true),
             Err(error) if error.kind() == ErrorKind::NotHeld => {
                 core.instruments.record_renewal(false);
                 tracing::warn!(backend, lock = %core.claim.name, %error, "renewal found the lock lost");
-                core.mark_lost();
                 return;
             }
             Err(error) => {
