@@ -86,9 +86,9 @@ impl Error {
         }
     }
 
-    /// [`NotHeld`](ErrorKind::NotHeld): `<action> `<name>`: not held by this
-    /// owner (<reason>)`. The caller no longer owns the lock, and nothing
-    /// was changed.
+    /// [`NotHeld`](ErrorKind::NotHeld):
+    /// ``<action> `<name>`: not held by this owner (<reason>)``. The caller
+    /// no longer owns the lock, and nothing was changed.
     pub fn not_held(
         backend: &'static str,
         action: &str,
@@ -105,8 +105,9 @@ impl Error {
         )
     }
 
-    /// [`Contended`](ErrorKind::Contended): `<action> `<name>`: not free
-    /// (<reason>)`, for an acquire that asked not to wait.
+    /// [`Contended`](ErrorKind::Contended):
+    /// ``<action> `<name>`: not free (<reason>)``, for an acquire that asked
+    /// not to wait.
     pub fn contended(
         backend: &'static str,
         action: &str,
@@ -123,8 +124,8 @@ impl Error {
         )
     }
 
-    /// [`Timeout`](ErrorKind::Timeout): `<action> `<name>`: still held at
-    /// the deadline (<reason>)`.
+    /// [`Timeout`](ErrorKind::Timeout):
+    /// ``<action> `<name>`: still held at the deadline (<reason>)``.
     pub fn timeout(
         backend: &'static str,
         action: &str,
