@@ -60,7 +60,10 @@ pub struct Grant {
     /// Whether the lock was held by someone else when this acquire began.
     pub contended: bool,
     /// For a session grant, the session it lives on: the lease turns
-    /// Uncertain while the session is suspended and Lost when it ends.
+    /// Uncertain while the session is suspended, and Lost when it ends or
+    /// when the session's own bound (see [`SessionSignal::confirm`](crate::SessionSignal::confirm))
+    /// passes unconfirmed. The lease's bound is the earlier of
+    /// `valid_until` and the session's.
     pub session: Option<SessionWatch>,
 }
 
@@ -122,9 +125,10 @@ pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant>;
 
     /// Extends a held lock to `ttl` from now; returns the new validity bound,
-    /// computed from the instant the request was sent — or, for a session
-    /// grant with no time bound, `None` once the backend has confirmed the
-    /// lock is still held by a live session.
+    /// computed from the instant the request was sent. For a session grant
+    /// it confirms the lock is still held by a live session and returns the
+    /// session's bound (the one it last [confirmed](crate::SessionSignal::confirm)),
+    /// or `None` for a session the server never times out on its own.
     async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>>;
 
     /// Releases a held lock and wakes its waiters.

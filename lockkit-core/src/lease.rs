@@ -121,11 +121,17 @@ impl LeaseCore {
         }
     }
 
-    /// The state at `now` given `status`, with the session's health applied:
-    /// a suspended session makes a held lease Uncertain, an ended one Lost.
+    /// The state at `now` given `status`, with the session applied: past
+    /// the session's bound the lease is Lost, as past its own; a suspended
+    /// session makes a held lease Uncertain, an ended one Lost.
     fn state_with(&self, status: Status, now: Instant) -> LeaseState {
-        let state = status.at(now);
-        match (state, self.session.as_ref().map(SessionWatch::health)) {
+        let session = self.session.as_ref().map(SessionWatch::status);
+        let bounded = Status {
+            valid_until: earlier(status.valid_until, session.and_then(|s| s.valid_until)),
+            ..status
+        };
+        let state = bounded.at(now);
+        match (state, session.map(|session| session.health)) {
             (LeaseState::Held | LeaseState::Uncertain, Some(SessionHealth::Ended)) => {
                 LeaseState::Lost
             }
@@ -134,8 +140,17 @@ impl LeaseCore {
         }
     }
 
+    /// Until when the lease is certainly held: the earlier of its own bound
+    /// and its session's.
     pub(crate) fn valid_until(&self) -> Option<Instant> {
-        self.status().valid_until
+        self.bound(self.status())
+    }
+
+    fn bound(&self, status: Status) -> Option<Instant> {
+        earlier(
+            status.valid_until,
+            self.session.as_ref().and_then(SessionWatch::valid_until),
+        )
     }
 
     /// Records a successful extension sent at `sent` (`None`: a session
@@ -307,7 +322,7 @@ impl LeaseCore {
                 return state;
             }
             let bound = async {
-                match status.valid_until {
+                match self.bound(status) {
                     Some(bound) => tokio::time::sleep_until(bound.into()).await,
                     None => std::future::pending().await,
                 }
@@ -342,6 +357,14 @@ impl LeaseCore {
             _ => "it was lost".to_owned(),
         };
         Error::not_held(self.backend.name(), action, name.as_str(), why)
+    }
+}
+
+/// The earlier of two optional bounds (`None`: no bound).
+fn earlier(first: Option<Instant>, second: Option<Instant>) -> Option<Instant> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(first.min(second)),
+        (first, second) => first.or(second),
     }
 }
 

@@ -82,4 +82,4 @@ pub use name::{check_namespace, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES
 pub use options::{Acquire, Renewal};
 pub use owner::{OwnerToken, OwnerTokens};
 pub use repeat::REPEAT_FOR;
-pub use session::{SessionHealth, SessionSignal, SessionWatch};
+pub use session::{SessionHealth, SessionSignal, SessionStatus, SessionWatch};

@@ -1,10 +1,21 @@
 //! The link between a session backend's sessions and the leases granted on them.
 //!
-//! A session backend (PostgreSQL, ZooKeeper) holds its locks for as long as a
-//! connection or session lives. It keeps one [`SessionSignal`] per session
+//! A session backend (PostgreSQL, ZooKeeper, etcd) holds its locks for as
+//! long as a connection or session lives. It keeps one [`SessionSignal`] per
+//! session (or per grant, where a grant can end alone: an etcd key deleted)
 //! and hands a [`SessionWatch`] of it out with each [`Grant`](crate::Grant);
-//! every lease granted on the session then turns Uncertain while the session
-//! is suspended and Lost the moment it ends, without polling.
+//! every lease granted on it then turns Uncertain while the session is
+//! suspended and Lost the moment it ends, without polling.
+//!
+//! A session the server expires after a timeout is alive only *provably
+//! until* an instant: the send instant of the last confirmed heartbeat plus
+//! the server's session or lease timeout, minus the drift allowance. The
+//! backend reports it with [`SessionSignal::confirm`]; a lease applies the
+//! earlier of its own bound and its session's, and turns Lost when that
+//! passes without a new confirmation — by itself, whether or not the
+//! backend notices in time to call [`end`](SessionSignal::end).
+
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -21,38 +32,90 @@ pub enum SessionHealth {
     Ended,
 }
 
-/// The backend's side of one session: it reports the session's health.
+/// How a session stands, and until when it is provably alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionStatus {
+    /// Alive, suspended or ended.
+    pub health: SessionHealth,
+    /// Until when the session is certainly alive at the server; `None` for
+    /// a session the server never times out on its own (a PostgreSQL
+    /// connection lives until it closes).
+    pub valid_until: Option<Instant>,
+}
+
+/// The backend's side of one session: it reports the session's health and,
+/// for a session with a server-side timeout, until when it is provably alive.
 ///
 /// Dropping the signal ends the session for every watcher.
 #[derive(Debug)]
 pub struct SessionSignal {
-    health: watch::Sender<SessionHealth>,
+    status: watch::Sender<SessionStatus>,
 }
 
 impl SessionSignal {
-    /// A signal for a session that is alive now.
+    /// A signal for a session that is alive now, with no time bound (the
+    /// server keeps it until it closes).
     pub fn new() -> Self {
+        Self::with(None)
+    }
+
+    /// A signal for a session that is alive now and provably so until
+    /// `valid_until` (see [`confirm`](Self::confirm)).
+    pub fn alive_until(valid_until: Instant) -> Self {
+        Self::with(Some(valid_until))
+    }
+
+    fn with(valid_until: Option<Instant>) -> Self {
         Self {
-            health: watch::Sender::new(SessionHealth::Alive),
+            status: watch::Sender::new(SessionStatus {
+                health: SessionHealth::Alive,
+                valid_until,
+            }),
         }
     }
 
     /// A watch for a grant made on this session.
     pub fn watch(&self) -> SessionWatch {
         SessionWatch {
-            health: self.health.subscribe(),
+            status: self.status.subscribe(),
         }
     }
 
-    /// Reports the session's health. An ended session stays ended: a lease
-    /// that saw `Lost` never sees `Held` again.
+    /// Reports the session's health, keeping its bound. An ended session
+    /// stays ended: a lease that saw `Lost` never sees `Held` again.
     pub fn set(&self, health: SessionHealth) {
-        self.health.send_if_modified(|current| {
-            let changes = *current != health && *current != SessionHealth::Ended;
-            if changes {
-                *current = health;
+        self.update(|status| status.health = health);
+    }
+
+    /// A heartbeat sent at some instant was confirmed: the session is alive
+    /// and provably so until `valid_until` — that send instant plus the
+    /// server's session or lease timeout, minus the drift allowance. Has no
+    /// effect on an ended session.
+    pub fn confirm(&self, valid_until: Instant) {
+        self.update(|status| {
+            status.health = SessionHealth::Alive;
+            status.valid_until = Some(valid_until);
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut SessionStatus)) {
+        self.status.send_if_modified(|current| {
+            if current.health == SessionHealth::Ended {
+                return false;
             }
-            changes
+            if current
+                .valid_until
+                .is_some_and(|bound| Instant::now() >= bound)
+            {
+                // Its bound passed unconfirmed: the server may have expired
+                // it, and its leases reported Lost. A late confirmation does
+                // not bring them back: the session has ended.
+                current.health = SessionHealth::Ended;
+                return true;
+            }
+            let before = *current;
+            change(current);
+            *current != before
         });
     }
 
@@ -63,7 +126,12 @@ impl SessionSignal {
 
     /// The session's health now.
     pub fn health(&self) -> SessionHealth {
-        *self.health.borrow()
+        self.status.borrow().health
+    }
+
+    /// The session's health and bound now.
+    pub fn status(&self) -> SessionStatus {
+        *self.status.borrow()
     }
 }
 
@@ -82,19 +150,29 @@ impl Drop for SessionSignal {
 /// A grant's view of the session it was made on.
 #[derive(Debug, Clone)]
 pub struct SessionWatch {
-    health: watch::Receiver<SessionHealth>,
+    status: watch::Receiver<SessionStatus>,
 }
 
 impl SessionWatch {
     /// The session's health now.
     pub fn health(&self) -> SessionHealth {
-        *self.health.borrow()
+        self.status.borrow().health
     }
 
-    /// Resolves when the session's health may have changed (at once if its
+    /// Until when the session is provably alive, if it has a bound.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.status.borrow().valid_until
+    }
+
+    /// The session's health and bound now.
+    pub fn status(&self) -> SessionStatus {
+        *self.status.borrow()
+    }
+
+    /// Resolves when the session's status may have changed (at once if its
     /// signal is gone: the session has ended).
     pub(crate) async fn changed(&mut self) {
-        if self.health.changed().await.is_err() {
+        if self.status.changed().await.is_err() {
             // The sender ended the session before it went; nothing more will come.
             std::future::pending::<()>().await;
         }
@@ -175,6 +253,85 @@ mod tests {
             "an ended session came back"
         );
         assert_eq!(signal.health(), SessionHealth::Ended);
+    }
+
+    type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A lease with its own bound `own` on the session of `signal`.
+    async fn bounded_lease(
+        signal: &SessionSignal,
+        own: Option<Instant>,
+    ) -> std::result::Result<Lease, Box<dyn std::error::Error>> {
+        let claim = Claim {
+            name: LockName::new("session-bound")?,
+            owner: OwnerToken::generate()?,
+            token: FencingToken::new(1).ok_or("token 0")?,
+        };
+        let grant = Grant {
+            token: claim.token,
+            valid_until: own,
+            contended: false,
+            session: Some(signal.watch()),
+        };
+        let lease = Lease::start(
+            Arc::new(MemoryBackend::new()),
+            claim,
+            grant,
+            Instant::now(),
+            Arc::new(Instruments::new("memory")),
+            Arc::new(Life::new()),
+            None,
+        )
+        .await;
+        Ok(lease.ok_or("the locker was closed")?)
+    }
+
+    #[tokio::test]
+    async fn a_session_lease_is_lost_at_its_session_bound_by_itself() -> Outcome {
+        let bound = Instant::now() + Duration::from_millis(150);
+        let signal = SessionSignal::alive_until(bound);
+        let lease = bounded_lease(&signal, None).await?;
+        assert_eq!(lease.state(), LeaseState::Held);
+        assert_eq!(lease.valid_until(), Some(bound));
+        // Nobody calls end(): the bound alone ends the lease.
+        let seen = tokio::time::timeout(Duration::from_secs(2), lease.lost()).await?;
+        assert_eq!(seen, LeaseState::Lost);
+        assert!(Instant::now() >= bound, "lost before the session's bound");
+        // A confirmation that comes too late does not bring it back.
+        signal.confirm(Instant::now() + Duration::from_secs(60));
+        assert_eq!(lease.state(), LeaseState::Lost);
+        assert_eq!(signal.health(), SessionHealth::Ended);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_confirmation_moves_the_session_bound() -> Outcome {
+        let signal = SessionSignal::alive_until(Instant::now() + Duration::from_millis(100));
+        let lease = bounded_lease(&signal, None).await?;
+        let later = Instant::now() + Duration::from_secs(60);
+        signal.confirm(later);
+        assert_eq!(lease.valid_until(), Some(later));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(lease.state(), LeaseState::Held);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_earlier_of_the_lease_and_session_bounds_applies() -> Outcome {
+        let (soon, late) = (
+            Instant::now() + Duration::from_secs(30),
+            Instant::now() + Duration::from_secs(60),
+        );
+        let session_first = SessionSignal::alive_until(soon);
+        let lease = bounded_lease(&session_first, Some(late)).await?;
+        assert_eq!(lease.valid_until(), Some(soon));
+        let own_first = SessionSignal::alive_until(late);
+        let lease = bounded_lease(&own_first, Some(soon)).await?;
+        assert_eq!(lease.valid_until(), Some(soon));
+        let unbounded = SessionSignal::new();
+        let lease = bounded_lease(&unbounded, None).await?;
+        assert_eq!(lease.valid_until(), None);
+        Ok(())
     }
 
     #[tokio::test]
