@@ -662,7 +662,7 @@ impl Drop for Lease {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -672,20 +672,21 @@ mod tests {
 
     type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
-    /// A lease valid until `valid_until`, as a TTL backend would start it.
-    async fn lease_until(
-        valid_until: Instant,
-    ) -> std::result::Result<Lease, Box<dyn std::error::Error>> {
+    pub(crate) type Started = std::result::Result<Lease, Box<dyn std::error::Error>>;
+
+    /// A lease as a backend would start it: valid until `own`, on `session`
+    /// if it is a session grant. Shared by the lease and session tests.
+    pub(crate) async fn started(own: Option<Instant>, session: Option<SessionWatch>) -> Started {
         let claim = Claim {
-            name: LockName::new("lease-rule")?,
+            name: LockName::new("lease-test")?,
             owner: OwnerToken::generate()?,
             token: FencingToken::new(1).ok_or("token 0")?,
         };
         let grant = Grant {
             token: claim.token,
-            valid_until: Some(valid_until),
+            valid_until: own,
             contended: false,
-            session: None,
+            session,
         };
         let lease = Lease::start(
             Arc::new(MemoryBackend::new()),
@@ -698,6 +699,10 @@ mod tests {
         )
         .await;
         Ok(lease.ok_or("the locker was closed")?)
+    }
+
+    async fn lease_until(valid_until: Instant) -> Started {
+        started(Some(valid_until), None).await
     }
 
     #[tokio::test]

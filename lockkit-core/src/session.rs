@@ -181,40 +181,17 @@ impl SessionWatch {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::backend::{Claim, Grant};
+    use crate::lease::tests::{started, Started};
     use crate::lease::{Lease, LeaseState};
-    use crate::locker::Life;
-    use crate::telemetry::Instruments;
-    use crate::{FencingToken, LockName, MemoryBackend, OwnerToken};
 
     /// A lease on a session, as a session backend would start it.
     async fn session_lease(signal: &SessionSignal) -> Lease {
-        let claim = Claim {
-            name: LockName::new("session-test").unwrap(),
-            owner: OwnerToken::generate().unwrap(),
-            token: FencingToken::new(1).unwrap(),
-        };
-        let grant = Grant {
-            token: claim.token,
-            valid_until: None,
-            contended: false,
-            session: Some(signal.watch()),
-        };
-        Lease::start(
-            Arc::new(MemoryBackend::new()),
-            claim,
-            grant,
-            Instant::now(),
-            Arc::new(Instruments::new("memory")),
-            Arc::new(Life::new()),
-            None,
-        )
-        .await
-        .expect("the locker is open")
+        started(None, Some(signal.watch()))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     #[tokio::test]
@@ -258,32 +235,8 @@ mod tests {
     type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
     /// A lease with its own bound `own` on the session of `signal`.
-    async fn bounded_lease(
-        signal: &SessionSignal,
-        own: Option<Instant>,
-    ) -> std::result::Result<Lease, Box<dyn std::error::Error>> {
-        let claim = Claim {
-            name: LockName::new("session-bound")?,
-            owner: OwnerToken::generate()?,
-            token: FencingToken::new(1).ok_or("token 0")?,
-        };
-        let grant = Grant {
-            token: claim.token,
-            valid_until: own,
-            contended: false,
-            session: Some(signal.watch()),
-        };
-        let lease = Lease::start(
-            Arc::new(MemoryBackend::new()),
-            claim,
-            grant,
-            Instant::now(),
-            Arc::new(Instruments::new("memory")),
-            Arc::new(Life::new()),
-            None,
-        )
-        .await;
-        Ok(lease.ok_or("the locker was closed")?)
+    async fn bounded_lease(signal: &SessionSignal, own: Option<Instant>) -> Started {
+        started(own, Some(signal.watch())).await
     }
 
     #[tokio::test]
