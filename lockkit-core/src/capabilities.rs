@@ -106,6 +106,13 @@ pub struct Capabilities {
     pub max_ttl: Duration,
     /// Clock drift allowance the backend subtracts from every validity window.
     pub drift: Duration,
+    /// Whether the server expires this backend's sessions after a timeout
+    /// (a ZooKeeper session, an etcd lease): its session grants then carry
+    /// the session's bound (see [`SessionSignal::confirm`](crate::SessionSignal::confirm)),
+    /// and the conformance suite refuses a session lease without one. False
+    /// for TTL backends and for sessions that live until their connection
+    /// closes (PostgreSQL).
+    pub session_timeout: bool,
 }
 
 impl Capabilities {
@@ -128,6 +135,7 @@ impl Capabilities {
             min_ttl: Duration::from_millis(1),
             max_ttl: Duration::from_secs(365 * 24 * 60 * 60),
             drift: Duration::ZERO,
+            session_timeout: false,
         }
     }
 

@@ -65,7 +65,10 @@ pub async fn validity_is_measured_from_request_send(target: &impl Target) {
             );
             assert!(lease.remaining().unwrap() <= ttl);
         }
-        (LeaseModel::Session, None) => {}
+        (LeaseModel::Session, None) => assert!(
+            !capabilities.session_timeout,
+            "the server times this backend's sessions out, yet its session lease has no bound"
+        ),
         (LeaseModel::Ttl, None) => panic!("a TTL lease has no validity bound"),
     }
     lease.release().await.unwrap();
@@ -89,9 +92,9 @@ pub async fn extend_prolongs_validity(target: &impl Target) {
         lease.release().await.unwrap();
         return;
     }
-    if locks.capabilities().lease == LeaseModel::Session {
-        // A session lease has no bound to move: extend confirms the session
-        // still holds the lock.
+    if locks.capabilities().lease == LeaseModel::Session && !locks.capabilities().session_timeout {
+        // A session that lives until its connection closes has no bound to
+        // move: extend confirms the session still holds the lock.
         assert_eq!(lease.valid_until(), None, "a session lease has no bound");
         lease.extend(timing.ttl * 4).await.unwrap();
         assert_eq!(lease.valid_until(), None, "extend invented a bound");
