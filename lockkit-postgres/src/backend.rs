@@ -1,11 +1,10 @@
 //! The PostgreSQL backend: session advisory locks multiplexed on a few
 //! connections, waiting in the server's own queue.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,19 +18,13 @@ use crate::error::{from_postgres, is_lock_timeout, BACKEND};
 use crate::key::lock_key;
 use crate::options::PostgresOptions;
 use crate::pool::{Pool, Pooled, SharedSession};
+use crate::registry::{Held, Place, Registry};
 use crate::session::{Purpose, Session, Target};
 use crate::transaction::LockedTransaction;
 
 /// How long past an acquire's deadline the client waits for the server to
 /// report its own `lock_timeout`, before giving up on a silent server.
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
-
-/// How long a waiting acquire of a name this client recently found held
-/// goes straight to the server's queue, skipping the try that would fail.
-const CONTENTION_MEMORY: Duration = Duration::from_secs(1);
-
-/// How many recently contended names are remembered before old ones are dropped.
-const CONTENTION_NAMES: usize = 4096;
 
 /// While every waiter connection is busy, a waiting acquire re-checks the
 /// lock without one (a try needs none) after this pause, doubling up to
@@ -62,54 +55,15 @@ pub(crate) struct Inner {
     waiters: Pool,
     /// Connections running a [`LockedTransaction`].
     pub(crate) transactions: Pool,
-    /// Every lock this client holds or is trying to take: per key, one
-    /// entry per owner, each saying on which session. It must be exact under
-    /// every interleaving of try, waited grant, release, cancellation and
-    /// connection loss: PostgreSQL counts a session's locks on a key, so a
-    /// try on a session that holds (or is trying for) the key would stack
-    /// it, granting one name twice. A try is sent only while the key has no
-    /// live entry at all; a waited grant adds its own entry and never
-    /// replaces another's.
-    held: Mutex<HashMap<i64, Vec<Held>>>,
-    /// Keys a try recently found held, and when.
-    contended: Mutex<HashMap<i64, Instant>>,
-    closed: AtomicBool,
+    /// What this client holds or is trying to take, by key; and whether it
+    /// was closed.
+    registry: Registry,
     /// Turns true at close: ends acquires waiting in the server's queue.
     closing: tokio::sync::watch::Sender<bool>,
     /// Where cancelled operations are undone.
     pub(crate) background: Background,
     /// `max_waiters`, for messages.
     max_waiters: usize,
-}
-
-/// A key this client holds, or is trying for on a shared session.
-struct Held {
-    owner: OwnerToken,
-    place: Place,
-}
-
-enum Place {
-    /// A try-acquire is in flight on a shared session.
-    Trying,
-    /// Held on a shared session.
-    Shared(Arc<Session>),
-    /// Granted after waiting; held on the waiter connection that waited.
-    Waited(Pooled),
-}
-
-impl Held {
-    fn session(&self) -> Option<&Arc<Session>> {
-        match &self.place {
-            Place::Trying => None,
-            Place::Shared(session) => Some(session),
-            Place::Waited(pooled) => Some(&pooled.session),
-        }
-    }
-
-    /// Whether the entry still stands for a lock (or an attempt at one).
-    fn is_live(&self) -> bool {
-        self.session().is_none_or(|session| session.is_alive())
-    }
 }
 
 impl PostgresBackend {
@@ -170,9 +124,7 @@ impl PostgresBackend {
                     "transaction",
                     Purpose::Transactions,
                 ),
-                held: Mutex::new(HashMap::new()),
-                contended: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
+                registry: Registry::new(),
                 closing: tokio::sync::watch::Sender::new(false),
                 background: Background::new(),
                 max_waiters: options.max_waiters,
@@ -226,12 +178,8 @@ impl PostgresBackend {
 }
 
 impl Inner {
-    fn table(&self) -> MutexGuard<'_, HashMap<i64, Vec<Held>>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.registry.is_closed() {
             return Err(self.closed_error());
         }
         Ok(())
@@ -246,67 +194,6 @@ impl Inner {
         .with_retryable(false)
     }
 
-    /// Removes `owner`'s entry for `key`, if there is one.
-    fn forget(&self, key: i64, owner: &OwnerToken) -> Option<Held> {
-        let mut table = self.table();
-        let entries = table.get_mut(&key)?;
-        let at = entries.iter().position(|held| held.owner == *owner)?;
-        let held = entries.swap_remove(at);
-        if entries.is_empty() {
-            table.remove(&key);
-        }
-        Some(held)
-    }
-
-    /// Records a lock granted after waiting, beside any other entry;
-    /// gives the connection back (unrecorded) if the backend was closed.
-    fn record_waited(&self, key: i64, owner: OwnerToken, pooled: Pooled) -> Option<Pooled> {
-        let mut table = self.table();
-        if self.closed.load(Ordering::Acquire) {
-            return Some(pooled);
-        }
-        table.entry(key).or_default().push(Held {
-            owner,
-            place: Place::Waited(pooled),
-        });
-        None
-    }
-
-    /// Moves `owner`'s try for `key` to `session`, which now holds it;
-    /// false if the entry is gone (the backend was closed meanwhile).
-    fn place_shared(&self, key: i64, owner: &OwnerToken, session: &Arc<Session>) -> bool {
-        let mut table = self.table();
-        if self.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        let entry = table
-            .get_mut(&key)
-            .and_then(|entries| entries.iter_mut().find(|held| held.owner == *owner));
-        match entry {
-            Some(held) => {
-                held.place = Place::Shared(Arc::clone(session));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Whether this client holds `key`, or is trying for it, on a live session.
-    fn holds_live(&self, key: i64) -> bool {
-        self.table()
-            .get(&key)
-            .is_some_and(|entries| entries.iter().any(Held::is_live))
-    }
-
-    /// How many waiter connections hold locks granted after waiting.
-    fn pinned_waiters(&self) -> usize {
-        self.table()
-            .values()
-            .flatten()
-            .filter(|held| matches!(held.place, Place::Waited(_)) && held.is_live())
-            .count()
-    }
-
     /// Gives back what a removed entry occupied.
     fn settle(&self, held: Option<Held>) {
         if let Some(Held {
@@ -318,68 +205,20 @@ impl Inner {
         }
     }
 
-    /// The next shared session, round robin.
-    async fn shared_session(&self) -> Result<Arc<Session>> {
-        let index = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
-        self.shared[index].get(&self.target).await
-    }
-
-    /// Reserves `key` for `owner`'s try, unless this client holds it or is
-    /// trying for it already (any owner, any session): then a try could
-    /// reach a session that holds it and stack it. Entries of dead sessions
-    /// are dropped on the way.
+    /// Reserves `key` for `owner`'s try (see [`Registry::reserve`]), giving
+    /// back what entries of dead sessions occupied.
     fn reserve(&self, key: i64, owner: OwnerToken) -> bool {
-        let mut table = self.table();
-        // Under the table's lock: close empties the table after setting it.
-        if self.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        let entries = table.entry(key).or_default();
-        let mut dead = Vec::new();
-        let mut at = 0;
-        while at < entries.len() {
-            if entries[at].is_live() {
-                at += 1;
-            } else {
-                dead.push(entries.swap_remove(at));
-            }
-        }
-        let free = entries.is_empty();
-        if free {
-            entries.push(Held {
-                owner,
-                place: Place::Trying,
-            });
-        }
-        drop(table);
+        let (free, dead) = self.registry.reserve(key, owner);
         for held in dead {
             self.settle(Some(held));
         }
         free
     }
 
-    /// Remembers that a try found `key` held.
-    fn note_contended(&self, key: i64) {
-        let mut contended = self
-            .contended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if contended.len() >= CONTENTION_NAMES {
-            contended.retain(|_, seen| now.duration_since(*seen) < CONTENTION_MEMORY);
-        }
-        contended.insert(key, now);
-    }
-
-    /// Whether a try found `key` held within [`CONTENTION_MEMORY`].
-    fn recently_contended(&self, key: i64) -> bool {
-        let contended = self
-            .contended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        contended
-            .get(&key)
-            .is_some_and(|seen| seen.elapsed() < CONTENTION_MEMORY)
+    /// The next shared session, round robin.
+    async fn shared_session(&self) -> Result<Arc<Session>> {
+        let index = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
+        self.shared[index].get(&self.target).await
     }
 
     /// A fencing token from the sequence's value.
@@ -426,7 +265,7 @@ fn unfinished<'a>(
                     // connection, so it runs after it.
                     give_back(&session, key).await;
                 }
-                let held = inner.forget(key, &owner);
+                let held = inner.registry.forget(key, &owner);
                 inner.settle(held);
             }
         },
@@ -477,7 +316,7 @@ impl PostgresBackend {
             Ok(Some(token)) => {
                 // Until both hold, the unfinished guard gives the lock back.
                 let grant = self.grant(token, &session, false)?;
-                if !inner.place_shared(key, &owner, &session) {
+                if !inner.registry.place_shared(key, &owner, &session) {
                     return Err(inner.closed_error());
                 }
                 unfinished.disarm();
@@ -485,7 +324,7 @@ impl PostgresBackend {
             }
             Ok(None) => {
                 unfinished.disarm();
-                drop(inner.forget(key, &owner));
+                drop(inner.registry.forget(key, &owner));
                 Ok(None)
             }
             Err(error) => {
@@ -496,7 +335,7 @@ impl PostgresBackend {
                     give_back(&session, key).await;
                 }
                 unfinished.disarm();
-                drop(inner.forget(key, &owner));
+                drop(inner.registry.forget(key, &owner));
                 Err(from_postgres(&inner.target.server, what(), error))
             }
         }
@@ -607,7 +446,7 @@ impl PostgresBackend {
                             return Err(error);
                         }
                     };
-                    if let Some(pooled) = inner.record_waited(key, owner, pooled) {
+                    if let Some(pooled) = inner.registry.record_waited(key, owner, pooled) {
                         // Closed meanwhile: nobody will release it.
                         pooled.session.end();
                         return Err(inner.closed_error());
@@ -655,7 +494,7 @@ impl PostgresBackend {
     fn no_waiter_connection(&self, key: i64, name: &str, rechecks: usize) -> Error {
         let inner = &self.inner;
         let seen = match rechecks {
-            _ if inner.holds_live(key) => {
+            _ if inner.registry.holds_live(key) => {
                 "this client itself holds it, for another of its leases".to_owned()
             }
             0 => "the deadline came before any re-check".to_owned(),
@@ -671,7 +510,7 @@ impl PostgresBackend {
                  Raise [postgres] max_waiters, or release those locks sooner",
                 inner.target.server,
                 inner.max_waiters,
-                inner.pinned_waiters(),
+                inner.registry.pinned_waiters(),
             ),
         )
     }
@@ -754,12 +593,12 @@ impl LockBackend for PostgresBackend {
         // A waiting acquire of a name found held a moment ago joins the
         // queue at once; otherwise a try on a shared session comes first,
         // and the lock stays there if it was free.
-        let queue_at_once = request.wait != Wait::No && inner.recently_contended(key);
+        let queue_at_once = request.wait != Wait::No && inner.registry.recently_contended(key);
         if !queue_at_once && inner.reserve(key, request.owner) {
             if let Some(grant) = self.try_shared(key, request.owner, name).await? {
                 return Ok(grant);
             }
-            inner.note_contended(key);
+            inner.registry.note_contended(key);
         }
         match request.wait {
             Wait::No => Err(
@@ -783,7 +622,7 @@ impl LockBackend for PostgresBackend {
         match session.holds(key).await {
             Ok(true) => Ok(None),
             Ok(false) => {
-                let held = inner.forget(key, &claim.owner);
+                let held = inner.registry.forget(key, &claim.owner);
                 inner.settle(held);
                 Err(not_held(name, "extend", "its session no longer holds it"))
             }
@@ -806,7 +645,7 @@ impl LockBackend for PostgresBackend {
         match outcome {
             Ok(held) => {
                 unfinished.disarm();
-                let entry = inner.forget(key, &claim.owner);
+                let entry = inner.registry.forget(key, &claim.owner);
                 inner.settle(entry);
                 if held {
                     Ok(())
@@ -816,7 +655,7 @@ impl LockBackend for PostgresBackend {
             }
             Err(_) if !session.is_alive() => {
                 unfinished.disarm();
-                drop(inner.forget(key, &claim.owner));
+                drop(inner.registry.forget(key, &claim.owner));
                 Err(not_held(
                     name,
                     "release",
@@ -841,11 +680,7 @@ impl LockBackend for PostgresBackend {
     /// connection: the server frees whatever locks they still hold.
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        {
-            // Under the table's lock, so no grant is recorded after close empties it.
-            let _table = inner.table();
-            inner.closed.store(true, Ordering::Release);
-        }
+        inner.registry.close();
         inner.closing.send_replace(true);
         // Let the waits just woken hand their withdrawal to the background.
         tokio::task::yield_now().await;
@@ -860,7 +695,7 @@ impl LockBackend for PostgresBackend {
         }
         inner.waiters.close();
         inner.transactions.close();
-        let held = std::mem::take(&mut *inner.table());
+        let held = std::mem::take(&mut *inner.registry.table());
         for entry in held.into_values().flatten() {
             if let Some(session) = entry.session() {
                 session.end();
@@ -875,7 +710,7 @@ impl PostgresBackend {
     fn holding_session(&self, key: i64, claim: &Claim, action: &str) -> Result<Arc<Session>> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let table = inner.table();
+        let table = inner.registry.table();
         let entry = table
             .get(&key)
             .and_then(|entries| entries.iter().find(|held| held.owner == claim.owner));
@@ -901,7 +736,7 @@ impl PostgresBackend {
         };
         drop(table);
         if !alive {
-            let held = inner.forget(key, &claim.owner);
+            let held = inner.registry.forget(key, &claim.owner);
             inner.settle(held);
             return Err(not_held(
                 name,

@@ -252,6 +252,7 @@ mod error;
 mod key;
 mod options;
 mod pool;
+mod registry;
 mod session;
 mod tls;
 mod transaction;
