@@ -354,20 +354,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keyword_values_are_unquoted_and_spans_point_at_them() {
+    fn keyword_values_are_unquoted_and_spans_point_at_them() -> Result<(), &'static str> {
         let text = "host=db password = 'a b\\'c' dbname=x";
         let segments = keyword_segments(text);
         let pairs: Vec<(&str, &str, &str)> = segments
             .iter()
             .map(|segment| {
-                let pair = segment.pair.as_ref().unwrap();
-                (
+                let pair = segment.pair.as_ref()?;
+                Some((
                     pair.key.as_str(),
                     pair.value.as_str(),
                     &text[pair.value_raw.clone()],
-                )
+                ))
             })
-            .collect();
+            .collect::<Option<_>>()
+            .ok_or("a segment without a key = value pair")?;
         assert_eq!(
             pairs,
             [
@@ -379,6 +380,7 @@ mod tests {
         let broken = keyword_segments("host=db password='open");
         assert_eq!(broken.len(), 2);
         assert_eq!(broken[1].pair, None);
+        Ok(())
     }
 
     #[test]

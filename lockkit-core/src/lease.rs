@@ -705,16 +705,19 @@ pub(crate) mod tests {
         started(Some(valid_until), None).await
     }
 
+    /// Records an extension sent now that reported a bound a minute on.
+    fn extended_a_minute(core: &LeaseCore) {
+        let sent = Instant::now();
+        core.record_extension(sent, &Ok(Some(sent + Duration::from_secs(60))));
+    }
+
     #[tokio::test]
     async fn a_lease_that_saw_lost_never_sees_held_again() -> Outcome {
         // Past its bound: an extension sent now arrives too late.
         let lease = lease_until(Instant::now()).await?;
         assert_eq!(lease.state(), LeaseState::Lost);
         let core = &lease.view.core;
-        core.record_extension(
-            Instant::now(),
-            &Ok(Some(Instant::now() + Duration::from_secs(60))),
-        );
+        extended_a_minute(core);
         assert_eq!(lease.state(), LeaseState::Lost);
 
         // Lost by the backend's word: a later extension does not revive it.
@@ -730,10 +733,7 @@ pub(crate) mod tests {
             )),
         );
         assert_eq!(lease.state(), LeaseState::Lost);
-        core.record_extension(
-            Instant::now(),
-            &Ok(Some(Instant::now() + Duration::from_secs(60))),
-        );
+        extended_a_minute(core);
         assert_eq!(lease.state(), LeaseState::Lost);
 
         // Still valid when it was sent: held, with the new bound.

@@ -185,19 +185,19 @@ mod tests {
 
     use super::*;
     use crate::lease::tests::{started, Started};
-    use crate::lease::{Lease, LeaseState};
+    use crate::lease::LeaseState;
+
+    type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
     /// A lease on a session, as a session backend would start it.
-    async fn session_lease(signal: &SessionSignal) -> Lease {
-        started(None, Some(signal.watch()))
-            .await
-            .unwrap_or_else(|error| panic!("{error}"))
+    async fn session_lease(signal: &SessionSignal) -> Started {
+        started(None, Some(signal.watch())).await
     }
 
     #[tokio::test]
-    async fn suspension_makes_leases_uncertain_and_recovery_held_again() {
+    async fn suspension_makes_leases_uncertain_and_recovery_held_again() -> Outcome {
         let signal = SessionSignal::new();
-        let lease = session_lease(&signal).await;
+        let lease = session_lease(&signal).await?;
         assert_eq!(lease.state(), LeaseState::Held);
         let noticed = tokio::spawn({
             let view = lease.view();
@@ -205,15 +205,16 @@ mod tests {
         });
         signal.set(SessionHealth::Suspended);
         let seen = tokio::time::timeout(Duration::from_secs(1), noticed).await;
-        assert_eq!(seen.unwrap().unwrap(), LeaseState::Uncertain);
+        assert_eq!(seen??, LeaseState::Uncertain);
         signal.set(SessionHealth::Alive);
         assert_eq!(lease.state(), LeaseState::Held);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn session_end_loses_every_lease_for_good() {
+    async fn session_end_loses_every_lease_for_good() -> Outcome {
         let signal = SessionSignal::new();
-        let (first, second) = (session_lease(&signal).await, session_lease(&signal).await);
+        let (first, second) = (session_lease(&signal).await?, session_lease(&signal).await?);
         let lost = tokio::spawn({
             let view = first.view();
             async move { view.lost().await }
@@ -221,7 +222,7 @@ mod tests {
         tokio::task::yield_now().await;
         signal.end();
         let seen = tokio::time::timeout(Duration::from_secs(1), lost).await;
-        assert_eq!(seen.unwrap().unwrap(), LeaseState::Lost);
+        assert_eq!(seen??, LeaseState::Lost);
         assert_eq!(second.state(), LeaseState::Lost);
         signal.set(SessionHealth::Alive);
         assert_eq!(
@@ -230,9 +231,8 @@ mod tests {
             "an ended session came back"
         );
         assert_eq!(signal.health(), SessionHealth::Ended);
+        Ok(())
     }
-
-    type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
     /// A lease with its own bound `own` on the session of `signal`.
     async fn bounded_lease(signal: &SessionSignal, own: Option<Instant>) -> Started {
@@ -288,11 +288,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_signal_ends_its_session() {
+    async fn a_dropped_signal_ends_its_session() -> Outcome {
         let signal = SessionSignal::new();
-        let lease = session_lease(&signal).await;
+        let lease = session_lease(&signal).await?;
         drop(signal);
         let seen = tokio::time::timeout(Duration::from_secs(1), lease.lost()).await;
         assert_eq!(seen, Ok(LeaseState::Lost));
+        Ok(())
     }
 }

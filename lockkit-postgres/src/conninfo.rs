@@ -323,16 +323,18 @@ fn url_error(message: impl Into<String>) -> Error {
 mod tests {
     use super::*;
 
-    fn split(text: &str) -> (String, TlsSettings) {
-        let info = ConnInfo::parse(text).unwrap();
-        (info.driver, info.tls)
+    type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn split(text: &str) -> Result<(String, TlsSettings)> {
+        let info = ConnInfo::parse(text)?;
+        Ok((info.driver, info.tls))
     }
 
     #[test]
-    fn url_form_gives_the_driver_everything_but_the_tls_settings() {
+    fn url_form_gives_the_driver_everything_but_the_tls_settings() -> Outcome {
         let (driver, tls) = split(
             "postgres://app:p%40ss?w@db:5432/app?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem",
-        );
+        )?;
         assert_eq!(
             driver,
             "postgres://app:p%40ss?w@db:5432/app?application_name=a"
@@ -340,12 +342,12 @@ mod tests {
         assert_eq!(tls.mode, SslMode::VerifyFull);
         assert_eq!(tls.root_cert.as_deref(), Some("/ca.pem"));
 
-        let (driver, tls) = split("postgresql://db/app?application_name=a&sslmode=verify-ca");
+        let (driver, tls) = split("postgresql://db/app?application_name=a&sslmode=verify-ca")?;
         assert_eq!(driver, "postgresql://db/app?application_name=a");
         assert_eq!(tls.mode, SslMode::VerifyCa);
 
         let (driver, tls) =
-            split("postgres://db/app?sslmode=require&sslrootcert=a&sslcert=b&sslkey=c");
+            split("postgres://db/app?sslmode=require&sslrootcert=a&sslcert=b&sslkey=c")?;
         assert_eq!(driver, "postgres://db/app");
         assert_eq!(tls.mode, SslMode::Require);
         assert_eq!(
@@ -353,20 +355,22 @@ mod tests {
             (Some("a".into()), Some("b".into()), Some("c".into()))
         );
 
-        let (driver, tls) = split("postgres://u:pw@db/app");
+        let (driver, tls) = split("postgres://u:pw@db/app")?;
         assert_eq!(driver, "postgres://u:pw@db/app");
         assert_eq!(tls.mode, SslMode::Prefer);
+        Ok(())
     }
 
     #[test]
-    fn keyword_form_keeps_quoting_and_takes_the_tls_settings() {
+    fn keyword_form_keeps_quoting_and_takes_the_tls_settings() -> Outcome {
         let (driver, tls) = split(
             "host=db password='a b\\'c' sslmode = verify-full sslrootcert='/my certs/ca.pem' dbname=app",
-        );
+        )?;
         assert_eq!(driver, "host=db password='a b\\'c' dbname=app");
         assert!(!driver.contains("ssl"), "{driver}");
         assert_eq!(tls.mode, SslMode::VerifyFull);
         assert_eq!(tls.root_cert.as_deref(), Some("/my certs/ca.pem"));
+        Ok(())
     }
 
     #[test]
