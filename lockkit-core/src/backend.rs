@@ -1,6 +1,8 @@
 //! The trait every backend implements, and the values that cross it.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -55,16 +57,67 @@ pub struct Grant {
     pub token: FencingToken,
     /// Until when the grant is certainly held: the instant the granting
     /// request was *sent*, plus the TTL, minus the drift allowance. `None` for
-    /// a session grant with no time bound.
+    /// a session grant with no time bound of its own.
     pub valid_until: Option<Instant>,
     /// Whether the lock was held by someone else when this acquire began.
     pub contended: bool,
-    /// For a session grant, the session it lives on: the lease turns
-    /// Uncertain while the session is suspended, and Lost when it ends or
-    /// when the session's own bound (see [`SessionSignal::confirm`](crate::SessionSignal::confirm))
-    /// passes unconfirmed. The lease's bound is the earlier of
-    /// `valid_until` and the session's.
-    pub session: Option<SessionWatch>,
+    /// What else the grant lives on: the watch of its session (a session
+    /// grant), and of any signal the backend keeps for this grant alone
+    /// (etcd: its key was deleted). Each applies: the lease turns Uncertain
+    /// while one is suspended, and Lost when one ends or when its bound (see
+    /// [`SessionSignal::confirm`](crate::SessionSignal::confirm)) passes
+    /// unconfirmed. The lease's bound is the earliest of `valid_until` and
+    /// theirs. Empty for a TTL grant.
+    pub watches: Vec<SessionWatch>,
+    /// The backend's own data for this grant, handed back in the
+    /// [`Claim`] at every extend and release (see [`GrantHandle`]).
+    pub handle: Option<GrantHandle>,
+}
+
+impl Grant {
+    /// A grant of `token`, certainly held until `valid_until`, made without
+    /// waiting for another holder, living on nothing else, with no handle.
+    pub fn new(token: FencingToken, valid_until: Option<Instant>) -> Self {
+        Self {
+            token,
+            valid_until,
+            contended: false,
+            watches: Vec::new(),
+            handle: None,
+        }
+    }
+}
+
+/// A backend's own data for one grant — the ZooKeeper node path and
+/// sequence, the etcd key and create revision, the PostgreSQL session that
+/// holds the lock — opaque to everything above the backend.
+///
+/// The backend puts it in its [`Grant`]; the lease keeps it and hands it back
+/// in the [`Claim`] of every [`extend`](LockBackend::extend) and
+/// [`release`](LockBackend::release), the way a put's result carries a
+/// version that comes back at the next call, so the backend need not find
+/// the grant again from its name. A claim without one, or with another
+/// backend's, is a claim this backend never granted. Cheap to clone (one
+/// `Arc`); its `Debug` shows nothing of the data.
+#[derive(Clone)]
+pub struct GrantHandle(Arc<dyn Any + Send + Sync>);
+
+impl GrantHandle {
+    /// A handle holding `data`.
+    pub fn new<T: Any + Send + Sync>(data: T) -> Self {
+        Self(Arc::new(data))
+    }
+
+    /// The data, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for GrantHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GrantHandle(..)")
+    }
 }
 
 /// What a holder presents to extend or release: the backend acts only if the
@@ -77,6 +130,15 @@ pub struct Claim {
     pub owner: OwnerToken,
     /// The fencing token of the grant.
     pub token: FencingToken,
+    /// The [`Grant::handle`] of the grant, as the backend made it.
+    pub handle: Option<GrantHandle>,
+}
+
+impl Claim {
+    /// The grant's handle data, if the claim carries a `T`.
+    pub fn handle<T: Any>(&self) -> Option<&T> {
+        self.handle.as_ref().and_then(GrantHandle::get)
+    }
 }
 
 impl fmt::Debug for Claim {
@@ -85,6 +147,7 @@ impl fmt::Debug for Claim {
             .field("name", &self.name)
             .field("owner", &self.owner)
             .field("token", &self.token)
+            .field("handle", &self.handle)
             .finish()
     }
 }

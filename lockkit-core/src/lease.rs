@@ -1,9 +1,11 @@
 //! A held lock: its tokens, its validity, its state and the signal when it is lost.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -91,8 +93,8 @@ pub(crate) struct LeaseCore {
     status: Mutex<Status>,
     /// Woken at every change of `status`.
     changed: Notify,
-    /// The session a session grant lives on.
-    session: Option<SessionWatch>,
+    /// The sessions and per-grant signals the grant lives on ([`Grant::watches`]).
+    watches: Vec<SessionWatch>,
     /// The locker that granted it: closing it releases this lease.
     life: Arc<Life>,
     /// The lease's entry in `life`'s table of held leases.
@@ -125,17 +127,23 @@ impl LeaseCore {
     /// the session's bound the lease is Lost, as past its own; a suspended
     /// session makes a held lease Uncertain, an ended one Lost.
     fn state_with(&self, status: Status, now: Instant) -> LeaseState {
-        let session = self.session.as_ref().map(SessionWatch::status);
-        let bounded = Status {
-            valid_until: earlier(status.valid_until, session.and_then(|s| s.valid_until)),
-            ..status
-        };
+        let mut bounded = status;
+        let mut health = SessionHealth::Alive;
+        for watch in &self.watches {
+            let session = watch.status();
+            bounded.valid_until = earlier(bounded.valid_until, session.valid_until);
+            health = match (health, session.health) {
+                (SessionHealth::Ended, _) | (_, SessionHealth::Ended) => SessionHealth::Ended,
+                (SessionHealth::Suspended, _) | (_, SessionHealth::Suspended) => {
+                    SessionHealth::Suspended
+                }
+                _ => SessionHealth::Alive,
+            };
+        }
         let state = bounded.at(now);
-        match (state, session.map(|session| session.health)) {
-            (LeaseState::Held | LeaseState::Uncertain, Some(SessionHealth::Ended)) => {
-                LeaseState::Lost
-            }
-            (LeaseState::Held, Some(SessionHealth::Suspended)) => LeaseState::Uncertain,
+        match (state, health) {
+            (LeaseState::Held | LeaseState::Uncertain, SessionHealth::Ended) => LeaseState::Lost,
+            (LeaseState::Held, SessionHealth::Suspended) => LeaseState::Uncertain,
             _ => state,
         }
     }
@@ -147,10 +155,11 @@ impl LeaseCore {
     }
 
     fn bound(&self, status: Status) -> Option<Instant> {
-        earlier(
-            status.valid_until,
-            self.session.as_ref().and_then(SessionWatch::valid_until),
-        )
+        self.watches
+            .iter()
+            .fold(status.valid_until, |bound, watch| {
+                earlier(bound, watch.valid_until())
+            })
     }
 
     /// Records a successful extension sent at `sent` (`None`: a session
@@ -311,7 +320,7 @@ impl LeaseCore {
 
     /// Resolves with the first state for which `done` holds.
     async fn until(&self, done: impl Fn(LeaseState) -> bool) -> LeaseState {
-        let mut session = self.session.clone();
+        let mut watches = self.watches.clone();
         loop {
             // Registered before the status is read, so a change in between
             // still wakes it.
@@ -327,16 +336,10 @@ impl LeaseCore {
                     None => std::future::pending().await,
                 }
             };
-            let session_changed = async {
-                match session.as_mut() {
-                    Some(session) => session.changed().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = changed => {}
                 () = bound => {}
-                () = session_changed => {}
+                () = any_changed(&mut watches) => {}
             }
         }
     }
@@ -358,6 +361,29 @@ impl LeaseCore {
         };
         Error::not_held(self.backend.name(), action, name.as_str(), why)
     }
+}
+
+/// Resolves when any of `watches` may have changed; never without one.
+async fn any_changed(watches: &mut [SessionWatch]) {
+    if let [watch] = watches {
+        // The common case, a session grant: no allocation.
+        return watch.changed().await;
+    }
+    let mut changes: Vec<_> = watches
+        .iter_mut()
+        .map(|watch| Box::pin(watch.changed()))
+        .collect();
+    std::future::poll_fn(|context| {
+        let changed = changes
+            .iter_mut()
+            .any(|change| change.as_mut().poll(context).is_ready());
+        if changed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// The earlier of two optional bounds (`None`: no bound).
@@ -393,6 +419,12 @@ impl LeaseView {
     /// The grant's owner token.
     pub fn owner(&self) -> OwnerToken {
         self.core.claim.owner
+    }
+
+    /// The claim the lease presents to its backend.
+    #[cfg(feature = "conformance")]
+    pub(crate) fn claim(&self) -> &Claim {
+        &self.core.claim
     }
 
     /// The backend's name.
@@ -481,7 +513,7 @@ impl Lease {
                 valid_until: grant.valid_until,
             }),
             changed: Notify::new(),
-            session: grant.session,
+            watches: grant.watches,
             life,
             slot: OnceLock::new(),
             ending: AtomicBool::new(false),
@@ -674,19 +706,22 @@ pub(crate) mod tests {
 
     pub(crate) type Started = std::result::Result<Lease, Box<dyn std::error::Error>>;
 
-    /// A lease as a backend would start it: valid until `own`, on `session`
-    /// if it is a session grant. Shared by the lease and session tests.
-    pub(crate) async fn started(own: Option<Instant>, session: Option<SessionWatch>) -> Started {
+    /// A lease as a backend would start it: valid until `own`, living on
+    /// `watches` (a session grant's session, a per-grant signal). Shared by
+    /// the lease and session tests.
+    pub(crate) async fn started(
+        own: Option<Instant>,
+        watches: impl IntoIterator<Item = SessionWatch>,
+    ) -> Started {
         let claim = Claim {
             name: LockName::new("lease-test")?,
             owner: OwnerToken::generate()?,
             token: FencingToken::new(1).ok_or("token 0")?,
+            handle: None,
         };
         let grant = Grant {
-            token: claim.token,
-            valid_until: own,
-            contended: false,
-            session,
+            watches: watches.into_iter().collect(),
+            ..Grant::new(claim.token, own)
         };
         let lease = Lease::start(
             Arc::new(MemoryBackend::new()),

@@ -67,7 +67,7 @@ pub mod telemetry;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{AcquireRequest, Claim, Grant, LockBackend, Wait};
+pub use backend::{AcquireRequest, Claim, Grant, GrantHandle, LockBackend, Wait};
 pub use background::{Background, InFlight, Undo, UndoStep};
 pub use capabilities::{
     Capabilities, Fairness, FencingGuarantee, LeaseModel, SafetyClass, WaitMode,

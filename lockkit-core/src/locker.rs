@@ -356,12 +356,13 @@ impl Locker {
         self.instruments.record_acquire(outcome, waited, contended);
         span.record("outcome", outcome.as_str());
         span.record("waited_ms", waited.as_secs_f64() * 1e3);
-        let grant = granted?;
+        let mut grant = granted?;
         span.record("token", grant.token.get());
         let claim = Claim {
             name: lock,
             owner,
             token: grant.token,
+            handle: grant.handle.take(),
         };
         Lease::start(
             Arc::clone(&self.backend),

@@ -259,10 +259,8 @@ impl LockBackend for MemoryBackend {
                     });
                     let token = table.next_token()?;
                     return Ok(Grant {
-                        token,
-                        valid_until: Some(expires_at),
                         contended,
-                        session: None,
+                        ..Grant::new(token, Some(expires_at))
                     });
                 }
                 contended = true;
@@ -425,6 +423,7 @@ mod tests {
                 name: request.name.clone(),
                 owner,
                 token: backend.acquire(request).await.unwrap().token,
+                handle: None,
             };
             backend.release(&claim).await.unwrap();
             largest = largest.max(backend.table().locks.len());

@@ -288,6 +288,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_grant_signal_and_its_session_both_apply() -> Outcome {
+        let (session, grant) = (
+            SessionSignal::alive_until(Instant::now() + Duration::from_secs(60)),
+            SessionSignal::alive_until(Instant::now() + Duration::from_secs(30)),
+        );
+        let lease = started(None, [session.watch(), grant.watch()]).await?;
+        assert_eq!(lease.valid_until(), grant.status().valid_until);
+        session.set(SessionHealth::Suspended);
+        assert_eq!(lease.state(), LeaseState::Uncertain);
+        session.set(SessionHealth::Alive);
+        assert_eq!(lease.state(), LeaseState::Held);
+        // The grant's own signal ends it (its etcd key was deleted) while
+        // the session lives on.
+        let lost = tokio::spawn({
+            let view = lease.view();
+            async move { view.lost().await }
+        });
+        tokio::task::yield_now().await;
+        grant.end();
+        let seen = tokio::time::timeout(Duration::from_secs(1), lost).await;
+        assert_eq!(seen??, LeaseState::Lost);
+        assert_eq!(session.health(), SessionHealth::Alive);
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_dropped_signal_ends_its_session() -> Outcome {
         let signal = SessionSignal::new();
         let lease = session_lease(&signal).await?;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lockkit_core::{
     AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass, Undo, UndoStep,
-    Wait, WaitMode, REPEAT_FOR,
+    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass,
+    Undo, UndoStep, Wait, WaitMode, REPEAT_FOR,
 };
 
 use crate::error::{from_postgres, is_lock_timeout, BACKEND};
@@ -292,13 +292,29 @@ async fn give_back(session: &Session, key: i64) {
     }
 }
 
+/// A PostgreSQL grant's [`GrantHandle`]: the key it holds and the session
+/// holding it, handed back at extend and release.
+struct Hold {
+    key: i64,
+    session: Arc<Session>,
+}
+
 impl PostgresBackend {
-    fn grant(&self, token: i64, session: &Session, contended: bool) -> Result<Grant> {
+    fn grant(
+        &self,
+        key: i64,
+        token: i64,
+        session: &Arc<Session>,
+        contended: bool,
+    ) -> Result<Grant> {
         Ok(Grant {
-            token: self.inner.token(token)?,
-            valid_until: None,
             contended,
-            session: Some(session.watch()),
+            watches: vec![session.watch()],
+            handle: Some(GrantHandle::new(Hold {
+                key,
+                session: Arc::clone(session),
+            })),
+            ..Grant::new(self.inner.token(token)?, None)
         })
     }
 
@@ -315,7 +331,7 @@ impl PostgresBackend {
         match outcome {
             Ok(Some(token)) => {
                 // Until both hold, the unfinished guard gives the lock back.
-                let grant = self.grant(token, &session, false)?;
+                let grant = self.grant(key, token, &session, false)?;
                 if !inner.registry.place_shared(key, &owner, &session) {
                     return Err(inner.closed_error());
                 }
@@ -438,7 +454,7 @@ impl PostgresBackend {
             pooled = waiting.disarm().1;
             match outcome {
                 Ok(token) => {
-                    let grant = match self.grant(token, &pooled.session, true) {
+                    let grant = match self.grant(key, token, &pooled.session, true) {
                         Ok(grant) => grant,
                         Err(error) => {
                             give_back(&pooled.session, key).await;
@@ -616,8 +632,7 @@ impl LockBackend for PostgresBackend {
     async fn extend(&self, claim: &Claim, _ttl: Duration) -> Result<Option<Instant>> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let key = self.key_of(name)?;
-        let session = self.holding_session(key, claim, "extend")?;
+        let (key, session) = self.holding(claim, "extend")?;
         let what = || format!("extend `{name}`");
         match session.holds(key).await {
             Ok(true) => Ok(None),
@@ -638,8 +653,7 @@ impl LockBackend for PostgresBackend {
     async fn release(&self, claim: &Claim) -> Result<()> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let key = self.key_of(name)?;
-        let session = self.holding_session(key, claim, "release")?;
+        let (key, session) = self.holding(claim, "release")?;
         let unfinished = unfinished(inner, key, claim.owner, Some(Arc::clone(&session)));
         let outcome = session.unlock(key).await;
         match outcome {
@@ -706,18 +720,28 @@ impl LockBackend for PostgresBackend {
 }
 
 impl PostgresBackend {
-    /// The live session holding `key` for `claim`'s owner, or `NotHeld`.
-    fn holding_session(&self, key: i64, claim: &Claim, action: &str) -> Result<Arc<Session>> {
+    /// The key and live session of `claim`'s grant, from its handle, once
+    /// the registry confirms the grant still stands there (released, the
+    /// entry is gone, and the session may hold the key for a newer owner);
+    /// or `NotHeld`.
+    fn holding(&self, claim: &Claim, action: &str) -> Result<(i64, Arc<Session>)> {
         let inner = &self.inner;
         let name = claim.name.as_str();
+        let Some(&Hold { key, ref session }) = claim.handle::<Hold>() else {
+            return Err(not_held(
+                name,
+                action,
+                "the claim carries no grant of this PostgreSQL backend",
+            ));
+        };
         let table = inner.registry.table();
         let entry = table
             .get(&key)
             .and_then(|entries| entries.iter().find(|held| held.owner == claim.owner));
-        let (session, alive) = match entry {
+        let alive = match entry {
             Some(held) => match held.session() {
-                Some(session) => (Arc::clone(session), session.is_alive()),
-                None => return Err(not_held(name, action, "it was never granted")),
+                Some(holder) if Arc::ptr_eq(holder, session) => session.is_alive(),
+                _ => return Err(not_held(name, action, "it was never granted")),
             },
             None if inner.check_open().is_err() => {
                 return Err(not_held(
@@ -744,7 +768,7 @@ impl PostgresBackend {
                 "it was lost with its session's connection",
             ));
         }
-        Ok(session)
+        Ok((key, Arc::clone(session)))
     }
 }
 

@@ -496,10 +496,8 @@ impl RedisBackend {
             )
         })?;
         Ok(Grant {
-            token,
-            valid_until: Some(sent + ttl.saturating_sub(DRIFT)),
             contended,
-            session: None,
+            ..Grant::new(token, Some(sent + ttl.saturating_sub(DRIFT)))
         })
     }
 

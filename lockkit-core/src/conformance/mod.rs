@@ -41,6 +41,7 @@ mod exclusion;
 mod fencing;
 mod input;
 mod lifecycle;
+mod liveness;
 mod ownership;
 mod probe;
 mod renewal;
@@ -51,6 +52,7 @@ pub use exclusion::*;
 pub use fencing::*;
 pub use input::*;
 pub use lifecycle::*;
+pub use liveness::*;
 pub use ownership::*;
 pub use probe::ProbedBackend;
 pub use renewal::*;
@@ -134,6 +136,8 @@ macro_rules! conformance_suite {
             validity_is_measured_from_request_send,
             extend_prolongs_validity,
             lost_signal_fires_on_expiry,
+            session_bound_limits_validity,
+            suspended_session_makes_the_lease_uncertain_until_it_returns,
             waiter_acquires_promptly_after_release,
             waiters_are_served_in_arrival_order,
             wait_deadline_returns_timeout_near_it,
@@ -165,11 +169,7 @@ macro_rules! conformance_suite {
 
 /// The claim a lease presents to its backend, to call the backend directly.
 pub(crate) fn claim_of(lease: &crate::LeaseView) -> crate::Claim {
-    crate::Claim {
-        name: crate::LockName::new(lease.name()).expect("a held lock's name is valid"),
-        owner: lease.owner(),
-        token: lease.fencing_token(),
-    }
+    lease.claim().clone()
 }
 
 /// Asserts `result` failed with `kind`, and returns the error.

@@ -7,15 +7,19 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBackend, Result};
+use crate::{
+    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBackend, Result, SessionWatch,
+};
 
 /// A real backend with its `extend` calls counted, extend failures
-/// injectable, and its capabilities replaceable — for testing renewal and
+/// injectable, its capabilities replaceable and, if asked, its grants put on
+/// a session the test drives — for testing renewal, session liveness and
 /// configuration checks against a real lock service, not a mock.
 #[derive(Debug)]
 pub struct ProbedBackend {
     inner: Arc<dyn LockBackend>,
     capabilities: Capabilities,
+    session: Option<SessionWatch>,
     extends: watch::Sender<usize>,
     failing_extends: AtomicBool,
     failing_releases: AtomicBool,
@@ -28,6 +32,7 @@ impl ProbedBackend {
         Self {
             capabilities: inner.capabilities().clone(),
             inner,
+            session: None,
             extends: watch::Sender::new(0),
             failing_extends: AtomicBool::new(false),
             failing_releases: AtomicBool::new(false),
@@ -38,6 +43,15 @@ impl ProbedBackend {
     /// Presents `capabilities` instead of the inner backend's.
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// Puts every grant on the session of `session` too, besides whatever
+    /// the inner backend's grant lives on: the test suspends, confirms and
+    /// ends it through its [`SessionSignal`](crate::SessionSignal), as a
+    /// ZooKeeper or etcd backend does with its own.
+    pub fn on_session(mut self, session: SessionWatch) -> Self {
+        self.session = Some(session);
         self
     }
 
@@ -86,7 +100,9 @@ impl LockBackend for ProbedBackend {
     }
 
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
-        self.inner.acquire(request).await
+        let mut grant = self.inner.acquire(request).await?;
+        grant.watches.extend(self.session.clone());
+        Ok(grant)
     }
 
     async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {

@@ -1,0 +1,124 @@
+//! Session liveness: a session's time bound limits its leases, and a
+//! suspended session makes them Uncertain until it comes back.
+//!
+//! Driven here through [`ProbedBackend::on_session`], which puts every grant
+//! of the backend under test on a session the case controls as well, so the
+//! lease's side of the contract is checked on every backend. A backend whose
+//! sessions a server times out (ZooKeeper, etcd) also runs them against its
+//! real sessions, suspended by a fault.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{expect_error, unique_name, ProbedBackend, Target, Timing};
+use crate::{Acquire, ErrorKind, LeaseState, Locker, SessionHealth, SessionSignal};
+
+/// A client of `target` whose grants also live on `signal`'s session.
+async fn on_session(target: &impl Target, signal: &SessionSignal) -> Locker {
+    let client = target.client().await;
+    let probe = ProbedBackend::new(Arc::clone(client.backend())).on_session(signal.watch());
+    Locker::from_backend(Arc::new(probe))
+}
+
+/// A lease is valid only until its session's bound: `valid_until` is the
+/// earlier of its own bound and the session's, a confirmation moves it, and
+/// a bound that passes unconfirmed makes the lease Lost by itself — not
+/// before the bound, and for good. Its release then reports `NotHeld` and
+/// still frees the lock.
+pub async fn session_bound_limits_validity(target: &impl Target) {
+    let other = target.client().await;
+    let timing = Timing::of(&other);
+    let signal = SessionSignal::alive_until(Instant::now() + timing.long_ttl);
+    let locks = on_session(target, &signal).await;
+    let name = unique_name("session-bound");
+    let lease = locks
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    assert_eq!(lease.state(), LeaseState::Held);
+
+    // A heartbeat confirmed with a bound sooner than the lease's own.
+    let bound = Instant::now() + timing.ttl * 3;
+    signal.confirm(bound);
+    assert_eq!(
+        lease.valid_until(),
+        Some(bound),
+        "the lease's bound is not the session's earlier one"
+    );
+    assert_eq!(lease.state(), LeaseState::Held);
+
+    // No confirmation comes: the bound alone ends the lease.
+    let seen = tokio::time::timeout(timing.ttl * 20, lease.lost())
+        .await
+        .expect("the lease outlived its session's bound");
+    assert_eq!(seen, LeaseState::Lost);
+    assert!(
+        Instant::now() >= bound,
+        "the lease was lost before its session's bound"
+    );
+    signal.confirm(Instant::now() + timing.long_ttl);
+    assert_eq!(
+        lease.state(),
+        LeaseState::Lost,
+        "a confirmation after the bound brought a lost lease back"
+    );
+    assert_eq!(signal.health(), SessionHealth::Ended);
+
+    expect_error(
+        lease.release().await,
+        ErrorKind::NotHeld,
+        "release after the session's bound",
+    );
+    let next = other
+        .try_acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap()
+        .expect("the release of a lost lease did not free the lock");
+    next.release().await.unwrap();
+}
+
+/// A suspended session makes its lease Uncertain — still valid, the lock
+/// still held at the server — and a session that comes back makes it Held
+/// again, with the bound the new confirmation gave.
+pub async fn suspended_session_makes_the_lease_uncertain_until_it_returns(target: &impl Target) {
+    let other = target.client().await;
+    let timing = Timing::of(&other);
+    let signal = SessionSignal::alive_until(Instant::now() + timing.long_ttl);
+    let locks = on_session(target, &signal).await;
+    let name = unique_name("session-suspended");
+    let lease = locks
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    assert_eq!(lease.state(), LeaseState::Held);
+
+    let noticed = tokio::spawn({
+        let view = lease.view();
+        async move { view.not_held().await }
+    });
+    signal.set(SessionHealth::Suspended);
+    let seen = tokio::time::timeout(Duration::from_secs(1), noticed)
+        .await
+        .expect("not_held did not resolve on suspension")
+        .unwrap();
+    assert_eq!(seen, LeaseState::Uncertain);
+    assert_eq!(lease.state(), LeaseState::Uncertain);
+    let blocked = other
+        .try_acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    assert!(
+        blocked.is_none(),
+        "the lock was free while its holder's session was only suspended"
+    );
+
+    let back = Instant::now() + timing.long_ttl / 2;
+    signal.confirm(back);
+    assert_eq!(
+        lease.state(),
+        LeaseState::Held,
+        "the lease stayed Uncertain after its session came back"
+    );
+    assert_eq!(lease.valid_until(), Some(back));
+    lease.release().await.unwrap();
+}
