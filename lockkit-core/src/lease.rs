@@ -14,7 +14,7 @@ use crate::backend::{Claim, Grant, LockBackend};
 use crate::background::{Undo, UndoStep};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fence::FencingToken;
-use crate::locker::{Life, Slot};
+use crate::life::{Life, Slot};
 use crate::options::ResolvedRenewal;
 use crate::owner::OwnerToken;
 use crate::repeat::{self, REPEAT_FOR};
@@ -96,7 +96,7 @@ pub(crate) struct LeaseCore {
     /// The sessions and per-grant signals the grant lives on ([`Grant::watches`]).
     watches: Vec<SessionWatch>,
     /// The locker that granted it: closing it releases this lease.
-    life: Arc<Life>,
+    life: Arc<Life<LeaseCore>>,
     /// The lease's entry in `life`'s table of held leases.
     slot: OnceLock<Slot>,
     /// Set by whoever ends the lease — release, drop or close — so only one does.
@@ -500,7 +500,7 @@ impl Lease {
         grant: Grant,
         granted_at: Instant,
         instruments: Arc<Instruments>,
-        life: Arc<Life>,
+        life: Arc<Life<LeaseCore>>,
         renewal: Option<ResolvedRenewal>,
     ) -> Option<Self> {
         let core = Arc::new(LeaseCore {
@@ -699,7 +699,7 @@ pub(crate) mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::locker::Life;
+    use crate::life::Life;
     use crate::{LockName, MemoryBackend};
 
     type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;

@@ -55,6 +55,7 @@ pub mod conninfo;
 mod error;
 mod fence;
 mod lease;
+mod life;
 mod locker;
 mod memory;
 mod name;

@@ -3,20 +3,17 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{AcquireRequest, Claim, LockBackend, Wait};
-use crate::background::Background;
 use crate::capabilities::Capabilities;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{Lease, LeaseCore, LeaseView};
+use crate::life::Life;
 use crate::memory::MemoryBackend;
 use crate::name::LockName;
 use crate::options::Acquire;
@@ -38,93 +35,7 @@ pub struct Locker {
     default_ttl: Duration,
     tokens: Arc<OwnerTokens>,
     instruments: Arc<Instruments>,
-    life: Arc<Life>,
-}
-
-/// What a locker and its clones share until [`Locker::close`]: whether it
-/// is closed, the leases it holds, and where their drop-releases run.
-pub(crate) struct Life {
-    /// Set by `close`: refuses later calls (one atomic load per acquire).
-    closed: AtomicBool,
-    /// Cancelled by `close`: wakes waiting acquires.
-    closing: CancellationToken,
-    /// The leases held now, so `close` can release them; `None` once
-    /// closed. Sharded, so tasks acquiring at once rarely meet on one mutex.
-    leases: [Mutex<Option<Slab<Weak<LeaseCore>>>>; SHARDS],
-    /// Where dropped leases are released; also counts acquires and
-    /// releases in flight, which close waits for.
-    pub(crate) background: Background,
-    /// Done once: later and concurrent `close` calls wait for the first.
-    close_once: tokio::sync::OnceCell<()>,
-}
-
-/// How many shards the table of held leases has.
-const SHARDS: usize = 8;
-
-/// A lease's place in its locker's table: (shard, index).
-pub(crate) type Slot = (usize, usize);
-
-impl Life {
-    pub(crate) fn new() -> Self {
-        Self {
-            closed: AtomicBool::new(false),
-            closing: CancellationToken::new(),
-            leases: std::array::from_fn(|_| Mutex::new(Some(Slab::new()))),
-            background: Background::new(),
-            close_once: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// Whether `close` was called.
-    pub(crate) fn closed(&self) -> bool {
-        self.is_closed()
-    }
-
-    fn shard(&self, shard: usize) -> MutexGuard<'_, Option<Slab<Weak<LeaseCore>>>> {
-        // Each critical section is one slab operation: consistent even after a panic.
-        self.leases[shard % SHARDS]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Records a new lease in `shard` (any number: a random one spreads
-    /// them); `None` if the locker closed meanwhile.
-    pub(crate) fn enter(&self, shard: usize, lease: Weak<LeaseCore>) -> Option<Slot> {
-        let shard = shard % SHARDS;
-        self.shard(shard)
-            .as_mut()
-            .map(|leases| (shard, leases.insert(lease)))
-    }
-
-    /// Forgets an ended lease.
-    pub(crate) fn leave(&self, (shard, index): Slot) {
-        if let Some(leases) = self.shard(shard).as_mut() {
-            leases.try_remove(index);
-        }
-    }
-
-    /// Closes the table and returns the leases it held.
-    fn take_leases(&self) -> Vec<Arc<LeaseCore>> {
-        self.closed.store(true, Ordering::Release);
-        self.closing.cancel();
-        (0..SHARDS)
-            .filter_map(|shard| self.shard(shard).take())
-            .flat_map(|leases| leases.into_iter().filter_map(|(_, lease)| lease.upgrade()))
-            .collect()
-    }
-
-    fn closed_error(&self, backend: &'static str) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            backend,
-            "this lock client was closed; connect a new one",
-        )
-        .with_retryable(false)
-    }
+    life: Arc<Life<LeaseCore>>,
 }
 
 impl Locker {

@@ -2,7 +2,6 @@
 //! connections, waiting in the server's own queue.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,30 +9,20 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lockkit_core::{
     AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass,
-    Undo, UndoStep, Wait, WaitMode, REPEAT_FOR,
+    Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result, SafetyClass, Undo,
+    UndoStep, Wait, WaitMode, REPEAT_FOR,
 };
+use tracing::Instrument;
 
-use crate::error::{from_postgres, is_lock_timeout, BACKEND};
+use crate::connect;
+use crate::error::{from_postgres, BACKEND};
 use crate::key::lock_key;
 use crate::options::PostgresOptions;
-use crate::pool::{Pool, Pooled, SharedSession};
+use crate::pool::SharedSession;
 use crate::registry::{Held, Place, Registry};
-use crate::session::{Purpose, Session, Target};
-use crate::transaction::LockedTransaction;
-
-/// How long past an acquire's deadline the client waits for the server to
-/// report its own `lock_timeout`, before giving up on a silent server.
-const DEADLINE_GRACE: Duration = Duration::from_secs(1);
-
-/// While every waiter connection is busy, a waiting acquire re-checks the
-/// lock without one (a try needs none) after this pause, doubling up to
-/// [`LAST_RECHECK`]: a client-side limit must never keep a free lock from
-/// being granted.
-const FIRST_RECHECK: Duration = Duration::from_millis(10);
-
-/// The longest pause between those re-checks.
-const LAST_RECHECK: Duration = Duration::from_millis(200);
+use crate::session::{Session, Target};
+use crate::transaction::{LockedTransaction, Transactions};
+use crate::waiting::{Around, Queue, Recheck, Waited};
 
 /// A lock service on one PostgreSQL database.
 ///
@@ -44,26 +33,22 @@ pub struct PostgresBackend {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) target: Target,
+struct Inner {
+    target: Target,
     namespace: String,
     capabilities: Capabilities,
     /// The sessions try-acquires hold their locks on.
     shared: Vec<SharedSession>,
     next_shared: AtomicUsize,
-    /// Connections blocked in `pg_advisory_lock`, then holding what they got.
-    waiters: Pool,
+    /// Acquires waiting in the server's queue, on connections of their own.
+    queue: Queue,
     /// Connections running a [`LockedTransaction`].
-    pub(crate) transactions: Pool,
+    transactions: Arc<Transactions>,
     /// What this client holds or is trying to take, by key; and whether it
     /// was closed.
     registry: Registry,
-    /// Turns true at close: ends acquires waiting in the server's queue.
-    closing: tokio::sync::watch::Sender<bool>,
     /// Where cancelled operations are undone.
-    pub(crate) background: Background,
-    /// `max_waiters`, for messages.
-    max_waiters: usize,
+    background: Background,
 }
 
 impl PostgresBackend {
@@ -81,27 +66,8 @@ impl PostgresBackend {
     /// server is `Unavailable`.
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self> {
         options.validate()?;
-        let target = target(url, &options)?;
-        // The first session sets the schema up; the others connect together
-        // after it, now rather than at their first use, where the connection
-        // would add its tens of milliseconds to an acquire.
-        let first = Session::connect_setup(&target).await?;
-        let mut others = tokio::task::JoinSet::new();
-        for _ in 1..options.sessions {
-            let target = target.clone();
-            others.spawn(async move { Session::connect(&target, Purpose::Locks).await });
-        }
-        let mut shared = vec![SharedSession::new(Some(first))];
-        while let Some(joined) = others.join_next().await {
-            let session = joined.map_err(|error| {
-                Error::new(
-                    ErrorKind::Backend,
-                    BACKEND,
-                    format!("connecting a shared session failed: {error}"),
-                )
-            })??;
-            shared.push(SharedSession::new(Some(session)));
-        }
+        let target = connect::target(url, &options)?;
+        let shared = connect::shared_sessions(&target, options.sessions).await?;
         let mut capabilities = Capabilities::new(
             SafetyClass::Correctness,
             FencingGuarantee::Linearizable,
@@ -111,6 +77,9 @@ impl PostgresBackend {
         );
         // The TTL is not used: a lock lives as long as its session.
         capabilities.drift = Duration::ZERO;
+        let background = Background::new();
+        let transactions =
+            Transactions::new(target.clone(), options.max_transactions, background.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 target,
@@ -118,16 +87,10 @@ impl PostgresBackend {
                 capabilities,
                 shared,
                 next_shared: AtomicUsize::new(0),
-                waiters: Pool::new(options.max_waiters, "waiter", Purpose::Locks),
-                transactions: Pool::new(
-                    options.max_transactions,
-                    "transaction",
-                    Purpose::Transactions,
-                ),
+                queue: Queue::new(options.max_waiters),
+                transactions: Arc::new(transactions),
                 registry: Registry::new(),
-                closing: tokio::sync::watch::Sender::new(false),
-                background: Background::new(),
-                max_waiters: options.max_waiters,
+                background,
             }),
         })
     }
@@ -143,21 +106,13 @@ impl PostgresBackend {
     /// waiting up to `wait` for it (then `Timeout`). The lock and the
     /// transaction's writes commit or roll back together.
     pub async fn transaction(&self, name: &str, wait: Duration) -> Result<LockedTransaction> {
-        LockedTransaction::begin(
-            Arc::clone(&self.inner),
-            name,
-            self.key_of(name)?,
-            Some(wait),
-        )
-        .await
+        self.begin_transaction(name, Some(wait)).await
     }
 
     /// Like [`transaction`](Self::transaction) but without waiting:
     /// `Ok(None)` if someone else holds `name` now.
     pub async fn try_transaction(&self, name: &str) -> Result<Option<LockedTransaction>> {
-        let begun =
-            LockedTransaction::begin(Arc::clone(&self.inner), name, self.key_of(name)?, None).await;
-        match begun {
+        match self.begin_transaction(name, None).await {
             Ok(transaction) => Ok(Some(transaction)),
             Err(error) if error.kind() == ErrorKind::Contended => Ok(None),
             Err(error) => Err(error),
@@ -173,25 +128,54 @@ impl PostgresBackend {
             .iter()
             .filter(|shared| shared.is_connected())
             .count();
-        shared + inner.waiters.open() + inner.transactions.open()
+        shared + inner.queue.open() + inner.transactions.open()
+    }
+
+    /// Begins a locked transaction: the name validated as every acquire's
+    /// is, in a `lockkit.acquire` span as every acquire is (`form =
+    /// "transaction"`).
+    async fn begin_transaction(
+        &self,
+        name: &str,
+        wait: Option<Duration>,
+    ) -> Result<LockedTransaction> {
+        let lock = LockName::new(name)?;
+        let key = self.key_of(name)?;
+        let span = tracing::info_span!(
+            "lockkit.acquire",
+            backend = BACKEND,
+            lock = name,
+            form = "transaction",
+            outcome = tracing::field::Empty,
+            token = tracing::field::Empty,
+            waited_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let begun =
+            LockedTransaction::begin(Arc::clone(&self.inner.transactions), &lock, key, wait)
+                .instrument(span.clone())
+                .await;
+        let outcome = match &begun {
+            Ok(transaction) => {
+                span.record("token", transaction.fencing_token().get());
+                "acquired"
+            }
+            Err(error) if error.kind() == ErrorKind::Contended => "contended",
+            Err(error) if error.kind() == ErrorKind::Timeout => "timeout",
+            Err(_) => "error",
+        };
+        span.record("outcome", outcome);
+        span.record("waited_ms", started.elapsed().as_secs_f64() * 1e3);
+        begun
     }
 }
 
 impl Inner {
-    pub(crate) fn check_open(&self) -> Result<()> {
+    fn check_open(&self) -> Result<()> {
         if self.registry.is_closed() {
-            return Err(self.closed_error());
+            return Err(self.target.closed());
         }
         Ok(())
-    }
-
-    fn closed_error(&self) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!("{}: the backend was closed", self.target.server),
-        )
-        .with_retryable(false)
     }
 
     /// Gives back what a removed entry occupied.
@@ -201,7 +185,7 @@ impl Inner {
             ..
         }) = held
         {
-            self.waiters.put(pooled);
+            self.queue.put(pooled);
         }
     }
 
@@ -219,23 +203,6 @@ impl Inner {
     async fn shared_session(&self) -> Result<Arc<Session>> {
         let index = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
         self.shared[index].get(&self.target).await
-    }
-
-    /// A fencing token from the sequence's value.
-    pub(crate) fn token(&self, value: i64) -> Result<FencingToken> {
-        u64::try_from(value)
-            .ok()
-            .and_then(FencingToken::new)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Backend,
-                    BACKEND,
-                    format!(
-                        "{}: the fencing sequence {}.fence returned {value}; it must never be reset or lowered",
-                        self.target.server, self.target.schema
-                    ),
-                )
-            })
     }
 }
 
@@ -314,7 +281,7 @@ impl PostgresBackend {
                 key,
                 session: Arc::clone(session),
             })),
-            ..Grant::new(self.inner.token(token)?, None)
+            ..Grant::new(self.inner.target.token(token)?, None)
         })
     }
 
@@ -333,7 +300,7 @@ impl PostgresBackend {
                 // Until both hold, the unfinished guard gives the lock back.
                 let grant = self.grant(key, token, &session, false)?;
                 if !inner.registry.place_shared(key, &owner, &session) {
-                    return Err(inner.closed_error());
+                    return Err(inner.target.closed());
                 }
                 unfinished.disarm();
                 Ok(Some(grant))
@@ -357,12 +324,9 @@ impl PostgresBackend {
         }
     }
 
-    /// Waits for `key` in the server's queue on a waiter connection.
-    ///
-    /// While every waiter connection is busy it keeps its place in line for
-    /// one and meanwhile checks, without one, whether the lock came free —
-    /// a client-side limit never looks like contention and never keeps a
-    /// free lock from being granted. Closing the backend ends the wait.
+    /// Waits for `key` in the server's queue (see [`Queue::wait`]); a
+    /// re-check on a shared session meanwhile may find it free. A lock the
+    /// queue granted is recorded on its waiter connection.
     async fn wait_queued(
         &self,
         key: i64,
@@ -371,216 +335,43 @@ impl PostgresBackend {
         deadline: Option<Instant>,
     ) -> Result<Grant> {
         let inner = &self.inner;
-        let timeout = || {
-            Error::timeout(BACKEND, "acquire", name, "its holder kept it").at(&inner.target.server)
+        let around = Around {
+            target: &inner.target,
+            background: &inner.background,
+            registry: &inner.registry,
         };
-        let mut closing = inner.closing.subscribe();
-        let closed = async move {
-            let _ = closing.wait_for(|closed| *closed).await;
+        let recheck = || async move {
+            if !inner.reserve(key, owner) {
+                return Ok(Recheck::Skipped);
+            }
+            Ok(match self.try_shared(key, owner, name).await? {
+                Some(grant) => Recheck::Granted(grant),
+                None => Recheck::Held,
+            })
         };
-        tokio::pin!(closed);
-        // Created once: it keeps this acquire's place in the FIFO line for a
-        // waiter connection across the re-checks.
-        let slot = inner.waiters.slot(&inner.target);
-        tokio::pin!(slot);
-        let mut rechecks = 0;
-        let mut pause = FIRST_RECHECK;
-        let slot = loop {
-            let until = Instant::now() + pause;
-            let wake = deadline.map_or(until, |deadline| deadline.min(until));
-            tokio::select! {
-                biased;
-                slot = &mut slot => break slot?,
-                () = &mut closed => return Err(inner.closed_error()),
-                () = tokio::time::sleep_until(wake.into()) => {}
-            }
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Err(self.no_waiter_connection(key, name, rechecks));
-            }
-            // A try needs no waiter connection.
-            if inner.reserve(key, owner) {
-                rechecks += 1;
-                if let Some(grant) = self.try_shared(key, owner, name).await? {
-                    return Ok(grant);
-                }
-            }
-            pause = (pause * 2).min(LAST_RECHECK);
+        let (token, pooled) = match inner
+            .queue
+            .wait(around, key, name, deadline, recheck)
+            .await?
+        {
+            Waited::Rechecked(grant) => return Ok(grant),
+            Waited::Queued { token, pooled } => (token, pooled),
         };
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return Err(timeout());
+        let grant = match self.grant(key, token, &pooled.session, true) {
+            Ok(grant) => grant,
+            Err(error) => {
+                give_back(&pooled.session, key).await;
+                inner.queue.put(pooled);
+                return Err(error);
+            }
+        };
+        if let Some(pooled) = inner.registry.record_waited(key, owner, pooled) {
+            // Closed meanwhile: nobody will release it.
+            pooled.session.end();
+            return Err(inner.target.closed());
         }
-        let fill = inner.waiters.fill(slot, &inner.target);
-        let pooled = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), fill)
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Timeout,
-                        BACKEND,
-                        format!(
-                            "{}: opening a waiter connection for lock `{name}` took past the \
-                             acquire's deadline (the lock was never waited for)",
-                            inner.target.server
-                        ),
-                    )
-                })??,
-            None => fill.await?,
-        };
-        let mut pooled = pooled;
-        loop {
-            let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-            if left.is_some_and(|left| left < Duration::from_millis(1)) {
-                inner.waiters.put(pooled);
-                return Err(timeout());
-            }
-            // Until the outcome is in hand, a cancelled acquire (or a silent
-            // server past the deadline, or close) withdraws from the queue in
-            // the background.
-            let session = Arc::clone(&pooled.session);
-            let waiting = withdraw(inner, key, pooled);
-            let lock = session.lock(key, left);
-            let give_up = deadline.and_then(|deadline| deadline.checked_add(DEADLINE_GRACE));
-            let silent = async {
-                match give_up {
-                    Some(give_up) => tokio::time::sleep_until(give_up.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let outcome = tokio::select! {
-                outcome = lock => outcome,
-                () = silent => return Err(timeout()),
-                () = &mut closed => return Err(inner.closed_error()),
-            };
-            pooled = waiting.disarm().1;
-            match outcome {
-                Ok(token) => {
-                    let grant = match self.grant(key, token, &pooled.session, true) {
-                        Ok(grant) => grant,
-                        Err(error) => {
-                            give_back(&pooled.session, key).await;
-                            inner.waiters.put(pooled);
-                            return Err(error);
-                        }
-                    };
-                    if let Some(pooled) = inner.registry.record_waited(key, owner, pooled) {
-                        // Closed meanwhile: nobody will release it.
-                        pooled.session.end();
-                        return Err(inner.closed_error());
-                    }
-                    return Ok(grant);
-                }
-                Err(error) if is_lock_timeout(&error) => {
-                    // PostgreSQL can report lock_timeout for a lock it
-                    // granted in the same instant (DistributedLock met
-                    // this): make sure the connection does not keep the key
-                    // before reusing it, or the next wait on it would stack
-                    // on a lock nobody owns.
-                    match pooled.session.unlock(key).await {
-                        Ok(true) => {
-                            tracing::debug!(
-                                lock = name,
-                                "lock_timeout reported for a granted lock; released it"
-                            );
-                        }
-                        Ok(false) => {}
-                        Err(_) => {
-                            pooled.session.end();
-                            return Err(timeout());
-                        }
-                    }
-                    // lock_timeout stops at about 24.8 days
-                    // (MAX_LOCK_TIMEOUT): a longer wait goes on; the loop's
-                    // first check ends it at the deadline.
-                }
-                Err(error) => {
-                    // Not sure what the connection holds: drop it, and any lock with it.
-                    pooled.session.end();
-                    return Err(from_postgres(
-                        &inner.target.server,
-                        format!("wait for `{name}`"),
-                        error,
-                    ));
-                }
-            }
-        }
+        Ok(grant)
     }
-
-    /// The deadline passed while every waiter connection was busy: say
-    /// which limit was in the way, and what the re-checks saw.
-    fn no_waiter_connection(&self, key: i64, name: &str, rechecks: usize) -> Error {
-        let inner = &self.inner;
-        let seen = match rechecks {
-            _ if inner.registry.holds_live(key) => {
-                "this client itself holds it, for another of its leases".to_owned()
-            }
-            0 => "the deadline came before any re-check".to_owned(),
-            checks => format!("it was held at each of {checks} re-checks without one"),
-        };
-        Error::new(
-            ErrorKind::Timeout,
-            BACKEND,
-            format!(
-                "{}: lock `{name}` was not granted by the acquire's deadline ({seen}). It never \
-                 got a waiter connection: all max_waiters = {} were busy, {} of them holding a \
-                 lock granted after waiting (such a lock keeps its connection until released). \
-                 Raise [postgres] max_waiters, or release those locks sooner",
-                inner.target.server,
-                inner.max_waiters,
-                inner.registry.pinned_waiters(),
-            ),
-        )
-    }
-}
-
-/// A wait in the server's queue: the backend's state and its connection.
-type Waiting = (Arc<Inner>, Pooled);
-
-/// The undo of a wait in the server's queue until its outcome is in hand
-/// (a cancelled acquire, a silent server past the deadline, close): cancels
-/// the wait and unlocks what it may have been granted meanwhile, then ends
-/// the waiter connection. Without a runtime, ending the connection ends the
-/// wait and any grant.
-fn withdraw(
-    inner: &Arc<Inner>,
-    key: i64,
-    pooled: Pooled,
-) -> Undo<'_, Waiting, impl UndoStep<Waiting>, impl FnOnce(Waiting)> {
-    Undo::new(
-        &inner.background,
-        (Arc::clone(inner), pooled),
-        move |(inner, pooled): Waiting| {
-            async move {
-                let session = Arc::clone(&pooled.session);
-                // Queued behind the wait on the same connection, the unlock runs
-                // once the wait ends, granted or cancelled.
-                let unlock = session.unlock(key);
-                tokio::pin!(unlock);
-                // A cancel that reached the server before the wait began is
-                // lost: ask again until the wait has ended, for a bounded time.
-                let give_up = Instant::now() + REPEAT_FOR;
-                loop {
-                    session.cancel(inner.target.tls.clone()).await;
-                    tokio::select! {
-                        _ = &mut unlock => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    if Instant::now() >= give_up {
-                        tracing::warn!(
-                            lock_key = key,
-                            "a cancelled wait did not end; closing its connection"
-                        );
-                        break;
-                    }
-                }
-                // Never reused: a cancel request reaches the server on its own
-                // connection, and one that arrives late would cancel whatever
-                // runs next on this one — another acquire's wait, or a release.
-                // Ending the connection also frees the lock if the unlock failed.
-                pooled.session.end();
-            }
-        },
-        |(_, pooled): Waiting| pooled.session.end(),
-    )
 }
 
 #[async_trait]
@@ -695,7 +486,8 @@ impl LockBackend for PostgresBackend {
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
         inner.registry.close();
-        inner.closing.send_replace(true);
+        inner.transactions.refuse();
+        inner.queue.end_waits();
         // Let the waits just woken hand their withdrawal to the background.
         tokio::task::yield_now().await;
         if !inner.background.settle(REPEAT_FOR).await {
@@ -707,7 +499,7 @@ impl LockBackend for PostgresBackend {
         for shared in &inner.shared {
             shared.close();
         }
-        inner.waiters.close();
+        inner.queue.close();
         inner.transactions.close();
         let held = std::mem::take(&mut *inner.registry.table());
         for entry in held.into_values().flatten() {
@@ -774,63 +566,6 @@ impl PostgresBackend {
 
 fn not_held(name: &str, action: &str, why: &str) -> Error {
     Error::not_held(BACKEND, action, name, why)
-}
-
-/// Parses the URL and applies the options: the connection target.
-fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
-    let conninfo = crate::conninfo::ConnInfo::parse(url)?;
-    let mut config = tokio_postgres::Config::from_str(&conninfo.driver).map_err(|error| {
-        // The driver's message names the parameter; its Display alone
-        // says only "invalid connection string".
-        let why = std::error::Error::source(&error)
-            .map_or_else(|| error.to_string(), |cause| format!("{error}: {cause}"));
-        Error::new(
-            ErrorKind::Config,
-            BACKEND,
-            format!(
-                "url: {why}; expected postgres://[user[:password]@]host[:port][/database][?param=value&…] \
-                 or libpq's keyword form `host=… port=… user=… dbname=…`"
-            ),
-        )
-        .with_source(error)
-    })?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(options.connect_timeout);
-    }
-    // Notice a vanished server or network within seconds, not hours: the
-    // leases on a dead connection must turn Lost.
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(5))
-        .keepalives_interval(Duration::from_secs(2))
-        .keepalives_retries(3)
-        .tcp_user_timeout(Duration::from_secs(10));
-    // The URL's own application_name wins; otherwise sessions show as lockkit's.
-    if config.get_application_name().is_none() {
-        config.application_name("lockkit");
-    }
-    let server = server_of(&config);
-    let tls = crate::tls::connector(&mut config, &conninfo.tls, &server)?;
-    Ok(Target {
-        config,
-        tls,
-        server,
-        schema: options.schema.clone(),
-        response_timeout: options.response_timeout,
-        connections: options.sessions + options.max_waiters + options.max_transactions,
-    })
-}
-
-/// `host:port` of the first host, for messages.
-fn server_of(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        #[cfg(unix)]
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}")
 }
 
 impl fmt::Debug for PostgresBackend {

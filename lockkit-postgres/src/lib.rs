@@ -247,6 +247,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod connect;
 mod conninfo;
 mod error;
 mod key;
@@ -256,6 +257,7 @@ mod registry;
 mod session;
 mod tls;
 mod transaction;
+mod waiting;
 
 pub use backend::PostgresBackend;
 pub use key::lock_key;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use lockkit_core::{Error, ErrorKind, Result};
+use lockkit_core::{Error, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::BACKEND;
@@ -46,12 +46,7 @@ impl SharedSession {
             return Ok(session);
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                format!("{}: the backend was closed", target.server),
-            )
-            .with_retryable(false));
+            return Err(target.closed());
         }
         let session = Session::connect(target, Purpose::Locks).await?;
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&session));
@@ -111,14 +106,10 @@ impl Pool {
     /// A slot for one connection: waits, in arrival order, while all are in
     /// use. Cancel-safe: dropped while waiting, it takes no place.
     pub(crate) async fn slot(&self, target: &Target) -> Result<OwnedSemaphorePermit> {
-        Arc::clone(&self.slots).acquire_owned().await.map_err(|_| {
-            Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                format!("{}: the backend was closed", target.server),
-            )
-            .with_retryable(false)
-        })
+        Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| target.closed())
     }
 
     /// The connection for `slot`: an idle one, or a new one.

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
+use lockkit_core::{
+    Error, ErrorKind, FencingToken, Result, SessionHealth, SessionSignal, SessionWatch,
+};
 use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, Statement};
 
-use crate::error::from_postgres;
+use crate::error::{from_postgres, BACKEND};
 
 /// The TLS connector: rustls with the `tls` feature, none without it.
 #[cfg(feature = "tls")]
@@ -31,6 +33,35 @@ pub(crate) struct Target {
     /// The most connections the backend opens at once: sessions, waiters
     /// and transactions.
     pub(crate) connections: usize,
+}
+
+impl Target {
+    /// The error of every call after the backend was closed.
+    pub(crate) fn closed(&self) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!("{}: the backend was closed", self.server),
+        )
+        .with_retryable(false)
+    }
+
+    /// A fencing token from the value of this server's fencing sequence.
+    pub(crate) fn token(&self, value: i64) -> Result<FencingToken> {
+        u64::try_from(value)
+            .ok()
+            .and_then(FencingToken::new)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Backend,
+                    BACKEND,
+                    format!(
+                        "{}: the fencing sequence {}.fence returned {value}; it must never be reset or lowered",
+                        self.server, self.schema
+                    ),
+                )
+            })
+    }
 }
 
 /// The longest `lock_timeout` PostgreSQL accepts: 2,147,483,647 ms (about

@@ -5,11 +5,52 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockkit_core::{Error, ErrorKind, FencingToken, LockName, Result, Undo, Wait};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backend::Inner;
+use lockkit_core::{Background, Error, ErrorKind, FencingToken, LockName, Result, Undo, Wait};
+
 use crate::error::{from_postgres, is_lock_timeout, BACKEND};
-use crate::pool::Pooled;
+use crate::pool::{Pool, Pooled};
+use crate::session::{Purpose, Session, Target};
+
+/// What locked transactions need of their backend, and nothing more: where
+/// to connect, their own pool of connections, where a cancelled begin is
+/// undone, and whether the backend was closed.
+pub(crate) struct Transactions {
+    target: Target,
+    pool: Pool,
+    background: Background,
+    closed: AtomicBool,
+}
+
+impl Transactions {
+    /// Up to `size` transactions open at once on `target`.
+    pub(crate) fn new(target: Target, size: usize, background: Background) -> Self {
+        Self {
+            target,
+            pool: Pool::new(size, "transaction", Purpose::Transactions),
+            background,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Refuses every later begin.
+    pub(crate) fn refuse(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Closes every transaction connection, open transactions' too: the
+    /// server rolls them back.
+    pub(crate) fn close(&self) {
+        self.refuse();
+        self.pool.close();
+    }
+
+    /// How many transaction connections are open.
+    pub(crate) fn open(&self) -> usize {
+        self.pool.open()
+    }
+}
 
 /// An open transaction that holds a lock.
 ///
@@ -29,7 +70,7 @@ use crate::pool::Pooled;
 /// Dropped without `commit`, the transaction is rolled back (in the
 /// background). Do not run `COMMIT` or `ROLLBACK` yourself through the client.
 pub struct LockedTransaction {
-    inner: Arc<Inner>,
+    transactions: Arc<Transactions>,
     /// `None` once committed or rolled back.
     connection: Option<Pooled>,
     name: String,
@@ -40,13 +81,15 @@ impl LockedTransaction {
     /// Begins a transaction and takes `key` in it: without waiting if
     /// `wait` is `None` (`Contended` if held), else up to `wait` (`Timeout`).
     pub(crate) async fn begin(
-        inner: Arc<Inner>,
-        name: &str,
+        inner: Arc<Transactions>,
+        name: &LockName,
         key: i64,
         wait: Option<Duration>,
     ) -> Result<Self> {
-        LockName::new(name)?;
-        inner.check_open()?;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(inner.target.closed());
+        }
+        let name = name.as_str();
         let server = inner.target.server.clone();
         let deadline = wait.map(Wait::at_most);
         let timeout = || {
@@ -62,25 +105,25 @@ impl LockedTransaction {
                     "{server}: no transaction connection came free before the deadline for \
                      lock `{name}`: all max_transactions = {} locked transactions are open. \
                      Raise [postgres] max_transactions, or end transactions sooner",
-                    inner.transactions.size()
+                    inner.pool.size()
                 ),
             )
         };
         let slot = match deadline {
             Some(Wait::Until(deadline)) => {
-                tokio::time::timeout_at(deadline.into(), inner.transactions.slot(&inner.target))
+                tokio::time::timeout_at(deadline.into(), inner.pool.slot(&inner.target))
                     .await
                     .map_err(|_| no_connection())??
             }
-            _ => inner.transactions.slot(&inner.target).await?,
+            _ => inner.pool.slot(&inner.target).await?,
         };
-        let pooled = inner.transactions.fill(slot, &inner.target).await?;
+        let pooled = inner.pool.fill(slot, &inner.target).await?;
         let wait = match deadline {
             None => None,
             Some(Wait::Until(deadline)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left < Duration::from_millis(1) {
-                    inner.transactions.put(pooled);
+                    inner.pool.put(pooled);
                     return Err(timeout());
                 }
                 Some(Some(left))
@@ -94,7 +137,7 @@ impl LockedTransaction {
         let abandon = Undo::new(
             &inner.background,
             (Arc::clone(&inner), pooled),
-            |(inner, pooled): (Arc<Inner>, Pooled)| {
+            |(inner, pooled): (Arc<Transactions>, Pooled)| {
                 pooled.session.end();
                 let tls = inner.target.tls.clone();
                 async move {
@@ -104,7 +147,7 @@ impl LockedTransaction {
             },
             // Without a runtime the connection just closes, ending the
             // transaction and its wait at the server all the same.
-            |(_, pooled): (Arc<Inner>, Pooled)| pooled.session.end(),
+            |(_, pooled): (Arc<Transactions>, Pooled)| pooled.session.end(),
         );
         let mut wait = wait;
         let begun = loop {
@@ -127,9 +170,9 @@ impl LockedTransaction {
         let (_, pooled) = abandon.disarm();
         match begun {
             Ok(Some(token)) => {
-                let token = inner.token(token)?;
+                let token = inner.target.token(token)?;
                 Ok(Self {
-                    inner,
+                    transactions: inner,
                     connection: Some(pooled),
                     name: name.to_owned(),
                     token,
@@ -186,13 +229,13 @@ impl LockedTransaction {
     /// commit (serialization failure, broken connection) rolled back both.
     pub async fn commit(mut self) -> Result<()> {
         let pooled = self.connection.take().expect("a transaction ends once");
-        end(&self.inner, pooled, "COMMIT").await
+        end(&self.transactions, pooled, "COMMIT").await
     }
 
     /// Rolls the work back and releases the lock.
     pub async fn rollback(mut self) -> Result<()> {
         let pooled = self.connection.take().expect("a transaction ends once");
-        end(&self.inner, pooled, "ROLLBACK").await
+        end(&self.transactions, pooled, "ROLLBACK").await
     }
 }
 
@@ -202,7 +245,7 @@ impl LockedTransaction {
 /// but for `synchronous_commit`, which is `on` where it was `off`: the
 /// fencing token must survive a crash once the transaction commits.
 async fn attempt(
-    session: &crate::session::Session,
+    session: &Session,
     key: i64,
     wait: Option<Option<Duration>>,
 ) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
@@ -226,10 +269,10 @@ async fn attempt(
 
 /// Ends the transaction on `pooled` with `command`, and gives the
 /// connection back if that worked.
-async fn end(inner: &Inner, pooled: Pooled, command: &str) -> Result<()> {
+async fn end(inner: &Transactions, pooled: Pooled, command: &str) -> Result<()> {
     match pooled.session.client.batch_execute(command).await {
         Ok(()) => {
-            inner.transactions.put(pooled);
+            inner.pool.put(pooled);
             Ok(())
         }
         Err(error) => {
@@ -251,9 +294,9 @@ impl Drop for LockedTransaction {
             lock = %self.name,
             "locked transaction dropped without commit; rolling it back"
         );
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(&self.transactions);
         let session = Arc::clone(&pooled.session);
-        let spawned = self.inner.background.spawn(async move {
+        let spawned = self.transactions.background.spawn(async move {
             let _ = end(&inner, pooled, "ROLLBACK").await;
         });
         if !spawned {

@@ -217,6 +217,31 @@ async fn explicit_keys_meet_plain_sql_advisory_locks() {
     lease.release().await.unwrap();
 }
 
+/// A locked transaction refuses a name exactly as every acquire does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_transaction_validates_its_name_as_every_acquire() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let backend = backend(&url, &unique_namespace()).await;
+    let locks = Locker::new(backend.clone());
+    let long = "n".repeat(lockkit_core::MAX_NAME_BYTES + 1);
+    for name in ["", "bell\u{7}", long.as_str()] {
+        let acquire = locks
+            .try_acquire(name, Acquire::ttl(TTL))
+            .await
+            .unwrap_err();
+        let transaction = backend.try_transaction(name).await.unwrap_err();
+        assert_eq!(transaction.kind(), ErrorKind::InvalidInput, "{transaction}");
+        assert_eq!(transaction.to_string(), acquire.to_string());
+        let waited = backend
+            .transaction(name, Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert_eq!(waited.to_string(), acquire.to_string());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_transaction_commits_lock_and_writes_together() {
     let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
