@@ -3,12 +3,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use lockkit_core::settings::duration;
 use lockkit_core::{
     check_namespace, redact_url, Error, ErrorKind, Result, SafetyClass, DEFAULT_NAMESPACE,
     DEFAULT_TTL,
 };
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
+
+use crate::env::{self, Env};
 
 /// How an application picks its lock backend: by configuration, not by code.
 ///
@@ -31,7 +34,7 @@ use serde::Deserialize;
 /// sessions = 2                 # connections that hold session locks (1–4)
 /// max_waiters = 16             # acquires waiting in the server's queue at once
 /// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockConfig {
     /// Where the locks live: `memory://`, `redis://…` (or another form the
@@ -51,65 +54,61 @@ pub struct LockConfig {
     /// The TTL of acquires whose options name none.
     #[serde(default = "default_ttl", deserialize_with = "duration")]
     pub default_ttl: Duration,
-    /// Settings only the Redis backend reads (`[redis]`).
+    // One field per backend, named as its section and its feature: the
+    // backend crate's own section where it is compiled in, kept raw where
+    // it is not, so one file serves builds with different features. A new
+    // backend adds its pair here and its name to `SECTIONS`.
+    /// The `[redis]` section ([`lockkit_redis::RedisConfig`]).
+    #[cfg(feature = "redis")]
     #[serde(default)]
-    pub redis: RedisConfig,
-    /// Settings only the PostgreSQL backend reads (`[postgres]`).
+    pub redis: lockkit_redis::RedisConfig,
+    /// The `[redis]` section, kept raw: this build has no `redis` feature.
+    #[cfg(not(feature = "redis"))]
     #[serde(default)]
-    pub postgres: PostgresConfig,
+    pub redis: Option<RawSection>,
+    /// The `[postgres]` section ([`lockkit_postgres::PostgresConfig`]).
+    #[cfg(feature = "postgres")]
+    #[serde(default)]
+    pub postgres: lockkit_postgres::PostgresConfig,
+    /// The `[postgres]` section, kept raw: this build has no `postgres` feature.
+    #[cfg(not(feature = "postgres"))]
+    #[serde(default)]
+    pub postgres: Option<RawSection>,
+    /// The `[redlock]` section, kept raw until the Redlock backend is built in.
+    #[serde(default)]
+    pub redlock: Option<RawSection>,
+    /// The `[etcd]` section, kept raw until the etcd backend is built in.
+    #[serde(default)]
+    pub etcd: Option<RawSection>,
+    /// The `[zk]` section, kept raw until the ZooKeeper backend is built in.
+    #[serde(default)]
+    pub zk: Option<RawSection>,
 }
 
-/// The `[redis]` section: settings only the Redis backend reads. Unset
-/// fields keep the backend's defaults (see `lockkit_redis::RedisOptions`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    /// After each grant and extension, wait until this many replicas have
-    /// it; fail the acquire if fewer acknowledge within `replica_timeout`.
-    #[serde(default)]
-    pub min_replicas: u32,
-    /// How long to wait for `min_replicas` (default 100 ms).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub replica_timeout: Option<Duration>,
-    /// How long a command may wait for its reply (default 2 s).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub response_timeout: Option<Duration>,
-    /// How long one connection attempt may take (default 2 s).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub connect_timeout: Option<Duration>,
-    /// Accept a server whose `maxmemory-policy` may evict a held lock's key
-    /// (default false: `connect` refuses it).
-    #[serde(default)]
-    pub allow_eviction: bool,
+/// The backends' sections, by name: the registry the environment is read by
+/// (`LOCKKIT_<SECTION>_<FIELD>`).
+pub(crate) const SECTIONS: &[&str] = &["redis", "redlock", "postgres", "etcd", "zk"];
+
+/// A configuration section of a backend this build does not include, kept
+/// as it was written so one configuration file serves builds with
+/// different features. Its `Debug` shows its keys only.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct RawSection(toml::Table);
+
+impl RawSection {
+    /// The section as written.
+    pub fn table(&self) -> &toml::Table {
+        &self.0
+    }
 }
 
-/// The `[postgres]` section: settings only the PostgreSQL backend reads.
-/// Unset fields keep the backend's defaults (see
-/// `lockkit_postgres::PostgresOptions`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// Connections that hold session locks, 1 to 4 (default 2); any number
-    /// of locks share them.
-    #[serde(default)]
-    pub sessions: Option<usize>,
-    /// Acquires that may wait in the server's queue at once, each on a
-    /// connection of its own (default 16).
-    #[serde(default)]
-    pub max_waiters: Option<usize>,
-    /// Locked transactions that may be open at once (default 8).
-    #[serde(default)]
-    pub max_transactions: Option<usize>,
-    /// The schema of the fencing sequence (default `lockkit`).
-    #[serde(default)]
-    pub schema: Option<String>,
-    /// How long one connection attempt may take (default 5 s).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub connect_timeout: Option<Duration>,
-    /// How long a statement that answers at once (try, release, extend)
-    /// may go unanswered before its connection is taken for gone (default 5 s).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub response_timeout: Option<Duration>,
+impl fmt::Debug for RawSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSection")
+            .field("keys", &self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 fn default_namespace() -> String {
@@ -128,8 +127,11 @@ impl LockConfig {
             namespace: default_namespace(),
             require: None,
             default_ttl: DEFAULT_TTL,
-            redis: RedisConfig::default(),
-            postgres: PostgresConfig::default(),
+            redis: Default::default(),
+            postgres: Default::default(),
+            redlock: None,
+            etcd: None,
+            zk: None,
         }
     }
 
@@ -152,13 +154,15 @@ impl LockConfig {
     }
 
     /// Sets the `[redis]` section.
-    pub fn redis(mut self, redis: RedisConfig) -> Self {
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, redis: lockkit_redis::RedisConfig) -> Self {
         self.redis = redis;
         self
     }
 
     /// Sets the `[postgres]` section.
-    pub fn postgres(mut self, postgres: PostgresConfig) -> Self {
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, postgres: lockkit_postgres::PostgresConfig) -> Self {
         self.postgres = postgres;
         self
     }
@@ -182,110 +186,32 @@ impl LockConfig {
         Ok(config)
     }
 
-    /// Reads `LOCKKIT_URL` (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`,
-    /// `LOCKKIT_DEFAULT_TTL`, the `[redis]` settings `LOCKKIT_REDIS_MIN_REPLICAS`,
-    /// `LOCKKIT_REDIS_REPLICA_TIMEOUT`, `LOCKKIT_REDIS_RESPONSE_TIMEOUT`,
-    /// `LOCKKIT_REDIS_CONNECT_TIMEOUT` and `LOCKKIT_REDIS_ALLOW_EVICTION`, and
-    /// the `[postgres]` settings `LOCKKIT_POSTGRES_SESSIONS`,
-    /// `LOCKKIT_POSTGRES_MAX_WAITERS`, `LOCKKIT_POSTGRES_MAX_TRANSACTIONS`,
-    /// `LOCKKIT_POSTGRES_SCHEMA`, `LOCKKIT_POSTGRES_CONNECT_TIMEOUT` and
-    /// `LOCKKIT_POSTGRES_RESPONSE_TIMEOUT` from the process environment.
+    /// Reads the configuration from the process environment: `LOCKKIT_URL`
+    /// (required), `LOCKKIT_NAMESPACE`, `LOCKKIT_REQUIRE`,
+    /// `LOCKKIT_DEFAULT_TTL`, and each section's fields as
+    /// `LOCKKIT_<SECTION>_<FIELD>` (`LOCKKIT_REDIS_MIN_REPLICAS`,
+    /// `LOCKKIT_POSTGRES_MAX_WAITERS`, …). The values go through the same
+    /// deserializer as TOML's, so they are checked alike; a refusal names
+    /// the variable. Variables of a section this build does not include are
+    /// not read.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
     /// As [`from_env`](Self::from_env), reading variables through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let url = var("LOCKKIT_URL").ok_or_else(|| {
-            config_error("LOCKKIT_URL is not set; it names the lock backend, e.g. memory://")
-        })?;
-        let mut config = Self::new(url);
-        if let Some(namespace) = var("LOCKKIT_NAMESPACE") {
-            config.namespace = namespace;
+        if var("LOCKKIT_URL").is_none() {
+            return Err(config_error(
+                "LOCKKIT_URL is not set; it names the lock backend, e.g. memory://",
+            ));
         }
-        if let Some(require) = var("LOCKKIT_REQUIRE") {
-            config.require = Some(require.parse().map_err(|_: Error| {
-                config_error(format!(
-                    "LOCKKIT_REQUIRE: expected `efficiency` or `correctness`, got `{}`",
-                    redact_url(&require)
-                ))
-            })?);
-        }
-        if let Some(ttl) = var("LOCKKIT_DEFAULT_TTL") {
-            config.default_ttl = parse_duration(&ttl)
-                .map_err(|why| config_error(format!("LOCKKIT_DEFAULT_TTL: {why}")))?;
-        }
-        if let Some(allow) = var("LOCKKIT_REDIS_ALLOW_EVICTION") {
-            config.redis.allow_eviction = allow.trim().parse().map_err(|_| {
-                config_error(format!(
-                    "LOCKKIT_REDIS_ALLOW_EVICTION: expected true or false, got `{}`",
-                    redact_url(&allow)
-                ))
-            })?;
-        }
-        if let Some(replicas) = var("LOCKKIT_REDIS_MIN_REPLICAS") {
-            config.redis.min_replicas = replicas.trim().parse().map_err(|_| {
-                config_error(format!(
-                    "LOCKKIT_REDIS_MIN_REPLICAS: expected a whole number of replicas, got `{}`",
-                    redact_url(&replicas)
-                ))
-            })?;
-        }
-        for (name, field) in [
-            (
-                "LOCKKIT_REDIS_REPLICA_TIMEOUT",
-                &mut config.redis.replica_timeout,
-            ),
-            (
-                "LOCKKIT_REDIS_RESPONSE_TIMEOUT",
-                &mut config.redis.response_timeout,
-            ),
-            (
-                "LOCKKIT_REDIS_CONNECT_TIMEOUT",
-                &mut config.redis.connect_timeout,
-            ),
-        ] {
-            if let Some(text) = var(name) {
-                *field = Some(
-                    parse_duration(&text).map_err(|why| config_error(format!("{name}: {why}")))?,
-                );
-            }
-        }
-        for (name, field) in [
-            ("LOCKKIT_POSTGRES_SESSIONS", &mut config.postgres.sessions),
-            (
-                "LOCKKIT_POSTGRES_MAX_WAITERS",
-                &mut config.postgres.max_waiters,
-            ),
-            (
-                "LOCKKIT_POSTGRES_MAX_TRANSACTIONS",
-                &mut config.postgres.max_transactions,
-            ),
-        ] {
-            if let Some(text) = var(name) {
-                *field = Some(text.trim().parse().map_err(|_| {
-                    config_error(format!(
-                        "{name}: expected a whole number, got `{}`",
-                        redact_url(&text)
-                    ))
-                })?);
-            }
-        }
-        if let Some(schema) = var("LOCKKIT_POSTGRES_SCHEMA") {
-            config.postgres.schema = Some(schema);
-        }
-        if let Some(text) = var("LOCKKIT_POSTGRES_CONNECT_TIMEOUT") {
-            config.postgres.connect_timeout =
-                Some(parse_duration(&text).map_err(|why| {
-                    config_error(format!("LOCKKIT_POSTGRES_CONNECT_TIMEOUT: {why}"))
-                })?);
-        }
-        if let Some(text) = var("LOCKKIT_POSTGRES_RESPONSE_TIMEOUT") {
-            config.postgres.response_timeout = Some(parse_duration(&text).map_err(|why| {
-                config_error(format!("LOCKKIT_POSTGRES_RESPONSE_TIMEOUT: {why}"))
-            })?);
-        }
-        Ok(config)
+        serde_path_to_error::deserialize(Env::new(&var, SECTIONS)).map_err(|error| {
+            let name = env::variable(&error.path().to_string());
+            config_error(format!(
+                "{name}: {}",
+                hide_quoted(&error.inner().to_string())
+            ))
+        })
     }
 
     /// Checks the fields that do not depend on the backend.
@@ -321,6 +247,9 @@ impl fmt::Debug for LockConfig {
             .field("default_ttl", &self.default_ttl)
             .field("redis", &self.redis)
             .field("postgres", &self.postgres)
+            .field("redlock", &self.redlock)
+            .field("etcd", &self.etcd)
+            .field("zk", &self.zk)
             .finish()
     }
 }
@@ -359,44 +288,6 @@ fn hide_quoted(message: &str) -> String {
         }
     }
     hidden
-}
-
-/// Parses a duration written with its unit: `30s`, `250ms`, `1m 30s`.
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let trimmed = text.trim();
-    let shown = redact_url(text);
-    if trimmed.starts_with('-') {
-        return Err(format!(
-            "`{shown}` is negative; durations must be zero or more"
-        ));
-    }
-    humantime::parse_duration(trimmed).map_err(|error| {
-        format!("`{shown}` is not a duration such as \"30s\" or \"250ms\" ({error})")
-    })
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
-    struct DurationText;
-
-    impl Visitor<'_> for DurationText {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration with its unit, such as \"30s\" or \"250ms\"")
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<Duration, E> {
-            parse_duration(text).map_err(E::custom)
-        }
-    }
-
-    deserializer.deserialize_str(DurationText)
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    duration(deserializer).map(Some)
 }
 
 fn safety_class<'de, D: Deserializer<'de>>(

@@ -37,21 +37,27 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod env;
 mod scheme;
 
 use std::sync::Arc;
 
-pub use config::{LockConfig, PostgresConfig, RedisConfig};
+pub use config::{LockConfig, RawSection};
 pub use lockkit_core::redact_url;
+pub use lockkit_core::settings;
 pub use lockkit_core::*;
 /// The PostgreSQL backend, for what only it can do: locked transactions
 /// ([`PostgresBackend::transaction`](lockkit_postgres::PostgresBackend::transaction)),
 /// explicit keys, options.
 #[cfg(feature = "postgres")]
 pub use lockkit_postgres as postgres;
+#[cfg(feature = "postgres")]
+pub use lockkit_postgres::PostgresConfig;
 /// The Redis backend, for its own options and scripts.
 #[cfg(feature = "redis")]
 pub use lockkit_redis as redis;
+#[cfg(feature = "redis")]
+pub use lockkit_redis::RedisConfig;
 pub use scheme::Scheme;
 
 /// Connects to the lock service a URL or a [`LockConfig`] names.
@@ -86,58 +92,24 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
             Arc::new(MemoryBackend::new())
         }
         #[cfg(feature = "redis")]
-        Scheme::Redis => Arc::new(connect_redis(&config).await?),
+        Scheme::Redis => Arc::new(
+            lockkit_redis::RedisBackend::from_config(&config.url, &config.namespace, &config.redis)
+                .await?,
+        ),
         #[cfg(feature = "postgres")]
-        Scheme::Postgres => Arc::new(connect_postgres(&config).await?),
+        Scheme::Postgres => Arc::new(
+            lockkit_postgres::PostgresBackend::from_config(
+                &config.url,
+                &config.namespace,
+                &config.postgres,
+            )
+            .await?,
+        ),
         other => return Err(other.not_compiled_in()),
     };
     check_backend(&config, backend.as_ref())?;
     tracing::debug!(config = ?config, backend = backend.name(), "lockkit connected");
     Ok(Locker::from_backend(backend).with_default_ttl(config.default_ttl))
-}
-
-#[cfg(feature = "redis")]
-async fn connect_redis(config: &LockConfig) -> Result<lockkit_redis::RedisBackend> {
-    let section = &config.redis;
-    let mut options = lockkit_redis::RedisOptions::new()
-        .namespace(&config.namespace)
-        .min_replicas(section.min_replicas)
-        .allow_eviction(section.allow_eviction);
-    if let Some(timeout) = section.replica_timeout {
-        options = options.replica_timeout(timeout);
-    }
-    if let Some(timeout) = section.response_timeout {
-        options = options.response_timeout(timeout);
-    }
-    if let Some(timeout) = section.connect_timeout {
-        options = options.connect_timeout(timeout);
-    }
-    lockkit_redis::RedisBackend::connect(&config.url, options).await
-}
-
-#[cfg(feature = "postgres")]
-async fn connect_postgres(config: &LockConfig) -> Result<lockkit_postgres::PostgresBackend> {
-    let section = &config.postgres;
-    let mut options = lockkit_postgres::PostgresOptions::new().namespace(&config.namespace);
-    if let Some(sessions) = section.sessions {
-        options = options.sessions(sessions);
-    }
-    if let Some(waiters) = section.max_waiters {
-        options = options.max_waiters(waiters);
-    }
-    if let Some(transactions) = section.max_transactions {
-        options = options.max_transactions(transactions);
-    }
-    if let Some(schema) = &section.schema {
-        options = options.schema(schema);
-    }
-    if let Some(timeout) = section.connect_timeout {
-        options = options.connect_timeout(timeout);
-    }
-    if let Some(timeout) = section.response_timeout {
-        options = options.response_timeout(timeout);
-    }
-    lockkit_postgres::PostgresBackend::connect_with(&config.url, options).await
 }
 
 /// Refuses a backend weaker than `require`, or one that cannot honour the default TTL.

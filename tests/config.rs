@@ -144,6 +144,7 @@ fn debug_never_prints_a_password() {
     );
 }
 
+#[cfg(feature = "redis")]
 #[test]
 fn the_redis_section_parses_and_refuses_by_name() {
     let config = LockConfig::from_toml(
@@ -157,12 +158,13 @@ fn the_redis_section_parses_and_refuses_by_name() {
     )
     .unwrap();
     assert_eq!(config.redis.min_replicas, 1);
+    assert_eq!(config.redis.replica_timeout, Duration::from_millis(50));
+    assert_eq!(config.redis.response_timeout, Duration::from_secs(1));
+    // Unset: the backend's default.
     assert_eq!(
-        config.redis.replica_timeout,
-        Some(Duration::from_millis(50))
+        config.redis.connect_timeout,
+        lockkit::RedisConfig::default().connect_timeout
     );
-    assert_eq!(config.redis.response_timeout, Some(Duration::from_secs(1)));
-    assert_eq!(config.redis.connect_timeout, None);
 
     let message = refusal(LockConfig::from_toml(
         "url = \"redis://h\"\n[redis]\nmin_replica = 1\n",
@@ -181,7 +183,7 @@ fn the_redis_section_parses_and_refuses_by_name() {
     .into();
     let config = LockConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
     assert_eq!(config.redis.min_replicas, 2);
-    assert_eq!(config.redis.connect_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(config.redis.connect_timeout, Duration::from_secs(3));
     let message = refusal(LockConfig::from_vars(|name| match name {
         "LOCKKIT_URL" => Some("redis://h".into()),
         "LOCKKIT_REDIS_MIN_REPLICAS" => Some("some".into()),
@@ -190,6 +192,7 @@ fn the_redis_section_parses_and_refuses_by_name() {
     assert!(message.contains("LOCKKIT_REDIS_MIN_REPLICAS"), "{message}");
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn the_postgres_section_parses_and_refuses_by_name() {
     let config = LockConfig::from_toml(
@@ -203,14 +206,15 @@ fn the_postgres_section_parses_and_refuses_by_name() {
         "#,
     )
     .unwrap();
-    assert_eq!(config.postgres.sessions, Some(3));
-    assert_eq!(config.postgres.max_waiters, Some(32));
-    assert_eq!(config.postgres.max_transactions, None);
-    assert_eq!(config.postgres.schema.as_deref(), Some("locks"));
+    assert_eq!(config.postgres.sessions, 3);
+    assert_eq!(config.postgres.max_waiters, 32);
+    // Unset: the backend's default.
     assert_eq!(
-        config.postgres.connect_timeout,
-        Some(Duration::from_secs(2))
+        config.postgres.max_transactions,
+        lockkit::PostgresConfig::default().max_transactions
     );
+    assert_eq!(config.postgres.schema, "locks");
+    assert_eq!(config.postgres.connect_timeout, Duration::from_secs(2));
 
     let message = refusal(LockConfig::from_toml(
         "url = \"postgres://h\"\n[postgres]\nsession = 1\n",
@@ -230,13 +234,10 @@ fn the_postgres_section_parses_and_refuses_by_name() {
     ]
     .into();
     let config = LockConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
-    assert_eq!(config.postgres.sessions, Some(1));
-    assert_eq!(config.postgres.max_transactions, Some(4));
-    assert_eq!(config.postgres.schema.as_deref(), Some("locks"));
-    assert_eq!(
-        config.postgres.connect_timeout,
-        Some(Duration::from_millis(750))
-    );
+    assert_eq!(config.postgres.sessions, 1);
+    assert_eq!(config.postgres.max_transactions, 4);
+    assert_eq!(config.postgres.schema, "locks");
+    assert_eq!(config.postgres.connect_timeout, Duration::from_millis(750));
     let message = refusal(LockConfig::from_vars(|name| match name {
         "LOCKKIT_URL" => Some("postgres://h".into()),
         "LOCKKIT_POSTGRES_MAX_WAITERS" => Some("many".into()),
@@ -245,5 +246,64 @@ fn the_postgres_section_parses_and_refuses_by_name() {
     assert!(
         message.contains("LOCKKIT_POSTGRES_MAX_WAITERS"),
         "{message}"
+    );
+}
+
+/// A section of a backend this build does not include is accepted and kept
+/// as written (one file serves builds with different features); `Debug`
+/// shows its keys, never its values; an unknown section is still refused.
+#[test]
+fn a_section_of_a_backend_not_built_in_is_kept_raw() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "memory://"
+        [etcd]
+        lease_ttl = "10s"
+        password = "hunter2"
+        [zk]
+        session_timeout = "6s"
+        "#,
+    )
+    .unwrap();
+    let etcd = config.etcd.as_ref().expect("the [etcd] section is kept");
+    assert_eq!(
+        etcd.table()
+            .get("lease_ttl")
+            .and_then(|value| value.as_str()),
+        Some("10s")
+    );
+    assert!(config.zk.is_some());
+    assert!(config.redlock.is_none());
+    let shown = format!("{config:?}");
+    assert!(shown.contains("lease_ttl"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+
+    let message = refusal(LockConfig::from_toml(
+        "url = \"memory://\"\n[consul]\naddress = \"h\"\n",
+    ));
+    assert!(message.contains("consul"), "{message}");
+}
+
+/// A variable goes through the section's own deserializer: a value TOML
+/// would refuse is refused the same way, naming the variable.
+#[cfg(feature = "postgres")]
+#[test]
+fn variables_are_checked_as_toml_is() {
+    let from_toml = refusal(LockConfig::from_toml(
+        "url = \"postgres://h\"\n[postgres]\nresponse_timeout = \"soon\"\n",
+    ));
+    let from_env = refusal(LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("postgres://h".into()),
+        "LOCKKIT_POSTGRES_RESPONSE_TIMEOUT" => Some("soon".into()),
+        _ => None,
+    }));
+    assert!(
+        from_env.contains("LOCKKIT_POSTGRES_RESPONSE_TIMEOUT"),
+        "{from_env}"
+    );
+    let why = "is not a duration";
+    assert!(
+        from_toml.contains(why) && from_env.contains(why),
+        "{from_toml} / {from_env}"
     );
 }

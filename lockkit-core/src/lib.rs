@@ -63,6 +63,7 @@ mod options;
 mod owner;
 pub mod repeat;
 mod session;
+pub mod settings;
 pub mod telemetry;
 
 #[cfg(feature = "conformance")]

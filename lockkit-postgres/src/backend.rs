@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::connect;
 use crate::error::{from_postgres, BACKEND};
 use crate::key::lock_key;
-use crate::options::PostgresOptions;
+use crate::options::{PostgresConfig, PostgresOptions};
 use crate::pool::SharedSession;
 use crate::registry::{Held, Place, Registry};
 use crate::session::{Session, Target};
@@ -56,6 +56,13 @@ impl PostgresBackend {
     /// with the default [`PostgresOptions`].
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PostgresOptions::new()).await
+    }
+
+    /// Connects to `url` with a configuration's namespace and
+    /// `[postgres]` section, as the `lockkit` facade does; see
+    /// [`connect_with`](Self::connect_with).
+    pub async fn from_config(url: &str, namespace: &str, config: &PostgresConfig) -> Result<Self> {
+        Self::connect_with(url, PostgresOptions::from_config(namespace, config)).await
     }
 
     /// Connects to `url` with `options`: opens the first shared session and

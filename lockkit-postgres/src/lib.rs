@@ -261,7 +261,7 @@ mod waiting;
 
 pub use backend::PostgresBackend;
 pub use key::lock_key;
-pub use options::{PostgresOptions, MAX_SESSIONS};
+pub use options::{PostgresConfig, PostgresOptions, MAX_SESSIONS};
 /// The driver, re-exported: [`LockedTransaction::client`] hands out its `Client`.
 pub use tokio_postgres;
 pub use transaction::LockedTransaction;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use lockkit_core::{Error, ErrorKind, Result, DEFAULT_NAMESPACE};
+use serde::Deserialize;
 
 use crate::error::BACKEND;
 
@@ -31,21 +32,69 @@ pub struct PostgresOptions {
     pub(crate) response_timeout: Duration,
 }
 
-impl Default for PostgresOptions {
+/// The `[postgres]` section of a lockkit configuration: the PostgreSQL
+/// backend's settings beyond its URL and namespace, read from TOML, JSON or
+/// `LOCKKIT_POSTGRES_<FIELD>` variables by the `lockkit` facade. Every
+/// field is optional there; its default is the one written here. Unknown
+/// fields are refused. Durations are written with their unit (`"5s"`).
+///
+/// ```toml
+/// [postgres]
+/// sessions = 2
+/// max_waiters = 32
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// See [`PostgresOptions::sessions`]; default 2, at most [`MAX_SESSIONS`].
+    pub sessions: usize,
+    /// See [`PostgresOptions::max_waiters`]; default 16.
+    pub max_waiters: usize,
+    /// See [`PostgresOptions::max_transactions`]; default 8.
+    pub max_transactions: usize,
+    /// See [`PostgresOptions::schema`]; default `lockkit`.
+    pub schema: String,
+    /// See [`PostgresOptions::connect_timeout`]; default 5 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub connect_timeout: Duration,
+    /// See [`PostgresOptions::response_timeout`]; default 5 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub response_timeout: Duration,
+}
+
+impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
-            namespace: DEFAULT_NAMESPACE.to_owned(),
-            schema: "lockkit".to_owned(),
             sessions: 2,
             max_waiters: 16,
             max_transactions: 8,
+            schema: "lockkit".to_owned(),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
         }
     }
 }
 
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self::from_config(DEFAULT_NAMESPACE, &PostgresConfig::default())
+    }
+}
+
 impl PostgresOptions {
+    /// The options of a configuration: its namespace and `[postgres]` section.
+    pub fn from_config(namespace: impl Into<String>, config: &PostgresConfig) -> Self {
+        Self {
+            namespace: namespace.into(),
+            schema: config.schema.clone(),
+            sessions: config.sessions,
+            max_waiters: config.max_waiters,
+            max_transactions: config.max_transactions,
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+        }
+    }
+
     /// The defaults: namespace `lockkit`, schema `lockkit`, 2 session
     /// connections, up to 16 waiter and 8 transaction connections, 5 s to connect.
     pub fn new() -> Self {

@@ -16,7 +16,7 @@ use redis::{Client, IntoConnectionInfo, ProtocolVersion};
 use crate::error::{from_redis, unexpected_reply, BACKEND};
 use crate::keys::LockKeys;
 use crate::node::{lock_name, millis, GiveBack, Node, Operation};
-use crate::options::{RedisOptions, QUEUE_PLACE};
+use crate::options::{RedisConfig, RedisOptions, QUEUE_PLACE};
 use crate::scripts::{self, AcquireReply, FastReply, QueueMode, Scripts};
 use crate::waiters::Waiters;
 
@@ -119,6 +119,12 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
+    /// Connects to `url` with a configuration's namespace and `[redis]`
+    /// section, as the `lockkit` facade does; see [`connect`](Self::connect).
+    pub async fn from_config(url: &str, namespace: &str, config: &RedisConfig) -> Result<Self> {
+        Self::connect(url, RedisOptions::from_config(namespace, config)).await
+    }
+
     /// Connects to `url` and checks the server (see the crate's "What
     /// connect checks"). Every form the driver accepts:
     /// `redis://[user:password@]host[:port][/db]` and `valkey://…`;

@@ -146,4 +146,4 @@ pub mod scripts;
 mod waiters;
 
 pub use backend::RedisBackend;
-pub use options::{RedisOptions, QUEUE_PLACE};
+pub use options::{RedisConfig, RedisOptions, QUEUE_PLACE};

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use lockkit_core::{Error, ErrorKind, Result, DEFAULT_NAMESPACE};
+use serde::Deserialize;
 
 /// How long a waiter keeps its place in the queue without renewing it. A
 /// waiter renews every third of this while it waits, so a waiter that dies
@@ -33,10 +34,38 @@ pub struct RedisOptions {
     pub(crate) allow_eviction: bool,
 }
 
-impl Default for RedisOptions {
+/// The `[redis]` section of a lockkit configuration: the Redis backend's
+/// settings beyond its URL and namespace, read from TOML, JSON or
+/// `LOCKKIT_REDIS_<FIELD>` variables by the `lockkit` facade. Every field
+/// is optional there; its default is the one written here. Unknown fields
+/// are refused. Durations are written with their unit (`"100ms"`).
+///
+/// ```toml
+/// [redis]
+/// min_replicas = 1
+/// replica_timeout = "50ms"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// See [`RedisOptions::min_replicas`]; default 0 (no `WAIT`).
+    pub min_replicas: u32,
+    /// See [`RedisOptions::replica_timeout`]; default 100 ms.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub replica_timeout: Duration,
+    /// See [`RedisOptions::response_timeout`]; default 2 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub response_timeout: Duration,
+    /// See [`RedisOptions::connect_timeout`]; default 2 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub connect_timeout: Duration,
+    /// See [`RedisOptions::allow_eviction`]; default false.
+    pub allow_eviction: bool,
+}
+
+impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            namespace: DEFAULT_NAMESPACE.to_owned(),
             min_replicas: 0,
             replica_timeout: Duration::from_millis(100),
             response_timeout: Duration::from_secs(2),
@@ -46,7 +75,25 @@ impl Default for RedisOptions {
     }
 }
 
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self::from_config(DEFAULT_NAMESPACE, &RedisConfig::default())
+    }
+}
+
 impl RedisOptions {
+    /// The options of a configuration: its namespace and `[redis]` section.
+    pub fn from_config(namespace: impl Into<String>, config: &RedisConfig) -> Self {
+        Self {
+            namespace: namespace.into(),
+            min_replicas: config.min_replicas,
+            replica_timeout: config.replica_timeout,
+            response_timeout: config.response_timeout,
+            connect_timeout: config.connect_timeout,
+            allow_eviction: config.allow_eviction,
+        }
+    }
+
     /// The defaults: namespace `lockkit`, no replica acknowledgement, 2 s
     /// to connect and 2 s for a reply.
     pub fn new() -> Self {
