@@ -164,6 +164,12 @@ impl Error {
         self
     }
 
+    /// [`Unavailable`](ErrorKind::Unavailable), not retryable: every call
+    /// after the backend was closed. Name the server with [`at`](Self::at).
+    pub fn closed(backend: &'static str) -> Self {
+        Self::new(ErrorKind::Unavailable, backend, "the backend was closed").with_retryable(false)
+    }
+
     /// Input refused before any I/O; `message` names the offending field.
     pub fn invalid_input(backend: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, backend, message)

@@ -3,14 +3,14 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lockkit_core::{
     AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result, SafetyClass, Undo,
-    UndoStep, Wait, WaitMode, REPEAT_FOR,
+    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result,
+    SafetyClass, Undo, UndoStep, Wait, WaitMode, REPEAT_FOR,
 };
 use tracing::Instrument;
 
@@ -18,8 +18,8 @@ use crate::connect;
 use crate::error::{from_postgres, BACKEND};
 use crate::key::lock_key;
 use crate::options::{PostgresConfig, PostgresOptions};
-use crate::pool::SharedSession;
-use crate::registry::{Held, Place, Registry};
+use crate::pool::{Pooled, SharedSession};
+use crate::registry::Registry;
 use crate::session::{Session, Target};
 use crate::transaction::{LockedTransaction, Transactions};
 use crate::waiting::{Around, Queue, Recheck, Waited};
@@ -185,25 +185,13 @@ impl Inner {
         Ok(())
     }
 
-    /// Gives back what a removed entry occupied.
-    fn settle(&self, held: Option<Held>) {
-        if let Some(Held {
-            place: Place::Waited(pooled),
-            ..
-        }) = held
-        {
+    /// Ends a grant here: forgets `owner`'s entry for `key` and gives its
+    /// waiter connection, if it has one, back to the queue.
+    fn finish(&self, key: i64, owner: &OwnerToken, handle: Option<&GrantHandle>) {
+        drop(self.registry.forget(key, owner));
+        if let Some(pooled) = handle.and_then(|handle| handle.get::<Hold>()?.take_waiter()) {
             self.queue.put(pooled);
         }
-    }
-
-    /// Reserves `key` for `owner`'s try (see [`Registry::reserve`]), giving
-    /// back what entries of dead sessions occupied.
-    fn reserve(&self, key: i64, owner: OwnerToken) -> bool {
-        let (free, dead) = self.registry.reserve(key, owner);
-        for held in dead {
-            self.settle(Some(held));
-        }
-        free
     }
 
     /// The next shared session, round robin.
@@ -214,24 +202,26 @@ impl Inner {
 }
 
 /// What an unfinished acquire or release gives back: the backend's state,
-/// and the session the step reached, if it reached one.
-type Unfinished<'a> = (&'a Arc<Inner>, Option<Arc<Session>>);
+/// the session the step reached, if it reached one, and the grant's handle
+/// (a release's).
+type Unfinished<'a> = (&'a Arc<Inner>, Option<Arc<Session>>, Option<GrantHandle>);
 
 /// The undo of an acquire or release until it completes: unlocks `key` on
-/// the session (a no-op if the session never got it) and forgets `owner`'s
-/// entry, in the background. Without a runtime the session's end is the
-/// backstop, and the entry stays, so no try stacks on a session that may
-/// hold the key.
+/// the session (a no-op if the session never got it), forgets `owner`'s
+/// entry and gives back the grant's waiter connection, in the background.
+/// Without a runtime the session's end is the backstop, and the entry
+/// stays, so no try stacks on a session that may hold the key.
 fn unfinished<'a>(
     inner: &'a Arc<Inner>,
     key: i64,
     owner: OwnerToken,
     session: Option<Arc<Session>>,
+    handle: Option<GrantHandle>,
 ) -> Undo<'a, Unfinished<'a>, impl UndoStep<Unfinished<'a>>, impl FnOnce(Unfinished<'a>)> {
     Undo::new(
         &inner.background,
-        (inner, session),
-        move |(inner, session): Unfinished<'a>| {
+        (inner, session, handle),
+        move |(inner, session, handle): Unfinished<'a>| {
             let inner = Arc::clone(inner);
             async move {
                 if let Some(session) = session {
@@ -239,8 +229,7 @@ fn unfinished<'a>(
                     // connection, so it runs after it.
                     give_back(&session, key).await;
                 }
-                let held = inner.registry.forget(key, &owner);
-                inner.settle(held);
+                inner.finish(key, &owner, handle.as_ref());
             }
         },
         |_| {
@@ -266,51 +255,67 @@ async fn give_back(session: &Session, key: i64) {
     }
 }
 
-/// A PostgreSQL grant's [`GrantHandle`]: the key it holds and the session
-/// holding it, handed back at extend and release.
+/// A PostgreSQL grant's [`GrantHandle`], handed back at extend and
+/// release: the key it holds, the session holding it and, for a lock
+/// granted after waiting, the waiter connection that session runs on, to
+/// give back to the queue at release.
 struct Hold {
     key: i64,
     session: Arc<Session>,
+    waiter: Mutex<Option<Pooled>>,
+}
+
+impl Hold {
+    /// The waiter connection, once: whoever ends the grant gives it back.
+    fn take_waiter(&self) -> Option<Pooled> {
+        self.waiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// A grant of `key` with `token`, held by `session` (on `waiter`, for a
+/// lock granted after waiting).
+fn grant(
+    key: i64,
+    token: FencingToken,
+    session: Arc<Session>,
+    waiter: Option<Pooled>,
+    contended: bool,
+) -> Grant {
+    Grant {
+        contended,
+        watches: vec![session.watch()],
+        handle: Some(GrantHandle::new(Hold {
+            key,
+            session,
+            waiter: Mutex::new(waiter),
+        })),
+        ..Grant::new(token, None)
+    }
 }
 
 impl PostgresBackend {
-    fn grant(
-        &self,
-        key: i64,
-        token: i64,
-        session: &Arc<Session>,
-        contended: bool,
-    ) -> Result<Grant> {
-        Ok(Grant {
-            contended,
-            watches: vec![session.watch()],
-            handle: Some(GrantHandle::new(Hold {
-                key,
-                session: Arc::clone(session),
-            })),
-            ..Grant::new(self.inner.target.token(token)?, None)
-        })
-    }
-
     /// Tries `key` on a shared session: a grant, or `None` if it is held.
     async fn try_shared(&self, key: i64, owner: OwnerToken, name: &str) -> Result<Option<Grant>> {
         let inner = &self.inner;
         // Cancelled before a session is reached: only the entry is forgotten.
-        let reserved = unfinished(inner, key, owner, None);
+        let reserved = unfinished(inner, key, owner, None, None);
         let session = inner.shared_session().await?;
         reserved.disarm();
-        let unfinished = unfinished(inner, key, owner, Some(Arc::clone(&session)));
+        let unfinished = unfinished(inner, key, owner, Some(Arc::clone(&session)), None);
         let outcome = session.try_lock(key).await;
         let what = || format!("acquire `{name}`");
         match outcome {
             Ok(Some(token)) => {
                 // Until both hold, the unfinished guard gives the lock back.
-                let grant = self.grant(key, token, &session, false)?;
+                let token = inner.target.token(token)?;
                 if !inner.registry.place_shared(key, &owner, &session) {
                     return Err(inner.target.closed());
                 }
                 unfinished.disarm();
-                Ok(Some(grant))
+                Ok(Some(grant(key, token, session, None, false)))
             }
             Ok(None) => {
                 unfinished.disarm();
@@ -348,7 +353,7 @@ impl PostgresBackend {
             registry: &inner.registry,
         };
         let recheck = || async move {
-            if !inner.reserve(key, owner) {
+            if !inner.registry.reserve(key, owner) {
                 return Ok(Recheck::Skipped);
             }
             Ok(match self.try_shared(key, owner, name).await? {
@@ -364,20 +369,21 @@ impl PostgresBackend {
             Waited::Rechecked(grant) => return Ok(grant),
             Waited::Queued { token, pooled } => (token, pooled),
         };
-        let grant = match self.grant(key, token, &pooled.session, true) {
-            Ok(grant) => grant,
+        let token = match inner.target.token(token) {
+            Ok(token) => token,
             Err(error) => {
                 give_back(&pooled.session, key).await;
                 inner.queue.put(pooled);
                 return Err(error);
             }
         };
-        if let Some(pooled) = inner.registry.record_waited(key, owner, pooled) {
+        if !inner.registry.record_waited(key, owner, &pooled.session) {
             // Closed meanwhile: nobody will release it.
             pooled.session.end();
             return Err(inner.target.closed());
         }
-        Ok(grant)
+        let session = Arc::clone(&pooled.session);
+        Ok(grant(key, token, session, Some(pooled), true))
     }
 }
 
@@ -408,7 +414,7 @@ impl LockBackend for PostgresBackend {
         // queue at once; otherwise a try on a shared session comes first,
         // and the lock stays there if it was free.
         let queue_at_once = request.wait != Wait::No && inner.registry.recently_contended(key);
-        if !queue_at_once && inner.reserve(key, request.owner) {
+        if !queue_at_once && inner.registry.reserve(key, request.owner) {
             if let Some(grant) = self.try_shared(key, request.owner, name).await? {
                 return Ok(grant);
             }
@@ -435,8 +441,7 @@ impl LockBackend for PostgresBackend {
         match session.holds(key).await {
             Ok(true) => Ok(None),
             Ok(false) => {
-                let held = inner.registry.forget(key, &claim.owner);
-                inner.settle(held);
+                inner.finish(key, &claim.owner, claim.handle.as_ref());
                 Err(not_held(name, "extend", "its session no longer holds it"))
             }
             Err(_) if !session.is_alive() => Err(not_held(
@@ -452,13 +457,18 @@ impl LockBackend for PostgresBackend {
         let inner = &self.inner;
         let name = claim.name.as_str();
         let (key, session) = self.holding(claim, "release")?;
-        let unfinished = unfinished(inner, key, claim.owner, Some(Arc::clone(&session)));
+        let unfinished = unfinished(
+            inner,
+            key,
+            claim.owner,
+            Some(Arc::clone(&session)),
+            claim.handle.clone(),
+        );
         let outcome = session.unlock(key).await;
         match outcome {
             Ok(held) => {
                 unfinished.disarm();
-                let entry = inner.registry.forget(key, &claim.owner);
-                inner.settle(entry);
+                inner.finish(key, &claim.owner, claim.handle.as_ref());
                 if held {
                     Ok(())
                 } else {
@@ -467,7 +477,7 @@ impl LockBackend for PostgresBackend {
             }
             Err(_) if !session.is_alive() => {
                 unfinished.disarm();
-                drop(inner.registry.forget(key, &claim.owner));
+                inner.finish(key, &claim.owner, claim.handle.as_ref());
                 Err(not_held(
                     name,
                     "release",
@@ -522,52 +532,47 @@ impl PostgresBackend {
     /// The key and live session of `claim`'s grant, from its handle, once
     /// the registry confirms the grant still stands there (released, the
     /// entry is gone, and the session may hold the key for a newer owner);
-    /// or `NotHeld`.
+    /// or `NotHeld`, having given back the grant's waiter connection.
     fn holding(&self, claim: &Claim, action: &str) -> Result<(i64, Arc<Session>)> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let Some(&Hold { key, ref session }) = claim.handle::<Hold>() else {
+        let Some(hold) = claim.handle::<Hold>() else {
             return Err(not_held(
                 name,
                 action,
                 "the claim carries no grant of this PostgreSQL backend",
             ));
         };
-        let table = inner.registry.table();
-        let entry = table
-            .get(&key)
-            .and_then(|entries| entries.iter().find(|held| held.owner == claim.owner));
-        let alive = match entry {
-            Some(held) => match held.session() {
-                Some(holder) if Arc::ptr_eq(holder, session) => session.is_alive(),
-                _ => return Err(not_held(name, action, "it was never granted")),
-            },
+        let standing = inner.registry.table().get(&hold.key).and_then(|entries| {
+            entries
+                .iter()
+                .find(|held| held.owner == claim.owner)
+                .map(|held| {
+                    held.session()
+                        .is_some_and(|on| Arc::ptr_eq(on, &hold.session))
+                })
+        });
+        let why = match standing {
+            Some(true) if hold.session.is_alive() => {
+                return Ok((hold.key, Arc::clone(&hold.session)))
+            }
+            Some(true) => "it was lost with its session's connection",
+            Some(false) => "it was never granted",
             None if inner.check_open().is_err() => {
-                return Err(not_held(
-                    name,
-                    action,
-                    "the backend was closed, which ended its sessions and their locks",
-                ))
+                "the backend was closed, which ended its sessions and their locks"
             }
-            None => {
-                return Err(not_held(
-                    name,
-                    action,
-                    "this client does not hold it for that owner",
-                ))
-            }
+            None => "this client does not hold it for that owner",
         };
-        drop(table);
-        if !alive {
-            let held = inner.registry.forget(key, &claim.owner);
-            inner.settle(held);
-            return Err(not_held(
-                name,
-                action,
-                "it was lost with its session's connection",
-            ));
+        if standing == Some(true) {
+            drop(inner.registry.forget(hold.key, &claim.owner));
         }
-        Ok((key, Arc::clone(session)))
+        if let Some(pooled) = hold.take_waiter() {
+            // The grant is over; a connection still alive is not reused, in
+            // case it kept the key.
+            pooled.session.end();
+            inner.queue.put(pooled);
+        }
+        Err(not_held(name, action, why))
     }
 }
 

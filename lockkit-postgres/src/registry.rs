@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use lockkit_core::OwnerToken;
 
-use crate::pool::Pooled;
 use crate::session::Session;
 
 /// How long a waiting acquire of a name this client recently found held
@@ -31,8 +30,9 @@ pub(crate) enum Place {
     Trying,
     /// Held on a shared session.
     Shared(Arc<Session>),
-    /// Granted after waiting; held on the waiter connection that waited.
-    Waited(Pooled),
+    /// Granted after waiting; held on the waiter connection that waited
+    /// (the grant's handle keeps the connection itself).
+    Waited(Arc<Session>),
 }
 
 impl Held {
@@ -40,7 +40,7 @@ impl Held {
         match &self.place {
             Place::Trying => None,
             Place::Shared(session) => Some(session),
-            Place::Waited(pooled) => Some(&pooled.session),
+            Place::Waited(session) => Some(session),
         }
     }
 
@@ -104,23 +104,23 @@ impl Registry {
         Some(held)
     }
 
-    /// Records a lock granted after waiting, beside any other entry;
-    /// gives the connection back (unrecorded) if the backend was closed.
+    /// Records a lock granted after waiting on `session`, beside any other
+    /// entry; false (unrecorded) if the backend was closed.
     pub(crate) fn record_waited(
         &self,
         key: i64,
         owner: OwnerToken,
-        pooled: Pooled,
-    ) -> Option<Pooled> {
+        session: &Arc<Session>,
+    ) -> bool {
         let mut table = self.table();
         if self.is_closed() {
-            return Some(pooled);
+            return false;
         }
         table.entry(key).or_default().push(Held {
             owner,
-            place: Place::Waited(pooled),
+            place: Place::Waited(Arc::clone(session)),
         });
-        None
+        true
     }
 
     /// Moves `owner`'s try for `key` to `session`, which now holds it;
@@ -166,24 +166,16 @@ impl Registry {
     /// Reserves `key` for `owner`'s try, unless this client holds it or is
     /// trying for it already (any owner, any session): then a try could
     /// reach a session that holds it and stack it. Entries of dead sessions
-    /// are dropped on the way and returned, for the caller to give back what
-    /// they occupied.
-    pub(crate) fn reserve(&self, key: i64, owner: OwnerToken) -> (bool, Vec<Held>) {
+    /// are dropped on the way (their leases are Lost; their waiter
+    /// connections go back when those leases end).
+    pub(crate) fn reserve(&self, key: i64, owner: OwnerToken) -> bool {
         let mut table = self.table();
         // Under the table's lock: close empties the table after setting it.
         if self.is_closed() {
-            return (false, Vec::new());
+            return false;
         }
         let entries = table.entry(key).or_default();
-        let mut dead = Vec::new();
-        let mut at = 0;
-        while at < entries.len() {
-            if entries[at].is_live() {
-                at += 1;
-            } else {
-                dead.push(entries.swap_remove(at));
-            }
-        }
+        entries.retain(Held::is_live);
         let free = entries.is_empty();
         if free {
             entries.push(Held {
@@ -191,8 +183,7 @@ impl Registry {
                 place: Place::Trying,
             });
         }
-        drop(table);
-        (free, dead)
+        free
     }
 
     /// Remembers that a try found `key` held.

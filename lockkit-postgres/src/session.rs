@@ -38,12 +38,7 @@ pub(crate) struct Target {
 impl Target {
     /// The error of every call after the backend was closed.
     pub(crate) fn closed(&self) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!("{}: the backend was closed", self.server),
-        )
-        .with_retryable(false)
+        Error::closed(BACKEND).at(&self.server)
     }
 
     /// A fencing token from the value of this server's fencing sequence.

@@ -369,6 +369,102 @@ async fn a_locked_transaction_commits_lock_and_writes_together() {
         .unwrap();
 }
 
+/// A lock granted after waiting, on `locks`' waiter connection: `other`
+/// holds `name` until `locks` is queued for it.
+async fn granted_after_waiting(
+    locks: &Locker,
+    other: &Locker,
+    admin: &Client,
+    key: i64,
+    name: &str,
+) -> lockkit_core::Lease {
+    let blocker = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let (locks, name) = (locks.clone(), name.to_owned());
+        async move {
+            locks
+                .acquire(&name, Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+                .await
+        }
+    });
+    wait_until_queued(admin, key).await;
+    blocker.release().await.unwrap();
+    waiting.await.unwrap().expect("the waiter gets the lock")
+}
+
+/// The server process holding advisory lock `key`.
+async fn holder_pid(admin: &Client, key: i64) -> i32 {
+    admin
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = $1",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The waiter connection a lock was granted on goes back to the queue
+/// however the grant ends — released, dropped, or lost with its connection
+/// and then released — so with `max_waiters = 1` every next wait gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_connection_comes_back_however_its_grant_ends() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
+    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
+    let (locks, other) = (
+        Locker::new(mine.clone()),
+        Locker::new(backend(&url, &namespace).await),
+    );
+    let admin = raw(&url).await;
+    let key = mine.key_of("waited").unwrap();
+    for round in 0..2 {
+        let released = granted_after_waiting(&locks, &other, &admin, key, "waited").await;
+        let waiter = holder_pid(&admin, key).await;
+        released.release().await.unwrap();
+
+        let dropped = granted_after_waiting(&locks, &other, &admin, key, "waited").await;
+        assert_eq!(
+            holder_pid(&admin, key).await,
+            waiter,
+            "round {round}: a released lock's waiter connection was not reused"
+        );
+        drop(dropped);
+        // Dropped: released in the background; the next wait gets the same
+        // waiter connection again.
+        let lost = granted_after_waiting(&locks, &other, &admin, key, "waited").await;
+        assert_eq!(
+            holder_pid(&admin, key).await,
+            waiter,
+            "round {round}: a dropped lock's waiter connection was not reused"
+        );
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND objsubid = 1 AND granted \
+                 AND ((classid::bigint << 32) | objid::bigint) = $1",
+                &[&key],
+            )
+            .await
+            .unwrap();
+        let state = tokio::time::timeout(Duration::from_secs(10), lost.lost())
+            .await
+            .expect("the lease outlived its connection");
+        assert_eq!(state, lockkit_core::LeaseState::Lost, "round {round}");
+        let error = lost.release().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotHeld, "{error}");
+    }
+    assert!(
+        mine.connections() <= lockkit_postgres::PostgresConfig::default().sessions + 1,
+        "{} connections",
+        mine.connections()
+    );
+}
+
 /// Running out of waiter connections (`max_waiters`, each pinned by a lock
 /// granted after waiting) never looks like contention: a free lock is
 /// granted, a lock released during the wait is noticed, and when the limit

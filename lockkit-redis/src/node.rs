@@ -70,12 +70,7 @@ impl Node {
 
     /// The error of every call after [`close`](Self::close).
     pub(crate) fn closed(&self) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!("{}: the backend was closed", self.server),
-        )
-        .with_retryable(false)
+        Error::closed(BACKEND).at(&self.server)
     }
 
     /// Drops the connection; every later call fails with a non-retryable
