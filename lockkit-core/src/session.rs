@@ -2,10 +2,11 @@
 //!
 //! A session backend (PostgreSQL, ZooKeeper, etcd) holds its locks for as
 //! long as a connection or session lives. It keeps one [`SessionSignal`] per
-//! session (or per grant, where a grant can end alone: an etcd key deleted)
-//! and hands a [`SessionWatch`] of it out with each [`Grant`](crate::Grant);
-//! every lease granted on it then turns Uncertain while the session is
-//! suspended and Lost the moment it ends, without polling.
+//! session, and may keep one per grant as well, where a grant can end
+//! alone (an etcd key deleted); it puts a [`SessionWatch`] of each into the
+//! grant's [`watches`](crate::Grant::watches). Every lease granted on them
+//! then turns Uncertain while one is suspended and Lost the moment one
+//! ends, without polling.
 //!
 //! A session the server expires after a timeout is alive only *provably
 //! until* an instant: the send instant of the last confirmed heartbeat plus
