@@ -1,5 +1,6 @@
 //! `LockConfig`: which backend, under which namespace, with which guarantees.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use lockkit_core::{
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::env::{self, Env};
+use crate::env::{self, Env, Seen};
 
 /// How an application picks its lock backend: by configuration, not by code.
 ///
@@ -194,18 +195,48 @@ impl LockConfig {
     /// deserializer as TOML's, so they are checked alike; a refusal names
     /// the variable. Variables of a section this build does not include are
     /// not read.
+    ///
+    /// Values are trimmed of surrounding whitespace. A variable of a section
+    /// this build reads whose name is none of the section's fields
+    /// (`LOCKKIT_REDIS_MIN_REPLICA`) is refused, as an unknown field in TOML
+    /// is; so is a `LOCKKIT_*` variable whose value is not UTF-8.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        let mut vars = HashMap::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|name| name.starts_with("LOCKKIT_")) else {
+                continue;
+            };
+            let value = value
+                .into_string()
+                .map_err(|_| config_error(format!("{name}: the value is not valid UTF-8")))?;
+            vars.insert(name.to_owned(), value);
+        }
+        Self::from_var_map(&vars)
     }
 
-    /// As [`from_env`](Self::from_env), reading variables through `var`.
+    /// As [`from_env`](Self::from_env), from the variables in `vars`.
+    fn from_var_map(vars: &HashMap<String, String>) -> Result<Self> {
+        let seen = Seen::default();
+        let config = Self::read_vars(&|name| vars.get(name).cloned(), &seen)?;
+        match seen.unknown(vars.keys().map(String::as_str)) {
+            Some(refusal) => Err(config_error(refusal)),
+            None => Ok(config),
+        }
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `var` —
+    /// which cannot list them, so a misspelt name goes unnoticed here.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::read_vars(&var, &Seen::default())
+    }
+
+    fn read_vars(var: &dyn Fn(&str) -> Option<String>, seen: &Seen) -> Result<Self> {
         if var("LOCKKIT_URL").is_none() {
             return Err(config_error(
                 "LOCKKIT_URL is not set; it names the lock backend, e.g. memory://",
             ));
         }
-        serde_path_to_error::deserialize(Env::new(&var, SECTIONS)).map_err(|error| {
+        serde_path_to_error::deserialize(Env::new(var, SECTIONS, seen)).map_err(|error| {
             let name = env::variable(&error.path().to_string());
             config_error(format!(
                 "{name}: {}",
@@ -272,21 +303,32 @@ fn field_error(path: &serde_path_to_error::Path, message: &str) -> Error {
     }
 }
 
-/// `message` with every `"…"` passed through [`redact_url`].
+/// `message` with every `"…"` passed through [`redact_url`]. serde quotes
+/// a refused value in Rust's escaped form, so a `\"` inside it does not
+/// end the quote.
 fn hide_quoted(message: &str) -> String {
     let mut hidden = String::with_capacity(message.len());
-    let mut parts = message.split('"');
-    if let Some(first) = parts.next() {
-        hidden.push_str(first);
-    }
-    for (index, part) in parts.enumerate() {
-        hidden.push('"');
-        if index % 2 == 0 {
-            hidden.push_str(&redact_url(part));
-        } else {
-            hidden.push_str(part);
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        hidden.push_str(&rest[..=open]);
+        let quoted = &rest[open + 1..];
+        let mut escaped = false;
+        let end = quoted
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(quoted.len(), |(at, _)| at);
+        hidden.push_str(&redact_url(&quoted[..end]));
+        rest = &quoted[end..];
+        if let Some(after) = rest.strip_prefix('"') {
+            hidden.push('"');
+            rest = after;
         }
     }
+    hidden.push_str(rest);
     hidden
 }
 
@@ -300,4 +342,59 @@ fn safety_class<'de, D: Deserializer<'de>>(
             redact_url(&text)
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_misspelt_variable_of_a_section_read_is_refused() -> Result<()> {
+        let misspelt = vars(&[
+            ("LOCKKIT_URL", "memory://"),
+            ("LOCKKIT_REDIS_MIN_REPLICA", "5"),
+        ]);
+        let outcome = LockConfig::from_var_map(&misspelt);
+        if cfg!(feature = "redis") {
+            let message = outcome
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            assert!(
+                message.contains("LOCKKIT_REDIS_MIN_REPLICA is not"),
+                "{message}"
+            );
+            assert!(message.contains("LOCKKIT_REDIS_MIN_REPLICAS"), "{message}");
+        } else {
+            // A section this build keeps raw has no fields to check against.
+            outcome?;
+        }
+        // Not a section's: another program's variable, or the test bed's.
+        let foreign = vars(&[
+            ("LOCKKIT_URL", "memory://"),
+            ("LOCKKIT_TEST_REDIS_URL", "redis://h"),
+            ("LOCKKIT_ETCD_ENDPOINTS", "x"),
+        ]);
+        LockConfig::from_var_map(&foreign)?;
+        Ok(())
+    }
+
+    #[test]
+    fn variables_are_trimmed() -> Result<()> {
+        let spaced = vars(&[
+            ("LOCKKIT_URL", "  memory://  "),
+            ("LOCKKIT_REQUIRE", " correctness"),
+        ]);
+        let config = LockConfig::from_var_map(&spaced)?;
+        assert_eq!(config.url, "memory://");
+        assert_eq!(config.require, Some(SafetyClass::Correctness));
+        Ok(())
+    }
 }

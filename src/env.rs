@@ -5,8 +5,12 @@
 //!
 //! The fields to look for come from the types themselves (serde hands a
 //! struct's field names to its deserializer); which top-level fields are
-//! sections comes from the facade's registry of backends.
+//! sections comes from the facade's registry of backends. Values are
+//! trimmed of surrounding whitespace. What was looked for is recorded, so a
+//! misspelt variable of a section this build reads can be refused.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use lockkit_core::redact_url;
@@ -25,15 +29,62 @@ pub(crate) fn variable(path: &str) -> String {
     format!("{PREFIX}_{}", path.replace('.', "_").to_uppercase())
 }
 
+/// What a read looked for: every variable name, and the prefixes of the
+/// sections whose fields it knew.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    names: RefCell<BTreeSet<String>>,
+    sections: RefCell<Vec<String>>,
+}
+
+impl Seen {
+    /// A refusal of the first variable in `names` that belongs to a section
+    /// read field by field (`LOCKKIT_REDIS_*` where the `redis` feature is
+    /// on) but names none of its fields.
+    pub(crate) fn unknown<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Option<String> {
+        let known = self.names.borrow();
+        let sections = self.sections.borrow();
+        names.into_iter().find_map(|name| {
+            let section = sections.iter().find(|prefix| {
+                name == prefix.as_str()
+                    || name
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('_'))
+            })?;
+            if known.contains(name) {
+                return None;
+            }
+            let fields: Vec<&str> = known
+                .iter()
+                .filter(|known| known.starts_with(&format!("{section}_")))
+                .map(String::as_str)
+                .collect();
+            Some(format!(
+                "{name} is not a setting of this section; its variables are {}",
+                fields.join(", ")
+            ))
+        })
+    }
+}
+
 /// The whole configuration, read from variables through `var`.
 pub(crate) struct Env<'a> {
     var: &'a dyn Fn(&str) -> Option<String>,
     sections: &'a [&'a str],
+    seen: &'a Seen,
 }
 
 impl<'a> Env<'a> {
-    pub(crate) fn new(var: &'a dyn Fn(&str) -> Option<String>, sections: &'a [&'a str]) -> Self {
-        Self { var, sections }
+    pub(crate) fn new(
+        var: &'a dyn Fn(&str) -> Option<String>,
+        sections: &'a [&'a str],
+        seen: &'a Seen,
+    ) -> Self {
+        Self {
+            var,
+            sections,
+            seen,
+        }
     }
 }
 
@@ -46,12 +97,11 @@ impl<'de> Deserializer<'de> for Env<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        visitor.visit_map(Fields::new(
-            self.var,
-            PREFIX.to_owned(),
-            fields,
-            self.sections,
-        ))
+        let names = Names {
+            var: self.var,
+            seen: self.seen,
+        };
+        visitor.visit_map(Fields::new(names, PREFIX.to_owned(), fields, self.sections))
     }
 
     fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
@@ -67,9 +117,24 @@ impl<'de> Deserializer<'de> for Env<'_> {
     }
 }
 
+/// Where variables are read, and where what was looked for is recorded.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    var: &'a dyn Fn(&str) -> Option<String>,
+    seen: &'a Seen,
+}
+
+impl Names<'_> {
+    /// The variable `name`, trimmed, recording that it was looked for.
+    fn get(&self, name: &str) -> Option<String> {
+        self.seen.names.borrow_mut().insert(name.to_owned());
+        (self.var)(name).map(|text| text.trim().to_owned())
+    }
+}
+
 /// The fields of one struct whose variables are set, in order.
 struct Fields<'a> {
-    var: &'a dyn Fn(&str) -> Option<String>,
+    names: Names<'a>,
     prefix: String,
     fields: std::slice::Iter<'static, &'static str>,
     sections: &'a [&'a str],
@@ -79,13 +144,13 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(
-        var: &'a dyn Fn(&str) -> Option<String>,
+        names: Names<'a>,
         prefix: String,
         fields: &'static [&'static str],
         sections: &'a [&'a str],
     ) -> Self {
         Self {
-            var,
+            names,
             prefix,
             fields: fields.iter(),
             sections,
@@ -105,11 +170,11 @@ impl<'de> MapAccess<'de> for Fields<'_> {
             let name = format!("{}_{}", self.prefix, field.to_uppercase());
             let node = if self.sections.contains(&field) {
                 Node::Section {
-                    var: self.var,
+                    names: self.names,
                     prefix: name,
                 }
             } else {
-                match (self.var)(&name) {
+                match self.names.get(&name) {
                     Some(text) => Node::Text(text),
                     None => continue,
                 }
@@ -132,10 +197,7 @@ impl<'de> MapAccess<'de> for Fields<'_> {
 /// variables of their own.
 enum Node<'a> {
     Text(String),
-    Section {
-        var: &'a dyn Fn(&str) -> Option<String>,
-        prefix: String,
-    },
+    Section { names: Names<'a>, prefix: String },
 }
 
 impl Node<'_> {
@@ -149,7 +211,7 @@ impl Node<'_> {
     }
 
     /// The text parsed as a `T`, or a refusal saying what was expected.
-    fn parse<T: std::str::FromStr>(&self, expected: &str) -> Result<T, Error> {
+    fn parse<T: std::str::FromStr>(&self, expected: impl fmt::Display) -> Result<T, Error> {
         let text = self.text()?;
         text.trim().parse().map_err(|_| {
             de::Error::custom(format!("expected {expected}, got `{}`", redact_url(text)))
@@ -157,8 +219,15 @@ impl Node<'_> {
     }
 }
 
+/// "a whole number from MIN to MAX" for an integer type.
+macro_rules! whole {
+    ($type:ty) => {
+        format_args!("a whole number from {} to {}", <$type>::MIN, <$type>::MAX)
+    };
+}
+
 macro_rules! parsed {
-    ($($method:ident => $visit:ident: $expected:literal),+ $(,)?) => {
+    ($($method:ident => $visit:ident: $expected:expr),+ $(,)?) => {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
                 visitor.$visit(self.parse($expected)?)
@@ -192,8 +261,9 @@ impl<'de> Deserializer<'de> for Node<'_> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match self {
-            Node::Section { var, prefix } => {
-                visitor.visit_map(Fields::new(var, prefix, fields, &[]))
+            Node::Section { names, prefix } => {
+                names.seen.sections.borrow_mut().push(prefix.clone());
+                visitor.visit_map(Fields::new(names, prefix, fields, &[]))
             }
             Node::Text(_) => Err(de::Error::custom(format!(
                 "expected the section {name}, got one value"
@@ -203,14 +273,14 @@ impl<'de> Deserializer<'de> for Node<'_> {
 
     parsed! {
         deserialize_bool => visit_bool: "true or false",
-        deserialize_i8 => visit_i8: "a whole number",
-        deserialize_i16 => visit_i16: "a whole number",
-        deserialize_i32 => visit_i32: "a whole number",
-        deserialize_i64 => visit_i64: "a whole number",
-        deserialize_u8 => visit_u8: "a whole number",
-        deserialize_u16 => visit_u16: "a whole number",
-        deserialize_u32 => visit_u32: "a whole number",
-        deserialize_u64 => visit_u64: "a whole number",
+        deserialize_i8 => visit_i8: whole!(i8),
+        deserialize_i16 => visit_i16: whole!(i16),
+        deserialize_i32 => visit_i32: whole!(i32),
+        deserialize_i64 => visit_i64: whole!(i64),
+        deserialize_u8 => visit_u8: whole!(u8),
+        deserialize_u16 => visit_u16: whole!(u16),
+        deserialize_u32 => visit_u32: whole!(u32),
+        deserialize_u64 => visit_u64: whole!(u64),
         deserialize_f32 => visit_f32: "a number",
         deserialize_f64 => visit_f64: "a number",
     }

@@ -307,3 +307,21 @@ fn variables_are_checked_as_toml_is() {
         "{from_toml} / {from_env}"
     );
 }
+
+/// A password holding a `"` is hidden whole in a type refusal: serde quotes
+/// the value escaped (`\"`), and the quote inside does not end it.
+#[cfg(feature = "redis")]
+#[test]
+fn a_password_with_a_quote_is_hidden_in_refusals() {
+    let toml = refusal(LockConfig::from_toml(
+        "url = \"memory://\"\n[redis]\nmin_replicas = \"redis://u:ab\\\"s3cr3tpw@h\"\n",
+    ));
+    let json = refusal(LockConfig::from_json(
+        r#"{"url": "memory://", "redis": {"min_replicas": "redis://u:ab\"s3cr3tpw@h"}}"#,
+    ));
+    for message in [toml, json] {
+        assert!(!message.contains("s3cr3tpw"), "{message}");
+        assert!(message.contains("redis.min_replicas"), "{message}");
+        assert!(message.contains("expected u32"), "{message}");
+    }
+}

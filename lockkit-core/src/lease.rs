@@ -56,12 +56,15 @@ struct Status {
 
 impl Status {
     /// The lease state machine's one rule, kept here alone: a lease that
-    /// saw `Lost` never sees `Held` again. An extension sent at `sent`
-    /// makes the lease Held with its new bound only if it was still valid
-    /// then; one already past its bound stays Lost, and a released lease
-    /// stays released. Returns whether the status changed.
-    fn extended(&mut self, sent: Instant, valid_until: Option<Instant>) -> bool {
-        match self.at(sent) {
+    /// saw `Lost` never sees `Held` again. A successful extension makes the
+    /// lease Held with its new bound only if the lease is still valid
+    /// (`now`, its state with its session applied, when the answer is
+    /// recorded): one whose bound passed meanwhile was reported Lost to its
+    /// observers, and stays Lost even if the server extended the lock
+    /// (its release frees it); a released lease stays released. Returns
+    /// whether the status changed.
+    fn extended(&mut self, now: LeaseState, valid_until: Option<Instant>) -> bool {
+        match now {
             LeaseState::Held | LeaseState::Uncertain => {
                 self.state = LeaseState::Held;
                 self.valid_until = valid_until;
@@ -162,23 +165,28 @@ impl LeaseCore {
             })
     }
 
-    /// Records a successful extension sent at `sent` (`None`: a session
-    /// grant confirmed held, still without a time bound); see
+    /// Records a successful extension (`None`: a session grant confirmed
+    /// held, still without a time bound of its own); see
     /// [`Status::extended`] for the rule it keeps.
-    pub(crate) fn extended(&self, sent: Instant, valid_until: Option<Instant>) {
-        self.update(|status| status.extended(sent, valid_until));
+    fn extended(&self, valid_until: Option<Instant>) {
+        self.update(|status| {
+            let now = self.state_with(*status, Instant::now());
+            status.extended(now, valid_until)
+        });
     }
 
-    /// Records what an extension sent at `sent` found — for an explicit
-    /// [`Lease::extend`] and for the renewal task alike: held again with
-    /// the new bound, or lost if the backend found another owner. Any other
-    /// failure leaves the state as it is.
-    pub(crate) fn record_extension(&self, sent: Instant, outcome: &Result<Option<Instant>>) {
+    /// Records what an extension found — for an explicit [`Lease::extend`]
+    /// and for the renewal task alike: held again with the new bound, or
+    /// lost if the backend found another owner (or the answer came after
+    /// the lease's bound). Any other failure leaves the state as it is.
+    /// Returns the state after.
+    pub(crate) fn record_extension(&self, outcome: &Result<Option<Instant>>) -> LeaseState {
         match outcome {
-            Ok(valid_until) => self.extended(sent, *valid_until),
+            Ok(valid_until) => self.extended(*valid_until),
             Err(error) if error.kind() == ErrorKind::NotHeld => self.mark_lost(),
             Err(_) => {}
         }
+        self.state()
     }
 
     /// Renewal is failing; the lease stays valid until its bound.
@@ -567,15 +575,18 @@ impl Lease {
         if !state.is_valid() {
             return Err(core.not_held(state, "extend"));
         }
-        let started = Instant::now();
-        let mut sent = started;
-        let repeated = repeat::until_answered(core.repeat_until(started), || {
-            sent = Instant::now();
+        let repeated = repeat::until_answered(core.repeat_until(Instant::now()), || {
             core.backend.extend(&core.claim, ttl)
         })
         .await;
-        core.record_extension(sent, &repeated.outcome);
-        repeated.outcome.map(drop)
+        match core.record_extension(&repeated.outcome) {
+            // Extended at the server, but answered after the lease's bound:
+            // it was reported Lost, and stays so.
+            after if repeated.outcome.is_ok() && !after.is_valid() => {
+                Err(core.not_held(after, "extend"))
+            }
+            _ => repeated.outcome.map(drop),
+        }
     }
 
     /// Releases the lock, after stopping its renewal.
@@ -740,10 +751,9 @@ pub(crate) mod tests {
         started(Some(valid_until), None).await
     }
 
-    /// Records an extension sent now that reported a bound a minute on.
+    /// Records an extension that reported a bound a minute on.
     fn extended_a_minute(core: &LeaseCore) {
-        let sent = Instant::now();
-        core.record_extension(sent, &Ok(Some(sent + Duration::from_secs(60))));
+        core.record_extension(&Ok(Some(Instant::now() + Duration::from_secs(60))));
     }
 
     #[tokio::test]
@@ -758,15 +768,12 @@ pub(crate) mod tests {
         // Lost by the backend's word: a later extension does not revive it.
         let lease = lease_until(Instant::now() + Duration::from_secs(60)).await?;
         let core = &lease.view.core;
-        core.record_extension(
-            Instant::now(),
-            &Err(Error::not_held(
-                "memory",
-                "extend",
-                "lease-rule",
-                "another owner holds it",
-            )),
-        );
+        core.record_extension(&Err(Error::not_held(
+            "memory",
+            "extend",
+            "lease-rule",
+            "another owner holds it",
+        )));
         assert_eq!(lease.state(), LeaseState::Lost);
         extended_a_minute(core);
         assert_eq!(lease.state(), LeaseState::Lost);
@@ -775,7 +782,7 @@ pub(crate) mod tests {
         let lease = lease_until(Instant::now() + Duration::from_secs(60)).await?;
         let core = &lease.view.core;
         let later = Instant::now() + Duration::from_secs(120);
-        core.record_extension(Instant::now(), &Ok(Some(later)));
+        core.record_extension(&Ok(Some(later)));
         assert_eq!(lease.state(), LeaseState::Held);
         assert_eq!(lease.valid_until(), Some(later));
         Ok(())

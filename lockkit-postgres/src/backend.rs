@@ -261,6 +261,9 @@ async fn give_back(session: &Session, key: i64) {
 /// give back to the queue at release.
 struct Hold {
     key: i64,
+    /// The owner it was granted to: a claim of another owner presenting
+    /// this handle touches nothing.
+    owner: OwnerToken,
     session: Arc<Session>,
     waiter: Mutex<Option<Pooled>>,
 }
@@ -279,6 +282,7 @@ impl Hold {
 /// lock granted after waiting).
 fn grant(
     key: i64,
+    owner: OwnerToken,
     token: FencingToken,
     session: Arc<Session>,
     waiter: Option<Pooled>,
@@ -289,6 +293,7 @@ fn grant(
         watches: vec![session.watch()],
         handle: Some(GrantHandle::new(Hold {
             key,
+            owner,
             session,
             waiter: Mutex::new(waiter),
         })),
@@ -315,7 +320,7 @@ impl PostgresBackend {
                     return Err(inner.target.closed());
                 }
                 unfinished.disarm();
-                Ok(Some(grant(key, token, session, None, false)))
+                Ok(Some(grant(key, owner, token, session, None, false)))
             }
             Ok(None) => {
                 unfinished.disarm();
@@ -383,7 +388,7 @@ impl PostgresBackend {
             return Err(inner.target.closed());
         }
         let session = Arc::clone(&pooled.session);
-        Ok(grant(key, token, session, Some(pooled), true))
+        Ok(grant(key, owner, token, session, Some(pooled), true))
     }
 }
 
@@ -536,11 +541,14 @@ impl PostgresBackend {
     fn holding(&self, claim: &Claim, action: &str) -> Result<(i64, Arc<Session>)> {
         let inner = &self.inner;
         let name = claim.name.as_str();
-        let Some(hold) = claim.handle::<Hold>() else {
+        let Some(hold) = claim
+            .handle::<Hold>()
+            .filter(|hold| hold.owner == claim.owner)
+        else {
             return Err(not_held(
                 name,
                 action,
-                "the claim carries no grant of this PostgreSQL backend",
+                "the claim carries no grant of this PostgreSQL backend to its owner",
             ));
         };
         let standing = inner.registry.table().get(&hold.key).and_then(|entries| {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lockkit_core::{Error, ErrorKind, Result, DEFAULT_NAMESPACE};
+use lockkit_core::{redact_url, Error, ErrorKind, Result, DEFAULT_NAMESPACE};
 use serde::Deserialize;
 
 use crate::error::BACKEND;
@@ -167,14 +167,14 @@ impl PostgresOptions {
                 format!(
                     "schema `{}` belongs to PostgreSQL itself (pg_*, information_schema); \
                      name a schema of the application's",
-                    self.schema
+                    redact_url(&self.schema)
                 ),
             ));
         }
         if !valid_identifier(&self.schema) {
             return refuse(format!(
                 "schema `{}` must be 1 to 63 lowercase ASCII letters, digits or `_`, not starting with a digit",
-                self.schema
+                redact_url(&self.schema)
             ));
         }
         if !(1..=MAX_SESSIONS).contains(&self.sessions) {

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockkit_core::{Acquire, ErrorKind, Locker};
+use lockkit_core::{
+    Acquire, AcquireRequest, Claim, ErrorKind, LockBackend, LockName, Locker, OwnerToken, Wait,
+};
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
 use lockkit_testkit::{server_from_env, unique_namespace};
 use tokio_postgres::Client;
@@ -463,6 +465,81 @@ async fn a_waiter_connection_comes_back_however_its_grant_ends() {
         "{} connections",
         mine.connections()
     );
+}
+
+/// A grant made after waiting, at the `LockBackend` level: `other` holds
+/// `name` until `backend` is queued for it. Returns the claim to present.
+async fn claim_after_waiting(
+    backend: &PostgresBackend,
+    other: &Locker,
+    admin: &Client,
+    name: &str,
+) -> Claim {
+    let blocker = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
+    let request = AcquireRequest {
+        name: LockName::new(name).unwrap(),
+        owner: OwnerToken::generate().unwrap(),
+        ttl: TTL,
+        wait: Wait::at_most(Duration::from_secs(10)),
+    };
+    let owner = request.owner;
+    let waiting = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.acquire(request).await }
+    });
+    wait_until_queued(admin, backend.key_of(name).unwrap()).await;
+    blocker.release().await.unwrap();
+    let grant = waiting.await.unwrap().unwrap();
+    Claim {
+        name: LockName::new(name).unwrap(),
+        owner,
+        token: grant.token,
+        handle: grant.handle,
+    }
+}
+
+/// A claim presenting another owner's grant handle — by mistake or by a
+/// wrapper mixing claims up — is refused and touches nothing: not the
+/// holder's lock, not the waiter connection it is held on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_with_another_owners_handle_touches_nothing() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
+    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
+    let other = Locker::new(backend(&url, &namespace).await);
+    let admin = raw(&url).await;
+    let key = mine.key_of("mixed").unwrap();
+
+    let first = claim_after_waiting(&mine, &other, &admin, "mixed").await;
+    mine.release(&first).await.unwrap();
+    // The same waiter connection serves the next grant.
+    let holder = claim_after_waiting(&mine, &other, &admin, "mixed").await;
+    for mixed in [
+        Claim {
+            handle: holder.handle.clone(),
+            ..first.clone()
+        },
+        Claim {
+            handle: first.handle.clone(),
+            ..holder.clone()
+        },
+    ] {
+        let refused = mine.release(&mixed).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::NotHeld, "{refused}");
+        let refused = mine.extend(&mixed, TTL).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::NotHeld, "{refused}");
+        assert_eq!(
+            held_at_server(&admin, &[key]).await.0,
+            1,
+            "the holder lost its lock"
+        );
+    }
+    mine.extend(&holder, TTL).await.unwrap();
+    mine.release(&holder).await.unwrap();
+    assert_eq!(held_at_server(&admin, &[key]).await.0, 0);
 }
 
 /// Running out of waiter connections (`max_waiters`, each pinned by a lock

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lockkit_core::{Error, ErrorKind, Result, DEFAULT_NAMESPACE};
+use lockkit_core::{redact_url, Error, ErrorKind, Result, DEFAULT_NAMESPACE};
 use serde::Deserialize;
 
 /// How long a waiter keeps its place in the queue without renewing it. A
@@ -161,7 +161,7 @@ impl RedisOptions {
         if self.namespace.contains(['{', '}']) {
             return Err(config_error(format!(
                 "namespace `{}` contains `{{` or `}}`, which would move the keys' hash tag",
-                self.namespace
+                redact_url(&self.namespace)
             )));
         }
         for (field, value) in [

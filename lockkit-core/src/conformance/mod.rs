@@ -135,6 +135,7 @@ macro_rules! conformance_suite {
             expiry_frees_the_lock,
             validity_is_measured_from_request_send,
             extend_prolongs_validity,
+            an_extension_answered_after_the_bound_leaves_the_lease_lost,
             lost_signal_fires_on_expiry,
             session_bound_limits_validity,
             suspended_session_makes_the_lease_uncertain_until_it_returns,

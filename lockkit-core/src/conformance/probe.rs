@@ -1,6 +1,6 @@
 //! A real backend wrapped for tests of the logic above it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ pub struct ProbedBackend {
     session: Option<SessionWatch>,
     extends: watch::Sender<usize>,
     failing_extends: AtomicBool,
+    /// How long each extend's reply is held back, in microseconds.
+    extend_reply_delay: AtomicU64,
     failing_releases: AtomicBool,
     lost_release_replies: AtomicUsize,
 }
@@ -35,6 +37,7 @@ impl ProbedBackend {
             session: None,
             extends: watch::Sender::new(0),
             failing_extends: AtomicBool::new(false),
+            extend_reply_delay: AtomicU64::new(0),
             failing_releases: AtomicBool::new(false),
             lost_release_replies: AtomicUsize::new(0),
         }
@@ -70,6 +73,13 @@ impl ProbedBackend {
     /// While `failing`, `extend` fails with `Unavailable` without reaching the backend.
     pub fn fail_extends(&self, failing: bool) {
         self.failing_extends.store(failing, Ordering::SeqCst);
+    }
+
+    /// Each later `extend` reaches the backend at once, but its reply is
+    /// held back for `delay`, as over a slow network after the server acted.
+    pub fn delay_extend_replies(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.extend_reply_delay.store(micros, Ordering::SeqCst);
     }
 
     /// The next `count` releases reach the backend, but their replies are
@@ -114,7 +124,12 @@ impl LockBackend for ProbedBackend {
                 "extend failure injected by ProbedBackend",
             ));
         }
-        self.inner.extend(claim, ttl).await
+        let extended = self.inner.extend(claim, ttl).await;
+        let delay = self.extend_reply_delay.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
+        }
+        extended
     }
 
     async fn release(&self, claim: &Claim) -> Result<()> {

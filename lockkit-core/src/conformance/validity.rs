@@ -1,9 +1,10 @@
 //! Validity: TTL expiry, extension, the monotonic bound and the lost signal.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{expect_error, unique_name, Target, Timing};
-use crate::{Acquire, ErrorKind, LeaseModel, LeaseState};
+use super::{expect_error, unique_name, ProbedBackend, Target, Timing};
+use crate::{Acquire, ErrorKind, LeaseModel, LeaseState, Locker};
 
 /// An unreleased lock frees itself: at its TTL, or when its client closes
 /// (session backends) — and never before its holder's validity ends.
@@ -162,4 +163,53 @@ pub async fn lost_signal_fires_on_expiry(target: &impl Target) {
         lease.release().await.is_err(),
         "release of a lost lease reported success"
     );
+}
+
+/// An extension the server made but whose reply came after the lease's
+/// bound leaves the lease Lost — its observers were told so, and a lease
+/// that saw Lost never sees Held — and `extend` reports `NotHeld`. The
+/// lease's release still frees the lock the server extended.
+pub async fn an_extension_answered_after_the_bound_leaves_the_lease_lost(target: &impl Target) {
+    let (client, other) = (target.client().await, target.client().await);
+    let capabilities = client.capabilities();
+    if !capabilities.extend || capabilities.lease == LeaseModel::Session {
+        // Nothing to extend (the Unsupported path is checked by
+        // extend_prolongs_validity), or no bound of the lease's own.
+        return;
+    }
+    let probe = Arc::new(ProbedBackend::new(Arc::clone(client.backend())));
+    let locks = Locker::from_backend(probe.clone());
+    let timing = Timing::of(&locks);
+    let name = unique_name("late-extend");
+    let lease = locks
+        .acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap();
+    let bound = lease.valid_until().expect("a TTL lease has a bound");
+    let lost = tokio::spawn({
+        let view = lease.view();
+        async move { view.lost().await }
+    });
+    probe.delay_extend_replies(bound.saturating_duration_since(Instant::now()) + timing.ttl / 2);
+    expect_error(
+        lease.extend(timing.long_ttl).await,
+        ErrorKind::NotHeld,
+        "an extension answered after the bound",
+    );
+    assert_eq!(lost.await.unwrap(), LeaseState::Lost);
+    assert_eq!(
+        lease.state(),
+        LeaseState::Lost,
+        "a lease that saw Lost is Held again"
+    );
+    assert!(
+        lease.release().await.is_err(),
+        "release of a lost lease reported success"
+    );
+    let next = other
+        .try_acquire(&name, Acquire::ttl(timing.ttl))
+        .await
+        .unwrap()
+        .expect("the release of the late-extended lock did not free it");
+    next.release().await.unwrap();
 }

@@ -70,7 +70,7 @@ async fn renew(core: Arc<LeaseCore>, policy: ResolvedRenewal, mut stopped: onesh
             }
         };
         let outcome = core.backend.extend(&core.claim, ttl).await;
-        core.record_extension(sent, &outcome);
+        core.record_extension(&outcome);
         match outcome {
             Ok(_) => core.instruments.record_renewal(true),
             Err(error) if error.kind() == ErrorKind::NotHeld => {
