@@ -371,6 +371,33 @@ async fn a_locked_transaction_commits_lock_and_writes_together() {
         .unwrap();
 }
 
+/// A backend with one waiter connection (`max_waiters = 1`), a locker over
+/// it, another client of the same namespace, and an admin connection.
+async fn one_waiter(url: &str) -> (PostgresBackend, Locker, Locker, Client) {
+    let namespace = unique_namespace();
+    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
+    let mine = PostgresBackend::connect_with(url, options).await.unwrap();
+    let other = Locker::new(backend(url, &namespace).await);
+    (mine.clone(), Locker::new(mine), other, raw(url).await)
+}
+
+/// Runs `acquire` while `other` holds `name`, releasing it once the
+/// acquire is queued at the server for `key`: the lock is granted after
+/// waiting, on a waiter connection.
+async fn after_waiting<T: Send + 'static>(
+    other: &Locker,
+    admin: &Client,
+    key: i64,
+    name: &str,
+    acquire: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let blocker = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn(acquire);
+    wait_until_queued(admin, key).await;
+    blocker.release().await.unwrap();
+    waiting.await.unwrap()
+}
+
 /// A lock granted after waiting, on `locks`' waiter connection: `other`
 /// holds `name` until `locks` is queued for it.
 async fn granted_after_waiting(
@@ -380,18 +407,15 @@ async fn granted_after_waiting(
     key: i64,
     name: &str,
 ) -> lockkit_core::Lease {
-    let blocker = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
-    let waiting = tokio::spawn({
-        let (locks, name) = (locks.clone(), name.to_owned());
-        async move {
-            locks
-                .acquire(&name, Acquire::ttl(TTL).wait(Duration::from_secs(10)))
-                .await
-        }
-    });
-    wait_until_queued(admin, key).await;
-    blocker.release().await.unwrap();
-    waiting.await.unwrap().expect("the waiter gets the lock")
+    let (locks, owned) = (locks.clone(), name.to_owned());
+    let acquire = async move {
+        locks
+            .acquire(&owned, Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+            .await
+    };
+    after_waiting(other, admin, key, name, acquire)
+        .await
+        .expect("the waiter gets the lock")
 }
 
 /// The server process holding advisory lock `key`.
@@ -415,14 +439,7 @@ async fn a_waiter_connection_comes_back_however_its_grant_ends() {
     let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
         return;
     };
-    let namespace = unique_namespace();
-    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
-    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
-    let (locks, other) = (
-        Locker::new(mine.clone()),
-        Locker::new(backend(&url, &namespace).await),
-    );
-    let admin = raw(&url).await;
+    let (mine, locks, other, admin) = one_waiter(&url).await;
     let key = mine.key_of("waited").unwrap();
     for round in 0..2 {
         let released = granted_after_waiting(&locks, &other, &admin, key, "waited").await;
@@ -475,7 +492,6 @@ async fn claim_after_waiting(
     admin: &Client,
     name: &str,
 ) -> Claim {
-    let blocker = other.acquire(name, Acquire::ttl(TTL)).await.unwrap();
     let request = AcquireRequest {
         name: LockName::new(name).unwrap(),
         owner: OwnerToken::generate().unwrap(),
@@ -483,13 +499,14 @@ async fn claim_after_waiting(
         wait: Wait::at_most(Duration::from_secs(10)),
     };
     let owner = request.owner;
-    let waiting = tokio::spawn({
+    let key = backend.key_of(name).unwrap();
+    let acquire = {
         let backend = backend.clone();
         async move { backend.acquire(request).await }
-    });
-    wait_until_queued(admin, backend.key_of(name).unwrap()).await;
-    blocker.release().await.unwrap();
-    let grant = waiting.await.unwrap().unwrap();
+    };
+    let grant = after_waiting(other, admin, key, name, acquire)
+        .await
+        .unwrap();
     Claim {
         name: LockName::new(name).unwrap(),
         owner,
@@ -506,11 +523,7 @@ async fn a_claim_with_another_owners_handle_touches_nothing() {
     let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
         return;
     };
-    let namespace = unique_namespace();
-    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
-    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
-    let other = Locker::new(backend(&url, &namespace).await);
-    let admin = raw(&url).await;
+    let (mine, _, other, admin) = one_waiter(&url).await;
     let key = mine.key_of("mixed").unwrap();
 
     let first = claim_after_waiting(&mine, &other, &admin, "mixed").await;
@@ -551,28 +564,11 @@ async fn pinned_waiter_connections_never_keep_a_free_lock_from_being_granted() {
     let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
         return;
     };
-    let namespace = unique_namespace();
-    let options = PostgresOptions::new().namespace(&namespace).max_waiters(1);
-    let mine = PostgresBackend::connect_with(&url, options).await.unwrap();
-    let (locks, other) = (
-        Locker::new(mine.clone()),
-        Locker::new(backend(&url, &namespace).await),
-    );
-    let admin = raw(&url).await;
+    let (mine, locks, other, admin) = one_waiter(&url).await;
 
     // Pin the only waiter connection: the lock it waited for stays on it.
-    let blocker = other.acquire("pin", Acquire::ttl(TTL)).await.unwrap();
-    let pinning = tokio::spawn({
-        let locks = locks.clone();
-        async move {
-            locks
-                .acquire("pin", Acquire::ttl(TTL).wait(Duration::from_secs(10)))
-                .await
-        }
-    });
-    wait_until_queued(&admin, mine.key_of("pin").unwrap()).await;
-    blocker.release().await.unwrap();
-    let pinned = pinning.await.unwrap().expect("the waiter gets the lock");
+    let pin = mine.key_of("pin").unwrap();
+    let pinned = granted_after_waiting(&locks, &other, &admin, pin, "pin").await;
 
     // (a) Contended a moment ago (so a wait goes straight for the queue),
     // free now: granted at once.
