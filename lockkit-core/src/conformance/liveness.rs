@@ -11,13 +11,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{expect_error, unique_name, ProbedBackend, Target, Timing};
-use crate::{Acquire, ErrorKind, LeaseState, Locker, SessionHealth, SessionSignal};
+use crate::{Acquire, ErrorKind, Lease, LeaseState, Locker, SessionHealth, SessionSignal};
 
-/// A client of `target` whose grants also live on `signal`'s session.
-async fn on_session(target: &impl Target, signal: &SessionSignal) -> Locker {
+/// A lease held on a session the case drives, and another client.
+struct OnSession {
+    other: Locker,
+    timing: Timing,
+    signal: SessionSignal,
+    name: String,
+    lease: Lease,
+}
+
+/// Acquires a fresh name (with the long TTL) through a client of `target`
+/// whose grants also live on a session of the case's own, alive for now.
+async fn held_on_session(target: &impl Target, case: &str) -> OnSession {
+    let other = target.client().await;
+    let timing = Timing::of(&other);
+    let signal = SessionSignal::alive_until(Instant::now() + timing.long_ttl);
     let client = target.client().await;
     let probe = ProbedBackend::new(Arc::clone(client.backend())).on_session(signal.watch());
-    Locker::from_backend(Arc::new(probe))
+    let locks = Locker::from_backend(Arc::new(probe));
+    let name = unique_name(case);
+    let lease = locks
+        .acquire(&name, Acquire::ttl(timing.long_ttl))
+        .await
+        .unwrap();
+    assert_eq!(lease.state(), LeaseState::Held);
+    OnSession {
+        other,
+        timing,
+        signal,
+        name,
+        lease,
+    }
 }
 
 /// A lease is valid only until its session's bound: `valid_until` is the
@@ -26,16 +52,13 @@ async fn on_session(target: &impl Target, signal: &SessionSignal) -> Locker {
 /// before the bound, and for good. Its release then reports `NotHeld` and
 /// still frees the lock.
 pub async fn session_bound_limits_validity(target: &impl Target) {
-    let other = target.client().await;
-    let timing = Timing::of(&other);
-    let signal = SessionSignal::alive_until(Instant::now() + timing.long_ttl);
-    let locks = on_session(target, &signal).await;
-    let name = unique_name("session-bound");
-    let lease = locks
-        .acquire(&name, Acquire::ttl(timing.long_ttl))
-        .await
-        .unwrap();
-    assert_eq!(lease.state(), LeaseState::Held);
+    let OnSession {
+        other,
+        timing,
+        signal,
+        name,
+        lease,
+    } = held_on_session(target, "session-bound").await;
 
     // A heartbeat confirmed with a bound sooner than the lease's own.
     let bound = Instant::now() + timing.ttl * 3;
@@ -81,16 +104,13 @@ pub async fn session_bound_limits_validity(target: &impl Target) {
 /// still held at the server — and a session that comes back makes it Held
 /// again, with the bound the new confirmation gave.
 pub async fn suspended_session_makes_the_lease_uncertain_until_it_returns(target: &impl Target) {
-    let other = target.client().await;
-    let timing = Timing::of(&other);
-    let signal = SessionSignal::alive_until(Instant::now() + timing.long_ttl);
-    let locks = on_session(target, &signal).await;
-    let name = unique_name("session-suspended");
-    let lease = locks
-        .acquire(&name, Acquire::ttl(timing.long_ttl))
-        .await
-        .unwrap();
-    assert_eq!(lease.state(), LeaseState::Held);
+    let OnSession {
+        other,
+        timing,
+        signal,
+        name,
+        lease,
+    } = held_on_session(target, "session-suspended").await;
 
     let noticed = tokio::spawn({
         let view = lease.view();
