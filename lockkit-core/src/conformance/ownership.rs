@@ -45,6 +45,25 @@ pub async fn stale_owner_cannot_release_or_extend_next_holder(target: &impl Targ
             "stale extend at the backend",
         );
     }
+    // The stale owner presenting the next grant's handle (a wrapper mixing
+    // claims up) is refused too, at the backend that made that grant.
+    let mixed = crate::Claim {
+        handle: claim_of(&next).handle,
+        ..stale_claim.clone()
+    };
+    let granting = next_client.backend();
+    expect_error(
+        granting.release(&mixed).await,
+        ErrorKind::NotHeld,
+        "stale owner's release with the next grant's handle",
+    );
+    if next_client.capabilities().extend {
+        expect_error(
+            granting.extend(&mixed, timing.long_ttl).await,
+            ErrorKind::NotHeld,
+            "stale owner's extend with the next grant's handle",
+        );
+    }
     let error = expect_error(
         stale.release().await,
         ErrorKind::NotHeld,
