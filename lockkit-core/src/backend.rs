@@ -189,9 +189,12 @@ pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Extends a held lock to `ttl` from now; returns the new validity bound,
     /// computed from the instant the request was sent. For a session grant
-    /// it confirms the lock is still held by a live session and returns the
-    /// session's bound (the one it last [confirmed](crate::SessionSignal::confirm)),
-    /// or `None` for a session the server never times out on its own.
+    /// it confirms the lock is still held by a live session and returns
+    /// `None`: the lease's bound stays its session's, which the lease
+    /// follows through its [watches](Grant::watches) as every confirmed
+    /// heartbeat moves it (see [`SessionSignal::confirm`](crate::SessionSignal::confirm)).
+    /// A bound returned here would be the lease's own, and would not move
+    /// with the session's.
     async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>>;
 
     /// Releases a held lock and wakes its waiters.

@@ -23,7 +23,12 @@ pub async fn expiry_frees_the_lock(target: &impl Target) {
         .acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.ttl * 20))
         .await
         .expect("an expired lock is granted again");
-    if let Some(bound) = held.valid_until() {
+    // A TTL lease's bound is when it expires; a session lease ended when
+    // its client closed, before any bound it had.
+    let ttl_bound = held
+        .valid_until()
+        .filter(|_| first.capabilities().lease == LeaseModel::Ttl);
+    if let Some(bound) = ttl_bound {
         let granted = Instant::now();
         assert!(
             granted >= bound,
@@ -55,7 +60,7 @@ pub async fn validity_is_measured_from_request_send(target: &impl Target) {
         .unwrap();
     let after = Instant::now();
     match (capabilities.lease, lease.valid_until()) {
-        (_, Some(bound)) => {
+        (LeaseModel::Ttl, Some(bound)) => {
             assert!(
                 bound <= after + ttl,
                 "validity measured from after the reply"
@@ -65,6 +70,15 @@ pub async fn validity_is_measured_from_request_send(target: &impl Target) {
                 "validity shorter than ttl − drift"
             );
             assert!(lease.remaining().unwrap() <= ttl);
+        }
+        (LeaseModel::Session, Some(bound)) => {
+            // The bound of its session's last confirmed heartbeat: the
+            // acquire's TTL bounds no session lease.
+            assert!(
+                capabilities.session_timeout,
+                "a session lease has a bound, yet the backend says its sessions never time out"
+            );
+            assert!(bound > after, "a fresh session lease is past its bound");
         }
         (LeaseModel::Session, None) => assert!(
             !capabilities.session_timeout,
@@ -151,7 +165,11 @@ pub async fn lost_signal_fires_on_expiry(target: &impl Target) {
         tokio::time::timeout(Duration::from_secs(1), lease.lost()).await,
         Ok(LeaseState::Lost)
     );
-    if let Some(bound) = lease.valid_until() {
+    // A session lease ended when its client closed, before any bound.
+    let ttl_bound = lease
+        .valid_until()
+        .filter(|_| locks.capabilities().lease == LeaseModel::Ttl);
+    if let Some(bound) = ttl_bound {
         assert!(
             Instant::now() >= bound,
             "lost signal fired before the bound"

@@ -1,0 +1,475 @@
+//! One watch per backend: every delete under the namespace, from one gRPC
+//! stream, tells the grants whose key went and the waiters whose
+//! predecessor went.
+//!
+//! The watch is opened *from now* and is created before any grant or wait
+//! relies on it, so no delete is served from etcd 3.4's 100 ms loop for
+//! watches of a past revision. A grant registers its key before its
+//! acquire's transaction is sent; a waiter registers the predecessor's key
+//! before it checks whether the predecessor still exists. So a delete is
+//! either seen by that transaction or check, or delivered here — never
+//! missed. When the stream breaks, every grant is Uncertain (the watch's own
+//! signal is suspended) until a new watch is created and one read of the
+//! namespace tells which keys went meanwhile; every waiter checks again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, EventType, GetOptions, WatchFilterType, WatchOptions, WatchRequestSender,
+    WatchResponseStream,
+};
+use lockkit_core::{Error, ErrorKind, Result, SessionHealth, SessionSignal, SessionWatch};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+
+use crate::error::{from_etcd, no_answer, BACKEND};
+
+/// How a grant's key stands once its create revision is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Granted {
+    /// No delete of it was seen; the watch was synced throughout.
+    Live,
+    /// It was deleted after it was created.
+    Deleted,
+    /// The watch was resynced since the key was registered: a delete may
+    /// have gone unseen. Read the key to know.
+    Unsure,
+}
+
+/// The deletes of one namespace, as one watch delivers them.
+#[derive(Debug)]
+pub(crate) struct Deletions {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    table: Mutex<Table>,
+    /// Alive while the watch is created and synced; Suspended while it is
+    /// being opened again.
+    health: SessionSignal,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    held: HashMap<String, Holding>,
+    waiting: HashMap<String, Vec<Waiting>>,
+    /// Counts resyncs: a registration older than the last one may have
+    /// missed a delete.
+    epoch: u64,
+    next_waiter: u64,
+}
+
+/// A key this backend holds or queues with.
+#[derive(Debug)]
+struct Holding {
+    /// Its create revision, once the acquire's transaction answered.
+    create_revision: Option<i64>,
+    /// The latest delete of it seen before its create revision was known.
+    deleted_at: i64,
+    signal: Arc<SessionSignal>,
+    /// The name's local gate, given back with the key.
+    _gate: OwnedSemaphorePermit,
+    epoch: u64,
+    /// Its holder is releasing it: a delete ends nothing.
+    releasing: bool,
+}
+
+/// A waiter's interest in its predecessor's delete.
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    /// The predecessor's create revision: only a later delete counts.
+    after: i64,
+    wake: Arc<Notify>,
+}
+
+/// A waiter's registration, to withdraw it.
+#[derive(Debug)]
+pub(crate) struct Interest {
+    key: String,
+    id: u64,
+    /// Notified when the predecessor's key is deleted, or the watch resynced.
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Deletions {
+    /// Opens the watch of every delete under `prefix` and waits until the
+    /// server created it.
+    pub(crate) async fn start(
+        client: &Client,
+        prefix: String,
+        check_every: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self> {
+        let stream = open(client, &prefix, response_timeout).await?;
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table::default()),
+            health: SessionSignal::new(),
+        });
+        let task = tokio::spawn(follow(
+            client.clone(),
+            prefix,
+            Arc::clone(&shared),
+            stream,
+            check_every,
+            response_timeout,
+        ));
+        Ok(Self { shared, task })
+    }
+
+    /// The watch's own signal, for every grant: Uncertain while it is down.
+    pub(crate) fn watch(&self) -> SessionWatch {
+        self.shared.health.watch()
+    }
+
+    /// Registers `key`, about to be put, holding the name's `gate`; the
+    /// signal ends when a delete of the key after its create revision is seen.
+    pub(crate) fn hold(&self, key: &str, gate: OwnedSemaphorePermit) -> Arc<SessionSignal> {
+        let signal = Arc::new(SessionSignal::new());
+        let mut table = self.shared.table();
+        let epoch = table.epoch;
+        table.held.insert(
+            key.to_owned(),
+            Holding {
+                create_revision: None,
+                deleted_at: 0,
+                signal: Arc::clone(&signal),
+                _gate: gate,
+                epoch,
+                releasing: false,
+            },
+        );
+        signal
+    }
+
+    /// Records `key`'s create revision.
+    pub(crate) fn created(&self, key: &str, revision: i64) -> Granted {
+        let mut table = self.shared.table();
+        let epoch = table.epoch;
+        let Some(holding) = table.held.get_mut(key) else {
+            return Granted::Deleted;
+        };
+        holding.create_revision = Some(revision);
+        if holding.deleted_at > revision {
+            holding.signal.end();
+            table.held.remove(key);
+            return Granted::Deleted;
+        }
+        if holding.epoch != epoch {
+            holding.epoch = epoch;
+            return Granted::Unsure;
+        }
+        Granted::Live
+    }
+
+    /// Forgets `key` as registered with create revision `revision` (`None`:
+    /// before its transaction answered): it was released, or never put.
+    /// Gives its gate back. A newer registration of the key is left alone.
+    pub(crate) fn forget(&self, key: &str, revision: Option<i64>) {
+        let mut table = self.shared.table();
+        if table
+            .held
+            .get(key)
+            .is_some_and(|holding| holding.create_revision == revision)
+        {
+            table.held.remove(key);
+        }
+    }
+
+    /// The holder of `key` at `revision` is releasing it: its delete, when
+    /// seen, forgets it without ending its grant.
+    pub(crate) fn releasing(&self, key: &str, revision: i64) {
+        if let Some(holding) = self.shared.table().held.get_mut(key) {
+            if holding.create_revision == Some(revision) {
+                holding.releasing = true;
+            }
+        }
+    }
+
+    /// Ends the grant of `key` at `revision` (found deleted) and forgets it.
+    pub(crate) fn lost(&self, key: &str, revision: i64) {
+        let mut table = self.shared.table();
+        if table
+            .held
+            .get(key)
+            .is_some_and(|holding| holding.create_revision == Some(revision))
+        {
+            if let Some(holding) = table.held.remove(key) {
+                holding.signal.end();
+            }
+        }
+    }
+
+    /// Whether `key` is held at `revision` as far as the watch has seen.
+    pub(crate) fn is_held(&self, key: &str, revision: i64) -> bool {
+        self.shared.table().held.get(key).is_some_and(|holding| {
+            holding.create_revision == Some(revision)
+                && holding.signal.health() != SessionHealth::Ended
+        })
+    }
+
+    /// Registers interest in the delete of `key` (created at `after`).
+    pub(crate) fn await_delete(&self, key: &str, after: i64) -> Interest {
+        let wake = Arc::new(Notify::new());
+        let mut table = self.shared.table();
+        table.next_waiter += 1;
+        let id = table.next_waiter;
+        table
+            .waiting
+            .entry(key.to_owned())
+            .or_default()
+            .push(Waiting {
+                id,
+                after,
+                wake: Arc::clone(&wake),
+            });
+        Interest {
+            key: key.to_owned(),
+            id,
+            wake,
+        }
+    }
+
+    /// Withdraws an interest, delivered or not.
+    pub(crate) fn withdraw(&self, interest: &Interest) {
+        let mut table = self.shared.table();
+        if let Some(waiting) = table.waiting.get_mut(&interest.key) {
+            waiting.retain(|waiting| waiting.id != interest.id);
+            if waiting.is_empty() {
+                table.waiting.remove(&interest.key);
+            }
+        }
+    }
+
+    /// How many keys this backend holds or queues with now.
+    pub(crate) fn held(&self) -> usize {
+        self.shared.table().held.len()
+    }
+
+    /// Stops the watch: every grant's watch signal ends.
+    pub(crate) fn stop(&self) {
+        self.task.abort();
+        self.shared.health.end();
+        let mut table = self.shared.table();
+        for (_, holding) in table.held.drain() {
+            holding.signal.end();
+        }
+        for (_, waiting) in table.waiting.drain() {
+            for waiting in waiting {
+                waiting.wake.notify_one();
+            }
+        }
+    }
+}
+
+impl Drop for Deletions {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The watch stream, split so progress requests go out while answers come in.
+type Stream = (WatchRequestSender, WatchResponseStream);
+
+/// Opens the watch of every delete under `prefix`, from now, and waits for
+/// the server to create it.
+async fn open(client: &Client, prefix: &str, response_timeout: Duration) -> Result<Stream> {
+    let what = format!("watch `{prefix}`");
+    let opening = async {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_filters([WatchFilterType::NoPut])
+            .with_fragment();
+        let (sender, mut answers) = client
+            .watch_client()
+            .watch(prefix, Some(options))
+            .await
+            .map_err(|error| from_etcd(&what, error))?
+            .split();
+        match answers.message().await {
+            Ok(Some(answer)) if answer.created() && !answer.canceled() => Ok((sender, answers)),
+            Ok(Some(answer)) => Err(Error::new(
+                ErrorKind::Backend,
+                BACKEND,
+                format!("{what}: not created ({})", answer.cancel_reason()),
+            )),
+            Ok(None) => Err(Error::new(
+                ErrorKind::Unavailable,
+                BACKEND,
+                format!("{what}: the stream closed before the watch was created"),
+            )),
+            Err(error) => Err(from_etcd(&what, error)),
+        }
+    };
+    tokio::time::timeout(response_timeout, opening)
+        .await
+        .map_err(|_| no_answer(&what, response_timeout))?
+}
+
+/// Delivers the deletes of the watch, opening it again whenever it breaks.
+async fn follow(
+    client: Client,
+    prefix: String,
+    shared: Arc<Shared>,
+    mut stream: Stream,
+    check_every: Duration,
+    response_timeout: Duration,
+) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let why = deliver(&shared, &mut stream, check_every, response_timeout).await;
+        tracing::debug!(%why, "the delete watch broke; opening it again");
+        shared.health.set(SessionHealth::Suspended);
+        loop {
+            match reopen(&client, &prefix, &shared, response_timeout).await {
+                Ok(reopened) => {
+                    stream = reopened;
+                    pause = Duration::from_millis(50);
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the delete watch could not be opened again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+        shared.health.set(SessionHealth::Alive);
+    }
+}
+
+/// Delivers answers until the stream breaks, goes silent past a progress
+/// request, or is cancelled; says why.
+async fn deliver(
+    shared: &Shared,
+    (sender, answers): &mut Stream,
+    check_every: Duration,
+    response_timeout: Duration,
+) -> String {
+    let mut heard = Instant::now();
+    let mut asked: Option<Instant> = None;
+    loop {
+        let check = match asked {
+            Some(at) => at + response_timeout,
+            None => heard + check_every,
+        };
+        tokio::select! {
+            answer = answers.message() => match answer {
+                Ok(Some(answer)) if answer.canceled() => {
+                    return format!("cancelled by the server ({})", answer.cancel_reason());
+                }
+                Ok(Some(answer)) => {
+                    heard = Instant::now();
+                    asked = None;
+                    let mut table = shared.table();
+                    for event in answer.events() {
+                        if event.event_type() != EventType::Delete {
+                            continue;
+                        }
+                        let Some(kv) = event.kv() else { continue };
+                        let Ok(key) = kv.key_str() else { continue };
+                        table.deleted(key, kv.mod_revision());
+                    }
+                }
+                Ok(None) => return "the stream ended".to_owned(),
+                Err(error) => return error.to_string(),
+            },
+            () = tokio::time::sleep_until(check.into()) => {
+                if asked.is_some() {
+                    return format!("no answer to a progress request within {response_timeout:?}");
+                }
+                if sender.request_progress().await.is_err() {
+                    return "the stream's sender closed".to_owned();
+                }
+                asked = Some(Instant::now());
+            }
+        }
+    }
+}
+
+impl Table {
+    /// `key` was deleted at `revision`.
+    fn deleted(&mut self, key: &str, revision: i64) {
+        if let Some(holding) = self.held.get_mut(key) {
+            match holding.create_revision {
+                Some(created) if revision > created => {
+                    if !holding.releasing {
+                        holding.signal.end();
+                    }
+                    self.held.remove(key);
+                }
+                Some(_) => {}
+                None => holding.deleted_at = holding.deleted_at.max(revision),
+            }
+        }
+        if let Some(waiting) = self.waiting.get_mut(key) {
+            waiting.retain(|waiting| {
+                let woken = revision > waiting.after;
+                if woken {
+                    waiting.wake.notify_one();
+                }
+                !woken
+            });
+            if waiting.is_empty() {
+                self.waiting.remove(key);
+            }
+        }
+    }
+}
+
+/// Opens the watch again and resyncs: every waiter checks again, and every
+/// key held at a known revision is read once, the missing ones lost.
+async fn reopen(
+    client: &Client,
+    prefix: &str,
+    shared: &Shared,
+    response_timeout: Duration,
+) -> Result<Stream> {
+    let stream = open(client, prefix, response_timeout).await?;
+    {
+        let mut table = shared.table();
+        table.epoch += 1;
+        for (_, waiting) in table.waiting.drain() {
+            for waiting in waiting {
+                waiting.wake.notify_one();
+            }
+        }
+    }
+    let what = format!("read `{prefix}` after the watch was opened again");
+    let read = tokio::time::timeout(
+        response_timeout,
+        client.kv_client().get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
+    )
+    .await
+    .map_err(|_| no_answer(&what, response_timeout))?
+    .map_err(|error| from_etcd(&what, error))?;
+    let present: HashMap<&[u8], i64> = read
+        .kvs()
+        .iter()
+        .map(|kv| (kv.key(), kv.create_revision()))
+        .collect();
+    let mut table = shared.table();
+    table
+        .held
+        .retain(|key, holding| match holding.create_revision {
+            Some(created) if present.get(key.as_bytes()) != Some(&created) => {
+                holding.signal.end();
+                false
+            }
+            _ => true,
+        });
+    Ok(stream)
+}

@@ -1,0 +1,194 @@
+//! The etcd backend's settings beyond its URL.
+
+use std::time::Duration;
+
+use lockkit_core::{Error, ErrorKind, Result, DEFAULT_NAMESPACE};
+use serde::Deserialize;
+
+use crate::error::BACKEND;
+
+/// The shortest session lease TTL accepted.
+pub const MIN_SESSION_TTL: Duration = Duration::from_secs(2);
+
+/// Settings of an [`EtcdBackend`](crate::EtcdBackend).
+///
+/// ```
+/// use std::time::Duration;
+/// use lockkit_etcd::EtcdOptions;
+///
+/// let options = EtcdOptions::new()
+///     .namespace("billing")
+///     .session_ttl(Duration::from_secs(15));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOptions {
+    pub(crate) namespace: String,
+    pub(crate) session_ttl: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+}
+
+/// The `[etcd]` section of a lockkit configuration: the etcd backend's
+/// settings beyond its URL and namespace, read from TOML, JSON or
+/// `LOCKKIT_ETCD_<FIELD>` variables by the `lockkit` facade. Every field is
+/// optional there; its default is the one written here. Unknown fields are
+/// refused. Durations are written with their unit (`"10s"`).
+///
+/// ```toml
+/// [etcd]
+/// session_ttl = "10s"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// See [`EtcdOptions::session_ttl`]; default 10 s, at least 2 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub session_ttl: Duration,
+    /// See [`EtcdOptions::connect_timeout`]; default 5 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub connect_timeout: Duration,
+    /// See [`EtcdOptions::response_timeout`]; default 5 s.
+    #[serde(deserialize_with = "lockkit_core::settings::duration")]
+    pub response_timeout: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        Self::from_config(DEFAULT_NAMESPACE, &EtcdConfig::default())
+    }
+}
+
+impl EtcdOptions {
+    /// The options of a configuration: its namespace and `[etcd]` section.
+    pub fn from_config(namespace: impl Into<String>, config: &EtcdConfig) -> Self {
+        Self {
+            namespace: namespace.into(),
+            session_ttl: config.session_ttl,
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+        }
+    }
+
+    /// The defaults: namespace `lockkit`, a 10 s session lease, 5 s to
+    /// connect and to answer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The first segment of every lock key (`<namespace>/<name>/<lease>`);
+    /// locks of different namespaces never meet.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The TTL of the session lease every lock of this backend is attached
+    /// to, whole seconds, at least [`MIN_SESSION_TTL`] (default 10 s). It
+    /// is kept alive every third of it; a client that stops (a crash, a
+    /// pause, a cut network) loses its locks at the server this long after
+    /// its last keep-alive, and its leases report Lost by then.
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// How long connecting to a member may take; default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a request — an acquire's transaction, a release, a
+    /// check — may go unanswered before it fails `Unavailable`; default
+    /// 5 s. A wait for a lock held by someone else is bounded by the
+    /// acquire's own deadline instead.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Checks every field; a refusal is a `Config` error naming the field.
+    pub(crate) fn validate(&self) -> Result<()> {
+        lockkit_core::check_namespace(&self.namespace, BACKEND)?;
+        let refuse = |why: String| Err(Error::new(ErrorKind::Config, BACKEND, why));
+        if self.session_ttl < MIN_SESSION_TTL {
+            return refuse(format!(
+                "session_ttl must be at least {MIN_SESSION_TTL:?}, got {:?}",
+                self.session_ttl
+            ));
+        }
+        if self.session_ttl.subsec_nanos() != 0 {
+            return refuse(format!(
+                "session_ttl must be whole seconds (etcd leases count seconds), got {:?}",
+                self.session_ttl
+            ));
+        }
+        if i64::try_from(self.session_ttl.as_secs()).is_err() {
+            return refuse(format!("session_ttl {:?} is too long", self.session_ttl));
+        }
+        if self.connect_timeout.is_zero() {
+            return refuse("connect_timeout must be greater than zero".to_owned());
+        }
+        if self.response_timeout.is_zero() {
+            return refuse("response_timeout must be greater than zero".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() -> Result<()> {
+        EtcdOptions::new().validate()
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (EtcdOptions::new().namespace(""), "namespace"),
+            (
+                EtcdOptions::new().session_ttl(Duration::from_secs(1)),
+                "session_ttl",
+            ),
+            (
+                EtcdOptions::new().session_ttl(Duration::from_millis(2500)),
+                "session_ttl",
+            ),
+            (
+                EtcdOptions::new().session_ttl(Duration::from_secs(u64::MAX)),
+                "session_ttl",
+            ),
+            (
+                EtcdOptions::new().connect_timeout(Duration::ZERO),
+                "connect_timeout",
+            ),
+            (
+                EtcdOptions::new().response_timeout(Duration::ZERO),
+                "response_timeout",
+            ),
+        ];
+        for (options, field) in cases {
+            match options.validate() {
+                Err(error) => {
+                    assert_eq!(error.kind(), ErrorKind::Config, "{field}");
+                    assert!(error.message().contains(field), "{field}: {error}");
+                }
+                Ok(()) => panic!("{field}: accepted"),
+            }
+        }
+    }
+}

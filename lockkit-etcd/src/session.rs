@@ -1,0 +1,269 @@
+//! The session lease: one etcd lease per backend, kept alive in the
+//! background, that every lock key of the backend is attached to.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
+use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::error::{from_etcd, is_lease_gone, no_answer};
+
+/// The allowance for the members' clocks running faster than ours,
+/// subtracted from every bound: 1 % of the TTL plus 10 ms.
+pub(crate) fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(10)
+}
+
+/// The TTL a bound may count on: what the server answered, but never more
+/// than was asked for (a member may raise a short TTL to its minimum).
+fn granted_ttl(answered_seconds: i64, asked: Duration) -> Duration {
+    match u64::try_from(answered_seconds) {
+        Ok(seconds) if seconds > 0 => Duration::from_secs(seconds).min(asked),
+        _ => asked,
+    }
+}
+
+/// The first pause before a broken keep-alive stream is opened again; it
+/// doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_millis(500);
+
+/// One session lease and what its holders see of it.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The lease id; every lock key of this session ends with it in hex.
+    pub(crate) id: i64,
+    /// The TTL the server granted.
+    ttl: Duration,
+    signal: SessionSignal,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    /// Asks the keeper for a keep-alive now.
+    kick: Notify,
+    /// Told after every confirmed keep-alive.
+    confirmed: Notify,
+}
+
+impl Session {
+    /// Grants a lease of `ttl` and keeps it alive in the background until
+    /// it ends or [`close`](Self::close) is called.
+    pub(crate) async fn grant(
+        client: &Client,
+        ttl: Duration,
+        response_timeout: Duration,
+    ) -> Result<Arc<Self>> {
+        let what = "grant the session lease";
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let sent = Instant::now();
+        let granted =
+            tokio::time::timeout(response_timeout, client.lease_client().grant(seconds, None))
+                .await
+                .map_err(|_| no_answer(what, response_timeout))?
+                .map_err(|error| from_etcd(what, error))?;
+        if !granted.error().is_empty() {
+            return Err(lockkit_core::Error::new(
+                lockkit_core::ErrorKind::Backend,
+                crate::error::BACKEND,
+                format!("{what}: {}", granted.error()),
+            ));
+        }
+        let ttl = granted_ttl(granted.ttl(), ttl);
+        let session = Arc::new(Self {
+            id: granted.id(),
+            ttl,
+            signal: SessionSignal::alive_until(sent + ttl.saturating_sub(drift(ttl))),
+            keeper: Mutex::new(None),
+            kick: Notify::new(),
+            confirmed: Notify::new(),
+        });
+        let keeper = tokio::spawn(keep_alive(
+            client.clone(),
+            Arc::clone(&session),
+            response_timeout,
+        ));
+        *session
+            .keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(keeper);
+        tracing::debug!(
+            lease = format_args!("{:x}", session.id),
+            ?ttl,
+            "session lease granted"
+        );
+        Ok(session)
+    }
+
+    /// A watch for a grant made on this session.
+    pub(crate) fn watch(&self) -> SessionWatch {
+        self.signal.watch()
+    }
+
+    /// Whether the session has ended: its lease expired, was revoked, or
+    /// its bound passed unconfirmed.
+    pub(crate) fn is_ended(&self) -> bool {
+        let status = self.signal.status();
+        status.health == SessionHealth::Ended
+            || status
+                .valid_until
+                .is_some_and(|bound| Instant::now() >= bound)
+    }
+
+    /// Until when the session is provably alive at the server.
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
+        self.signal.status().valid_until
+    }
+
+    /// Sends a keep-alive now and waits up to `within` for its answer;
+    /// returns the bound then (moved if it was answered).
+    pub(crate) async fn refresh(&self, within: Duration) -> Option<Instant> {
+        let confirmed = self.confirmed.notified();
+        tokio::pin!(confirmed);
+        confirmed.as_mut().enable();
+        self.kick.notify_one();
+        let _ = tokio::time::timeout(within, confirmed).await;
+        self.valid_until()
+    }
+
+    /// The lease is gone at the server: every lease on it is Lost.
+    pub(crate) fn end(&self) {
+        self.signal.end();
+        self.stop_keeping();
+    }
+
+    fn stop_keeping(&self) {
+        if let Some(keeper) = self
+            .keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            keeper.abort();
+        }
+    }
+
+    /// Revokes the lease — the server deletes every key on it at once —
+    /// and ends the session.
+    pub(crate) async fn close(&self, client: &Client, response_timeout: Duration) -> Result<()> {
+        self.stop_keeping();
+        let what = "revoke the session lease";
+        let revoked = tokio::time::timeout(response_timeout, client.lease_client().revoke(self.id))
+            .await
+            .map_err(|_| no_answer(what, response_timeout))
+            .and_then(|revoked| match revoked {
+                Err(error) if is_lease_gone(&error) => Ok(()),
+                other => other.map(drop).map_err(|error| from_etcd(what, error)),
+            });
+        self.signal.end();
+        revoked
+    }
+}
+
+/// Keeps `session`'s lease alive: a keep-alive every third of its TTL on
+/// one stream, each answer confirming the session until its send instant
+/// plus the TTL, minus the drift. A stream that breaks or goes unanswered
+/// suspends the session (its leases turn Uncertain) and is opened again;
+/// a lease the server no longer has ends it (Lost), and so does a bound
+/// that passes unconfirmed — then the lease is revoked as soon as a member
+/// answers, since its holders have been told it is gone.
+async fn keep_alive(client: Client, session: Arc<Session>, response_timeout: Duration) {
+    let every = session.ttl / 3;
+    let answer_within = response_timeout.min(every);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if session.is_ended() {
+            break;
+        }
+        let sent = Instant::now();
+        let opened =
+            tokio::time::timeout(answer_within, client.lease_client().keep_alive(session.id)).await;
+        let (keeper, stream) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(error)) if is_lease_gone(&error) => {
+                tracing::warn!(
+                    lease = format_args!("{:x}", session.id),
+                    "the session lease is gone at the server: every lock on it is lost"
+                );
+                session.signal.end();
+                return;
+            }
+            outcome => {
+                if let Ok(Err(error)) = outcome {
+                    tracing::debug!(%error, "session keep-alive stream could not be opened");
+                }
+                session.signal.set(SessionHealth::Suspended);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+                continue;
+            }
+        };
+        session.confirm(sent, session.ttl);
+        pause = FIRST_PAUSE;
+        match keep_on(&session, keeper, stream, every, answer_within).await {
+            Kept::Gone => {
+                tracing::warn!(
+                    lease = format_args!("{:x}", session.id),
+                    "the session lease is gone at the server: every lock on it is lost"
+                );
+                session.signal.end();
+                return;
+            }
+            Kept::Broken => session.signal.set(SessionHealth::Suspended),
+        }
+    }
+    // The bound passed unconfirmed: the holders were told their locks are
+    // lost, so the server must not keep them. Revoke the lease once a
+    // member answers, for as long as it may still live there.
+    session.signal.end();
+    let give_up = Instant::now() + session.ttl;
+    while Instant::now() < give_up {
+        match tokio::time::timeout(answer_within, client.lease_client().revoke(session.id)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(error)) if is_lease_gone(&error) => return,
+            _ => tokio::time::sleep(MAX_PAUSE).await,
+        }
+    }
+}
+
+enum Kept {
+    /// The server answered that the lease is gone.
+    Gone,
+    /// The stream broke or went unanswered.
+    Broken,
+}
+
+async fn keep_on(
+    session: &Session,
+    mut keeper: LeaseKeeper,
+    mut stream: LeaseKeepAliveStream,
+    every: Duration,
+    answer_within: Duration,
+) -> Kept {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = session.kick.notified() => {}
+        }
+        let sent = Instant::now();
+        if keeper.keep_alive().await.is_err() {
+            return Kept::Broken;
+        }
+        match tokio::time::timeout(answer_within, stream.message()).await {
+            Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                session.confirm(sent, granted_ttl(answer.ttl(), session.ttl));
+            }
+            Ok(Ok(Some(_))) => return Kept::Gone,
+            Ok(Err(error)) if is_lease_gone(&error) => return Kept::Gone,
+            _ => return Kept::Broken,
+        }
+    }
+}
+
+impl Session {
+    /// A keep-alive sent at `sent` was answered with `ttl` left.
+    fn confirm(&self, sent: Instant, ttl: Duration) {
+        self.signal.confirm(sent + ttl.saturating_sub(drift(ttl)));
+        self.confirmed.notify_waiters();
+    }
+}
