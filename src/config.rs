@@ -34,6 +34,9 @@ use crate::env::{self, Env, Seen};
 /// [postgres]                   # read by the postgres backend only
 /// sessions = 2                 # connections that hold session locks (1–4)
 /// max_waiters = 16             # acquires waiting in the server's queue at once
+///
+/// [etcd]                       # read by the etcd backend only
+/// session_ttl = "10s"          # the session lease every lock is attached to
 /// ```
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +81,12 @@ pub struct LockConfig {
     /// The `[redlock]` section, kept raw until the Redlock backend is built in.
     #[serde(default)]
     pub redlock: Option<RawSection>,
-    /// The `[etcd]` section, kept raw until the etcd backend is built in.
+    /// The `[etcd]` section ([`lockkit_etcd::EtcdConfig`]).
+    #[cfg(feature = "etcd")]
+    #[serde(default)]
+    pub etcd: lockkit_etcd::EtcdConfig,
+    /// The `[etcd]` section, kept raw: this build has no `etcd` feature.
+    #[cfg(not(feature = "etcd"))]
     #[serde(default)]
     pub etcd: Option<RawSection>,
     /// The `[zk]` section, kept raw until the ZooKeeper backend is built in.
@@ -131,7 +139,7 @@ impl LockConfig {
             redis: Default::default(),
             postgres: Default::default(),
             redlock: None,
-            etcd: None,
+            etcd: Default::default(),
             zk: None,
         }
     }
@@ -165,6 +173,13 @@ impl LockConfig {
     #[cfg(feature = "postgres")]
     pub fn postgres(mut self, postgres: lockkit_postgres::PostgresConfig) -> Self {
         self.postgres = postgres;
+        self
+    }
+
+    /// Sets the `[etcd]` section.
+    #[cfg(feature = "etcd")]
+    pub fn etcd(mut self, etcd: lockkit_etcd::EtcdConfig) -> Self {
+        self.etcd = etcd;
         self
     }
 

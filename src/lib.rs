@@ -46,6 +46,11 @@ pub use config::{LockConfig, RawSection};
 pub use lockkit_core::redact_url;
 pub use lockkit_core::settings;
 pub use lockkit_core::*;
+/// The etcd backend, for its options and its key layout.
+#[cfg(feature = "etcd")]
+pub use lockkit_etcd as etcd;
+#[cfg(feature = "etcd")]
+pub use lockkit_etcd::EtcdConfig;
 /// The PostgreSQL backend, for what only it can do: locked transactions
 /// ([`PostgresBackend::transaction`](lockkit_postgres::PostgresBackend::transaction)),
 /// explicit keys, options.
@@ -104,6 +109,11 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
                 &config.postgres,
             )
             .await?,
+        ),
+        #[cfg(feature = "etcd")]
+        Scheme::Etcd => Arc::new(
+            lockkit_etcd::EtcdBackend::from_config(&config.url, &config.namespace, &config.etcd)
+                .await?,
         ),
         other => return Err(other.not_compiled_in()),
     };

@@ -85,7 +85,10 @@ impl Scheme {
     pub fn is_compiled_in(self) -> bool {
         // Network backends join with their own crates; until one lands, its
         // feature name is reserved and the scheme reports it is missing.
-        let shipped = matches!(self, Self::Memory | Self::Redis | Self::Postgres);
+        let shipped = matches!(
+            self,
+            Self::Memory | Self::Redis | Self::Postgres | Self::Etcd
+        );
         shipped && feature_enabled(self)
     }
 

@@ -257,31 +257,56 @@ fn a_section_of_a_backend_not_built_in_is_kept_raw() {
     let config = LockConfig::from_toml(
         r#"
         url = "memory://"
-        [etcd]
-        lease_ttl = "10s"
-        password = "hunter2"
         [zk]
         session_timeout = "6s"
+        password = "hunter2"
         "#,
     )
     .unwrap();
-    let etcd = config.etcd.as_ref().expect("the [etcd] section is kept");
+    let zk = config.zk.as_ref().expect("the [zk] section is kept");
     assert_eq!(
-        etcd.table()
-            .get("lease_ttl")
+        zk.table()
+            .get("session_timeout")
             .and_then(|value| value.as_str()),
-        Some("10s")
+        Some("6s")
     );
-    assert!(config.zk.is_some());
     assert!(config.redlock.is_none());
     let shown = format!("{config:?}");
-    assert!(shown.contains("lease_ttl"), "{shown}");
+    assert!(shown.contains("session_timeout"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 
     let message = refusal(LockConfig::from_toml(
         "url = \"memory://\"\n[consul]\naddress = \"h\"\n",
     ));
     assert!(message.contains("consul"), "{message}");
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn the_etcd_section_parses_and_refuses_by_name() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "etcd://h1:2379,h2:2379"
+        [etcd]
+        session_ttl = "15s"
+        response_timeout = "2s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.etcd.session_ttl, Duration::from_secs(15));
+    assert_eq!(config.etcd.response_timeout, Duration::from_secs(2));
+    assert_eq!(config.etcd.connect_timeout, Duration::from_secs(5));
+    let message = refusal(LockConfig::from_toml(
+        "url = \"etcd://h\"\n[etcd]\nlease_ttl = \"10s\"\n",
+    ));
+    assert!(message.contains("lease_ttl"), "{message}");
+    let config = LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("etcd://h".into()),
+        "LOCKKIT_ETCD_SESSION_TTL" => Some("20s".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(config.etcd.session_ttl, Duration::from_secs(20));
 }
 
 /// A variable goes through the section's own deserializer: a value TOML

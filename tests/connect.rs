@@ -223,3 +223,59 @@ async fn the_postgres_section_reaches_the_backend() {
         .unwrap();
     lease.release().await.unwrap();
 }
+
+/// The `[etcd]` section reaches the backend: a bad value is refused naming
+/// it, before any connection; a good one connects a correctness backend
+/// whose session lease has the configured TTL.
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn the_etcd_section_reaches_the_backend() {
+    let message = refusal(
+        LockConfig::from_toml("url = \"etcd://127.0.0.1:1\"\n[etcd]\nsession_ttl = \"1s\"\n")
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        message.contains("session_ttl must be at least"),
+        "{message}"
+    );
+    let error = connect(
+        LockConfig::from_toml(
+            "url = \"etcd://app:hunter2@127.0.0.1:1\"\n[etcd]\nconnect_timeout = \"300ms\"\nresponse_timeout = \"300ms\"\n",
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(
+        !format!("{error} {error:?}").contains("hunter2"),
+        "{error:?}"
+    );
+
+    let Some(endpoints) = lockkit_testkit::server_from_env("LOCKKIT_TEST_ETCD_ENDPOINTS") else {
+        return;
+    };
+    let url = format!("etcd://{}", endpoints.replace("http://", ""));
+    let namespace = lockkit_testkit::unique_namespace();
+    let config = LockConfig::from_toml(&format!(
+        "url = \"{url}\"\nnamespace = \"{namespace}\"\nrequire = \"correctness\"\n[etcd]\nsession_ttl = \"4s\"\n"
+    ))
+    .unwrap();
+    let locks = connect(config).await.unwrap();
+    assert_eq!(locks.backend().name(), "etcd");
+    assert_eq!(locks.capabilities().lease, lockkit::LeaseModel::Session);
+    let lease = locks
+        .acquire("configured", Acquire::ttl(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let bound = lease
+        .remaining()
+        .expect("an etcd lease has its session's bound");
+    assert!(
+        bound <= Duration::from_secs(4),
+        "the session lease is not the configured 4 s: {bound:?} left"
+    );
+    lease.release().await.unwrap();
+    locks.close().await.unwrap();
+}
