@@ -13,11 +13,11 @@ use etcd_client::{
     SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use lockkit_core::{
-    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result,
-    SafetyClass, SessionSignal, Undo, UndoStep, Wait, WaitMode,
+    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
+    FencingGuarantee, FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName,
+    OwnerToken, Result, SafetyClass, SessionSignal, Undo, UndoStep, Wait, WaitMode,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::deletions::{Deletions, Granted, Interest};
 use crate::error::{from_etcd, is_lease_gone, no_answer, BACKEND};
@@ -51,7 +51,7 @@ struct Inner {
     deletions: Deletions,
     /// One permit per name: at most one key of this client in a name's
     /// queue, as `concurrency.Mutex` has one per session.
-    gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    gates: Mutex<HashMap<String, Gate>>,
     background: Background,
     closed: AtomicBool,
 }
@@ -63,6 +63,24 @@ impl fmt::Debug for EtcdBackend {
             .field("namespace", &self.inner.namespace)
             .field("held", &self.inner.deletions.held())
             .finish_non_exhaustive()
+    }
+}
+
+/// The gate of one name: one permit, so one owner of this client at a time
+/// has a key in the name's queue.
+#[derive(Clone)]
+struct Gate {
+    permits: Arc<Semaphore>,
+    /// The permit is held by a withdrawal, not by an owner.
+    withdrawing: Arc<AtomicBool>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(1)),
+            withdrawing: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -224,7 +242,7 @@ impl Inner {
             .clone()
     }
 
-    fn gates(&self) -> MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+    fn gates(&self) -> MutexGuard<'_, HashMap<String, Gate>> {
         self.gates.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -255,55 +273,88 @@ impl Inner {
     }
 
     /// The local gate of `queue`: the permit, or the refusal of `wait`.
+    ///
+    /// A gate held only while a failed or cancelled attempt of this client
+    /// withdraws its key is no contention: a try waits for the withdrawal
+    /// (bounded by the response timeout) rather than report the lock held.
     async fn enter(&self, queue: &str, name: &str, wait: Wait) -> Result<OwnedSemaphorePermit> {
-        let gate = Arc::clone(
-            self.gates()
-                .entry(queue.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(1))),
-        );
+        let gate = self.gates().entry(queue.to_owned()).or_default().clone();
         let why = "another owner of this client holds or waits for it";
+        let closed = || Error::closed(BACKEND).at(self.cluster.servers());
         let entered = match wait {
-            Wait::No => {
-                return gate.try_acquire_owned().map_err(|error| match error {
-                    tokio::sync::TryAcquireError::NoPermits => {
-                        Error::contended(BACKEND, "acquire", name, why)
+            Wait::No => match Arc::clone(&gate.permits).try_acquire_owned() {
+                Ok(entered) => return Ok(entered),
+                Err(TryAcquireError::Closed) => return Err(closed()),
+                Err(TryAcquireError::NoPermits) if gate.withdrawing.load(Ordering::Acquire) => {
+                    let within = self.options.response_timeout * 2;
+                    match tokio::time::timeout(within, gate.permits.acquire_owned()).await {
+                        Ok(entered) => entered,
+                        Err(_) => return Err(Error::contended(BACKEND, "acquire", name, why)),
                     }
-                    tokio::sync::TryAcquireError::Closed => {
-                        Error::closed(BACKEND).at(self.cluster.servers())
-                    }
-                })
-            }
+                }
+                Err(TryAcquireError::NoPermits) => {
+                    return Err(Error::contended(BACKEND, "acquire", name, why))
+                }
+            },
             Wait::Until(deadline) => {
-                match tokio::time::timeout_at(deadline.into(), gate.acquire_owned()).await {
+                match tokio::time::timeout_at(deadline.into(), gate.permits.acquire_owned()).await {
                     Ok(entered) => entered,
                     Err(_) => return Err(Error::timeout(BACKEND, "acquire", name, why)),
                 }
             }
-            Wait::Forever => gate.acquire_owned().await,
+            Wait::Forever => gate.permits.acquire_owned().await,
         };
-        entered.map_err(|_| Error::closed(BACKEND).at(self.cluster.servers()))
+        entered.map_err(|_| closed())
+    }
+
+    /// Marks the gate of `key`'s queue as held by a withdrawal (or not).
+    fn withdrawing(&self, key: &str, withdrawing: bool) {
+        if let Some(gate) = self.gates().get(&queue_of(key)) {
+            gate.withdrawing.store(withdrawing, Ordering::Release);
+        }
     }
 
     /// Forgets gates nobody holds or waits for.
     fn prune_gate(&self, queue: &str) {
         let mut gates = self.gates();
         if let Some(gate) = gates.get(queue) {
-            if Arc::strong_count(gate) == 1 && gate.available_permits() == 1 {
+            if Arc::strong_count(&gate.permits) == 1 && gate.permits.available_permits() == 1 {
                 gates.remove(queue);
             }
         }
     }
 
-    /// Runs `txn`, bounded by the response timeout.
+    /// Runs `txn`, each attempt bounded by the response timeout, and again
+    /// while it fails before an answer — a member killed or unreachable, the
+    /// cluster between leaders — for up to the response timeout: the
+    /// channel then tries another member. Every transaction here is safe to
+    /// repeat: reads, deletes at a create revision, and the acquire's put,
+    /// whose repeat finds the key its first attempt put (the attempt takes
+    /// that key away and starts over).
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, Failed> {
         let timeout = self.options.response_timeout;
-        match tokio::time::timeout(timeout, self.client.kv_client().txn(txn)).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) if is_lease_gone(&error) => Err(Failed::LeaseGone),
-            Ok(Err(error)) => Err(Failed::Error(self.error(what, error))),
-            Err(_) => Err(Failed::Error(
-                no_answer(what, timeout).at(self.cluster.servers()),
-            )),
+        let lease_gone = AtomicBool::new(false);
+        let until = Instant::now() + timeout;
+        let repeated = repeat::until_answered(until, || async {
+            match tokio::time::timeout(timeout, self.client.kv_client().txn(txn.clone())).await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(error)) if is_lease_gone(&error) => {
+                    lease_gone.store(true, Ordering::Relaxed);
+                    Err(Error::new(
+                        ErrorKind::NotHeld,
+                        BACKEND,
+                        "the session lease is gone",
+                    ))
+                }
+                Ok(Err(error)) => Err(self.error(what, error)),
+                Err(_) => Err(no_answer(what, timeout).at(self.cluster.servers())),
+            }
+        })
+        .await;
+        match repeated.outcome {
+            Ok(reply) => Ok(reply),
+            Err(_) if lease_gone.load(Ordering::Relaxed) => Err(Failed::LeaseGone),
+            Err(error) => Err(Failed::Error(error)),
         }
     }
 
@@ -322,12 +373,11 @@ impl Inner {
     /// that no grant uses (the name's gate is held).
     async fn delete_any(&self, key: &str) -> Result<()> {
         let what = "withdraw a cancelled acquire";
-        let timeout = self.options.response_timeout;
-        tokio::time::timeout(timeout, self.client.kv_client().delete(key, None))
-            .await
-            .map_err(|_| no_answer(what, timeout).at(self.cluster.servers()))?
-            .map_err(|error| self.error(what, error))?;
-        Ok(())
+        let txn = Txn::new().and_then([TxnOp::delete(key, None)]);
+        match self.txn(what, txn).await {
+            Ok(_) => Ok(()),
+            Err(failed) => Err(failed.into_error(what, self)),
+        }
     }
 
     /// Where `key` (created at `revision`) stands in `queue`: one read.
@@ -416,18 +466,9 @@ fn undo_put(
     Undo::new(
         &inner.background,
         (Arc::clone(inner), key),
-        move |(inner, key): Put| async move {
-            let deleted = match revision {
-                Some(revision) => inner
-                    .delete("withdraw a cancelled acquire", &key, revision)
-                    .await
-                    .map(drop),
-                None => inner.delete_any(&key).await,
-            };
-            if let Err(error) = deleted {
-                tracing::warn!(%error, key, "could not delete the key of a cancelled acquire; it goes with the session lease");
-            }
-            inner.deletions.forget(&key, revision);
+        move |(inner, key): Put| {
+            inner.withdrawing(&key, true);
+            withdraw(inner, key, revision)
         },
         move |(inner, key): Put| {
             inner.deletions.forget(&key, revision);
@@ -438,6 +479,23 @@ fn undo_put(
             );
         },
     )
+}
+
+/// Deletes a key no grant uses — at its create revision once known — then
+/// forgets it, which opens the name's gate.
+async fn withdraw(inner: Arc<Inner>, key: String, revision: Option<i64>) {
+    let deleted = match revision {
+        Some(revision) => inner
+            .delete("withdraw a cancelled acquire", &key, revision)
+            .await
+            .map(drop),
+        None => inner.delete_any(&key).await,
+    };
+    if let Err(error) = deleted {
+        tracing::warn!(%error, key, "could not delete the key of a cancelled acquire; it goes with the session lease");
+    }
+    inner.withdrawing(&key, false);
+    inner.deletions.forget(&key, revision);
 }
 
 impl EtcdBackend {
@@ -724,15 +782,12 @@ impl LockBackend for EtcdBackend {
         // moves as a TTL lease's would.
         held.session.refresh(inner.options.response_timeout).await;
         let what = format!("extend `{name}`");
-        let timeout = inner.options.response_timeout;
-        let read = tokio::time::timeout(
-            timeout,
-            inner.client.kv_client().get(held.key.as_str(), None),
-        )
-        .await
-        .map_err(|_| no_answer(&what, timeout).at(inner.cluster.servers()))?
-        .map_err(|error| inner.error(&what, error))?;
-        match read.kvs().first() {
+        let read = Txn::new().and_then([TxnOp::get(held.key.as_str(), None)]);
+        let read = inner
+            .txn(&what, read)
+            .await
+            .map_err(|failed| failed.into_error(&what, inner))?;
+        match ranged(&read, 0).first() {
             Some(kv) if kv.create_revision() == held.revision && !held.session.is_ended() => {
                 Ok(None)
             }
@@ -773,7 +828,7 @@ impl LockBackend for EtcdBackend {
             return Ok(());
         }
         for gate in inner.gates().values() {
-            gate.close();
+            gate.permits.close();
         }
         inner.deletions.stop();
         let _granting = inner.granting.lock().await;

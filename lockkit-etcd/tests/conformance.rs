@@ -5,12 +5,12 @@
 use lockkit_core::conformance::Target;
 use lockkit_core::Locker;
 use lockkit_etcd::{EtcdBackend, EtcdOptions};
-use lockkit_testkit::{server_from_env, unique_namespace};
+use lockkit_testkit::unique_namespace;
 
 mod common;
 
 async fn target() -> Option<impl Target> {
-    let url = common::url(&server_from_env("LOCKKIT_TEST_ETCD_ENDPOINTS")?);
+    let (url, _) = common::cluster()?;
     let namespace = unique_namespace();
     Some(move || {
         let (url, options) = (url.clone(), EtcdOptions::new().namespace(&namespace));

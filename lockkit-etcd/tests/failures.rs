@@ -1,0 +1,326 @@
+//! Failure behaviour against the three-member etcd cluster of
+//! `scripts/services`: the leader killed, every member stopped and started
+//! again, every member paused, the session lease revoked and a lock key
+//! deleted by an operator. These tests stop the shared cluster, so they
+//! live in this binary alone and take turns.
+
+use std::time::{Duration, Instant};
+
+use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
+use lockkit_testkit::{acquire_when_back, Fault, Services};
+use tokio::sync::Mutex;
+
+mod common;
+use common::{backend, cluster, etcdctl, leader, namespace};
+
+/// One fault at a time: they share the cluster.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// The acquire TTL: not a bound on this backend.
+const TTL: Duration = Duration::from_secs(30);
+
+const MEMBERS: [&str; 3] = ["etcd-1", "etcd-2", "etcd-3"];
+
+struct Setup {
+    url: String,
+    members: Vec<String>,
+    services: Services,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn setup() -> Option<Setup> {
+    let (url, members) = cluster()?;
+    let services = Services::from_env()?;
+    Some(Setup {
+        url,
+        members,
+        services,
+        _turn: TURN.lock().await,
+    })
+}
+
+/// Brings every member back at once: one alone has no quorum, and would
+/// never answer the readiness check.
+async fn restore_all(faults: Vec<Fault>) {
+    let restoring: Vec<_> = faults
+        .into_iter()
+        .map(|fault| tokio::task::spawn_blocking(move || fault.restore()))
+        .collect();
+    for restored in restoring {
+        restored.await.expect("a member came back");
+    }
+}
+
+/// Waits until `lease` is Held again; it must never be Lost meanwhile.
+async fn held_within(lease: &lockkit_core::Lease, within: Duration) {
+    let view = lease.view();
+    let deadline = Instant::now() + within;
+    while view.state() != LeaseState::Held {
+        assert_ne!(view.state(), LeaseState::Lost, "lost while only Uncertain");
+        assert!(
+            Instant::now() < deadline,
+            "the lease stayed {:?}",
+            view.state()
+        );
+        // No event announces a resynced watch to the test: a short poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader is killed: after the election, acquires and keep-alives go
+/// on, the lease held across it is Held again (it may be Uncertain for a
+/// moment) and no one else got its lock meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_keeps_every_lock_and_the_session() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let (mine, theirs) = (
+        backend(&setup.url, &namespace, 4, Duration::from_secs(2)).await,
+        backend(&setup.url, &namespace, 4, Duration::from_secs(2)).await,
+    );
+    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let held = locks
+        .acquire("leader:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let session = mine.session_lease();
+
+    let leader = leader(&setup.members).await;
+    let killed = setup.services.kill(&leader);
+    let after = acquire_when_back(
+        &locks,
+        "leader:after",
+        Acquire::ttl(TTL),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(after.fencing_token() > held.fencing_token());
+    after.release().await.unwrap();
+    // Two session TTLs after the kill: only keep-alives answered by the
+    // new leader keep the lease.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        held.state(),
+        LeaseState::Held,
+        "the lease did not survive the election"
+    );
+    assert_eq!(
+        mine.session_lease(),
+        session,
+        "the session lease was replaced"
+    );
+    let blocked = other
+        .try_acquire("leader:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(blocked.is_none(), "two holders after the election");
+    killed.restore();
+
+    let token = held.fencing_token();
+    held.release().await.unwrap();
+    let next = other
+        .acquire("leader:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(next.fencing_token() > token);
+    next.release().await.unwrap();
+}
+
+/// Every member stopped: an acquire fails `Unavailable` within its
+/// response timeout; the lease is Uncertain, then Lost at its session's
+/// bound and not before. Started again, the backend recovers by itself with
+/// a new session lease, and its tokens are higher than before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_cluster_loses_leases_at_the_bound_and_the_backend_recovers() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let backend = backend(&setup.url, &namespace, 4, Duration::from_secs(1)).await;
+    let locks = Locker::new(backend.clone());
+    let held = locks
+        .acquire("stopped:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let session = backend.session_lease();
+    let view = held.view();
+
+    let faults: Vec<Fault> = MEMBERS
+        .iter()
+        .map(|member| setup.services.stop(member))
+        .collect();
+    let started = Instant::now();
+    let refused = locks.try_acquire("stopped:other", Acquire::ttl(TTL)).await;
+    let took = started.elapsed();
+    match refused {
+        Err(error) => assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}"),
+        Ok(lease) => panic!("granted with every member stopped: {lease:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "Unavailable took {took:?}");
+
+    let uncertain = tokio::time::timeout(Duration::from_secs(6), view.not_held())
+        .await
+        .expect("the lease stayed Held with every member stopped");
+    let bound = held
+        .valid_until()
+        .expect("an etcd lease has its session's bound");
+    if uncertain == LeaseState::Uncertain {
+        tokio::time::timeout(Duration::from_secs(6), view.lost())
+            .await
+            .expect("the lease outlived its session's bound");
+    }
+    assert!(
+        Instant::now() >= bound,
+        "the lease was lost before its session's bound"
+    );
+    assert_eq!(held.state(), LeaseState::Lost);
+
+    restore_all(faults).await;
+    let token = held.fencing_token();
+    let after = acquire_when_back(
+        &locks,
+        "stopped:after",
+        Acquire::ttl(TTL),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        after.fencing_token() > token,
+        "a token no higher than before the restart"
+    );
+    assert_ne!(
+        backend.session_lease(),
+        session,
+        "the ended session lease is still used"
+    );
+    // Uncertain until the delete watch is open again, then Held.
+    held_within(&after, Duration::from_secs(5)).await;
+    after.release().await.unwrap();
+}
+
+/// Every member paused past a keep-alive, then resumed before the session's
+/// bound: the lease is Uncertain meanwhile, and Held again after — never
+/// Lost — with the lock still its.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_makes_the_lease_uncertain_until_it_answers() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let (mine, theirs) = (
+        backend(&setup.url, &namespace, 9, Duration::from_secs(1)).await,
+        backend(&setup.url, &namespace, 9, Duration::from_secs(1)).await,
+    );
+    let (locks, other) = (Locker::new(mine), Locker::new(theirs));
+    let held = locks
+        .acquire("paused:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let view = held.view();
+
+    let faults: Vec<Fault> = MEMBERS
+        .iter()
+        .map(|member| setup.services.pause(member))
+        .collect();
+    let seen = tokio::time::timeout(Duration::from_secs(6), view.not_held())
+        .await
+        .expect("the lease stayed Held with every member paused");
+    assert_eq!(seen, LeaseState::Uncertain);
+    let bound = held
+        .valid_until()
+        .expect("an etcd lease has its session's bound");
+    assert!(Instant::now() < bound, "Uncertain only at the bound");
+    restore_all(faults).await;
+
+    held_within(&held, Duration::from_secs(10)).await;
+    let blocked = other
+        .try_acquire("paused:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(blocked.is_none(), "the lock was free after the pause");
+    held.release().await.unwrap();
+}
+
+/// `etcdctl lease revoke` of the session lease: every lease on it is Lost
+/// within a second, and the next acquire gets a new session lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_lease_loses_every_lease_at_once() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let backend = backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await;
+    let locks = Locker::new(backend.clone());
+    let first = locks.acquire("revoke:1", Acquire::ttl(TTL)).await.unwrap();
+    let second = locks.acquire("revoke:2", Acquire::ttl(TTL)).await.unwrap();
+    let session = backend.session_lease().expect("a live session");
+
+    etcdctl(
+        &setup.members,
+        &["lease", "revoke", &format!("{session:x}")],
+    )
+    .await;
+    for lease in [&first, &second] {
+        let lost = tokio::time::timeout(Duration::from_secs(1), lease.lost()).await;
+        assert_eq!(
+            lost,
+            Ok(LeaseState::Lost),
+            "not lost within 1 s of the revoke"
+        );
+    }
+    let again = locks.acquire("revoke:1", Acquire::ttl(TTL)).await.unwrap();
+    assert_ne!(backend.session_lease(), Some(session));
+    assert!(again.fencing_token() > first.fencing_token());
+    again.release().await.unwrap();
+}
+
+/// `etcdctl del` of a held lock key: that lease is Lost within a second,
+/// the others of its session are not, and the next waiter gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_loses_its_lease_and_the_next_waiter_gets_the_lock() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let (mine, theirs) = (
+        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
+        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
+    );
+    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let held = locks.acquire("del:held", Acquire::ttl(TTL)).await.unwrap();
+    let kept = locks.acquire("del:kept", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let other = other.clone();
+        async move {
+            other
+                .acquire("del:held", Acquire::ttl(TTL).wait(Duration::from_secs(10)))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the waiter got a held lock");
+
+    let key = mine.key_of("del:held").unwrap();
+    etcdctl(&setup.members, &["del", &key]).await;
+    let lost = tokio::time::timeout(Duration::from_secs(1), held.lost()).await;
+    assert_eq!(
+        lost,
+        Ok(LeaseState::Lost),
+        "not lost within 1 s of the delete"
+    );
+    let next = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("the waiter did not get the lock within 1 s")
+        .unwrap()
+        .unwrap();
+    assert!(next.fencing_token() > held.fencing_token());
+    assert_eq!(
+        kept.state(),
+        LeaseState::Held,
+        "another lease of the session was lost"
+    );
+    next.release().await.unwrap();
+    kept.release().await.unwrap();
+}
