@@ -4,14 +4,16 @@
 //! plain advisory-lock loop), measured in the same process and run.
 //!
 //! ```text
-//! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|all]
+//! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|etcd|all]
 //!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]
+//!     [--etcd-url etcd://h1:2379,h2:2379,…]
 //! ```
 //!
 //! Server addresses come from the `LOCKKIT_TEST_*` variables, as for the
 //! tests (`scripts/services env`), or from the flags. Prints a markdown
 //! table and writes the rows as JSON under `target/bench/`.
 
+mod etcd;
 mod report;
 mod subjects;
 mod workloads;
@@ -20,11 +22,12 @@ use std::process::ExitCode;
 
 use lockkit::{LockConfig, Locker, OwnerToken};
 
+use crate::etcd::{EtcdLockRpc, RawEtcd};
 use crate::report::Row;
 use crate::subjects::{Lockkit, RawPostgres, RawRedis, Rslock, Service};
 use crate::workloads::{Counts, Workload};
 
-const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]";
+const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|etcd|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL] [--etcd-url URL]";
 
 struct Plan {
     backends: Vec<&'static str>,
@@ -32,9 +35,10 @@ struct Plan {
     counts: Counts,
     redis_url: Option<String>,
     postgres_url: Option<String>,
+    etcd_url: Option<String>,
 }
 
-const BACKENDS: [&str; 3] = ["memory", "redis", "postgres"];
+const BACKENDS: [&str; 4] = ["memory", "redis", "postgres", "etcd"];
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
     let mut plan = Plan {
@@ -43,23 +47,23 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
         counts: Counts { divisor: 1 },
         redis_url: std::env::var("LOCKKIT_TEST_REDIS_URL").ok(),
         postgres_url: std::env::var("LOCKKIT_TEST_POSTGRES_URL").ok(),
+        // scripts/services lists the members as http:// endpoints.
+        etcd_url: std::env::var("LOCKKIT_TEST_ETCD_ENDPOINTS")
+            .ok()
+            .map(|endpoints| format!("etcd://{}", endpoints.replace("http://", ""))),
     };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         match arg.as_str() {
-            "--backend" => {
-                plan.backends = match value("--backend")?.as_str() {
-                    "all" => BACKENDS.to_vec(),
-                    other => match BACKENDS.iter().find(|backend| **backend == other) {
-                        Some(backend) => vec![*backend],
-                        None => {
-                            return Err(format!(
-                            "--backend: unknown backend `{other}` (memory, redis, postgres, all)"
-                        ))
-                        }
-                    },
-                }
-            }
+            "--backend" => plan.backends = match value("--backend")?.as_str() {
+                "all" => BACKENDS.to_vec(),
+                other => match BACKENDS.iter().find(|backend| **backend == other) {
+                    Some(backend) => vec![*backend],
+                    None => return Err(format!(
+                        "--backend: unknown backend `{other}` (memory, redis, postgres, etcd, all)"
+                    )),
+                },
+            },
             "--workload" => {
                 plan.workloads = match value("--workload")?.as_str() {
                     "all" => Workload::ALL.to_vec(),
@@ -76,6 +80,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
             "--quick" => plan.counts = Counts { divisor: 10 },
             "--redis-url" => plan.redis_url = Some(value("--redis-url")?),
             "--postgres-url" => plan.postgres_url = Some(value("--postgres-url")?),
+            "--etcd-url" => plan.etcd_url = Some(value("--etcd-url")?),
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -176,6 +181,29 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     namespace: namespace.clone(),
                     // As many as lockkit's shared sessions by default.
                     connections: 2,
+                };
+                (Lockkit::at(url, &namespace), Some(Box::new(raw)))
+            }
+            "etcd" => {
+                let Some(url) = plan.etcd_url.clone() else {
+                    skip("etcd", "LOCKKIT_TEST_ETCD_ENDPOINTS", "--etcd-url")?;
+                    continue;
+                };
+                let members: Vec<String> = url
+                    .trim_start_matches("etcd://")
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                peers.push((
+                    "lock-rpc",
+                    Box::new(EtcdLockRpc {
+                        members: members.clone(),
+                        namespace: namespace.clone(),
+                    }),
+                ));
+                let raw = RawEtcd {
+                    members,
+                    namespace: namespace.clone(),
                 };
                 (Lockkit::at(url, &namespace), Some(Box::new(raw)))
             }

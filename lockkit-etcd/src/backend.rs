@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
 };
 use lockkit_core::{
     repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
@@ -19,7 +19,7 @@ use lockkit_core::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::deletions::{Deletions, Granted, Interest};
+use crate::deletions::{Deletions, Granted, Narrowed, Place};
 use crate::error::{from_etcd, is_lease_gone, no_answer, BACKEND};
 use crate::keys::{lock_key, namespace_prefix, queue_prefix};
 use crate::options::{EtcdConfig, EtcdOptions};
@@ -198,26 +198,26 @@ impl EtcdBackend {
 enum Check {
     /// Ours is the oldest key in the queue, and still ours.
     First,
-    /// Ours waits behind this key.
-    Behind(Place),
+    /// Ours waits behind these keys (every key older than ours).
+    Behind(Vec<Place>),
     /// Ours is gone: its session lease ended, or someone deleted it.
     Gone,
 }
 
-/// A key in a queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Place {
-    key: String,
-    revision: i64,
+/// A key in a queue, from a range's answer.
+fn place(kv: &KeyValue) -> Option<Place> {
+    Some(Place {
+        key: kv.key_str().ok()?.to_owned(),
+        revision: kv.create_revision(),
+    })
 }
 
-impl Place {
-    fn of(kv: &KeyValue) -> Option<Self> {
-        Some(Self {
-            key: kv.key_str().ok()?.to_owned(),
-            revision: kv.create_revision(),
-        })
-    }
+/// The keys of a queue's range older than `revision`.
+fn older(kvs: &[KeyValue], revision: i64) -> Vec<Place> {
+    kvs.iter()
+        .filter(|kv| kv.create_revision() < revision)
+        .filter_map(place)
+        .collect()
 }
 
 /// How one attempt at the queue ended.
@@ -391,8 +391,6 @@ impl Inner {
                     GetOptions::new()
                         .with_prefix()
                         .with_max_create_revision(revision - 1)
-                        .with_sort(SortTarget::Create, SortOrder::Descend)
-                        .with_limit(1)
                         .with_keys_only(),
                 ),
             )]);
@@ -403,10 +401,11 @@ impl Inner {
         if !reply.succeeded() {
             return Ok(Check::Gone);
         }
-        let before = ranged(&reply, 0);
-        Ok(match before.first().and_then(Place::of) {
-            Some(place) => Check::Behind(place),
-            None => Check::First,
+        let before = older(&ranged(&reply, 0), revision);
+        Ok(if before.is_empty() {
+            Check::First
+        } else {
+            Check::Behind(before)
         })
     }
 }
@@ -526,13 +525,7 @@ impl EtcdBackend {
                 ),
                 TxnOp::get(
                     queue,
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_sort(SortTarget::Create, SortOrder::Descend)
-                            .with_limit(2)
-                            .with_keys_only(),
-                    ),
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
                 ),
             ])
             .or_else([TxnOp::get(key.as_str(), None)]);
@@ -567,9 +560,8 @@ impl EtcdBackend {
                 format!("{what}: the transaction answered revision {revision}"),
             )
         })?;
-        // The range ran after the put, newest first: ours, then the key
-        // just before it, if any.
-        let before = ranged(&reply, 1).get(1).and_then(Place::of);
+        // The range ran after the put: every key of the queue, ours the newest.
+        let before = older(&ranged(&reply, 1), revision);
         let verify = match inner.deletions.created(&key, revision) {
             Granted::Live => false,
             Granted::Deleted => {
@@ -579,7 +571,7 @@ impl EtcdBackend {
             // The watch was opened again meanwhile: read where the key stands.
             Granted::Unsure => true,
         };
-        let mut contended = before.is_some();
+        let mut contended = !before.is_empty();
         if contended || verify {
             let turn = self
                 .wait_turn(request, queue, (&key, revision), before, deadline)
@@ -632,60 +624,61 @@ impl EtcdBackend {
         }))
     }
 
-    /// Waits until `own` key is the oldest of `queue`: registers interest in
-    /// the delete of the key before it, then checks the queue — so that
-    /// delete is seen by the check or delivered by the watch — and waits
-    /// for it; again until no key is older, or ours is gone.
+    /// Waits until `own` key is the oldest of `queue`. Registers interest
+    /// in the deletes of the keys before it, *then* reads the queue — so
+    /// each of those deletes is seen by the read or delivered by the watch —
+    /// and waits until the watch saw all of them deleted. Keys older than
+    /// ours can only go, never come, so then ours is the oldest; and as the
+    /// watch delivers deletes in revision order and saw none of our own key,
+    /// it stood at that instant (see [`Deletions::vouches`]). Otherwise — the
+    /// watch opened again, or cannot vouch — the queue is read again.
     async fn wait_turn(
         &self,
         request: &AcquireRequest,
         queue: &str,
         (key, revision): (&str, i64),
-        mut before: Option<Place>,
+        mut before: Vec<Place>,
         deadline: Option<Instant>,
     ) -> Result<Turn> {
         let inner = &self.inner;
+        let deletions = &inner.deletions;
         let name = request.name.as_str();
         let mut waited = false;
         loop {
-            let interest = before
-                .as_ref()
-                .map(|place| inner.deletions.await_delete(&place.key, place.revision));
+            let interest = deletions.await_deletes(&before);
             let checked = inner.check(name, queue, key, revision).await;
-            let withdraw = |interest: &Option<Interest>| {
-                if let Some(interest) = interest {
-                    inner.deletions.withdraw(interest);
-                }
-            };
-            let now = match checked {
-                Ok(Check::First) => {
-                    withdraw(&interest);
-                    return Ok(Turn::First { waited });
-                }
-                Ok(Check::Gone) => {
-                    withdraw(&interest);
-                    return Ok(Turn::Gone);
-                }
-                Ok(Check::Behind(now)) => now,
-                Err(error) => {
-                    withdraw(&interest);
-                    return Err(error);
+            let current = match checked {
+                Ok(Check::Behind(current)) => current,
+                outcome => {
+                    deletions.withdraw(&interest);
+                    return match outcome? {
+                        Check::First => Ok(Turn::First { waited }),
+                        _ => Ok(Turn::Gone),
+                    };
                 }
             };
             if request.wait == Wait::No {
-                withdraw(&interest);
+                deletions.withdraw(&interest);
                 return Ok(Turn::Contended);
             }
             waited = true;
-            let interest = match interest {
-                Some(interest) if before.as_ref() == Some(&now) => interest,
-                other => {
-                    // Another key is just before ours now: watch that one.
-                    withdraw(&other);
-                    before = Some(now);
+            match deletions.narrow(&interest, &current) {
+                Narrowed::Missing => {
+                    deletions.withdraw(&interest);
+                    before = current;
                     continue;
                 }
-            };
+                Narrowed::AllGone if deletions.vouches(key, revision) => {
+                    deletions.withdraw(&interest);
+                    return Ok(Turn::First { waited });
+                }
+                Narrowed::AllGone => {
+                    deletions.withdraw(&interest);
+                    before = Vec::new();
+                    continue;
+                }
+                Narrowed::Waiting => {}
+            }
             let woken = match deadline {
                 Some(deadline) => {
                     tokio::time::timeout_at(deadline.into(), interest.wake.notified())
@@ -697,11 +690,15 @@ impl EtcdBackend {
                     true
                 }
             };
-            inner.deletions.withdraw(&interest);
+            deletions.withdraw(&interest);
             inner.check_open()?;
+            if interest.cleared() && deletions.vouches(key, revision) {
+                return Ok(Turn::First { waited });
+            }
             if !woken {
                 return Ok(Turn::TimedOut);
             }
+            before = current;
         }
     }
 

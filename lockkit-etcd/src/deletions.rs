@@ -12,7 +12,8 @@
 //! signal is suspended) until a new watch is created and one read of the
 //! namespace tells which keys went meanwhile; every waiter checks again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,10 @@ struct Shared {
 #[derive(Debug, Default)]
 struct Table {
     held: HashMap<String, Holding>,
-    waiting: HashMap<String, Vec<Waiting>>,
+    /// Each waiter's keys still standing before its own.
+    waiters: HashMap<u64, Waiter>,
+    /// Which waiters wait for the delete of a key.
+    waiting: HashMap<String, Vec<u64>>,
     /// Counts resyncs: a registration older than the last one may have
     /// missed a delete.
     epoch: u64,
@@ -78,22 +82,51 @@ struct Holding {
     releasing: bool,
 }
 
-/// A waiter's interest in its predecessor's delete.
+/// A waiter: the keys before its own it has not seen deleted yet.
 #[derive(Debug)]
-struct Waiting {
-    id: u64,
-    /// The predecessor's create revision: only a later delete counts.
-    after: i64,
+struct Waiter {
+    /// Key → its create revision: only a later delete counts.
+    outstanding: HashMap<String, i64>,
     wake: Arc<Notify>,
+    cleared: Arc<AtomicBool>,
 }
 
-/// A waiter's registration, to withdraw it.
+/// A key ahead of a waiter's own in its queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Place {
+    pub(crate) key: String,
+    pub(crate) revision: i64,
+}
+
+/// A waiter's registration, to wait on and to withdraw.
 #[derive(Debug)]
 pub(crate) struct Interest {
-    key: String,
     id: u64,
-    /// Notified when the predecessor's key is deleted, or the watch resynced.
+    /// The keys registered, as given.
+    registered: HashSet<String>,
+    /// Notified when every outstanding key was seen deleted, or the watch
+    /// was opened again (then `cleared` stays false).
     pub(crate) wake: Arc<Notify>,
+    cleared: Arc<AtomicBool>,
+}
+
+impl Interest {
+    /// Whether every key it waited for was seen deleted.
+    pub(crate) fn cleared(&self) -> bool {
+        self.cleared.load(Ordering::Acquire)
+    }
+}
+
+/// What a read of the queue leaves of a waiter's interest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Narrowed {
+    /// Every key the read found before ours has been seen deleted since.
+    AllGone,
+    /// Some are still there; wait for the wake.
+    Waiting,
+    /// The read found a key before ours that is not registered: register
+    /// what the read found, and read again.
+    Missing,
 }
 
 impl Shared {
@@ -218,37 +251,80 @@ impl Deletions {
         })
     }
 
-    /// Registers interest in the delete of `key` (created at `after`).
-    pub(crate) fn await_delete(&self, key: &str, after: i64) -> Interest {
+    /// Registers interest in the deletes of `places`, the keys before a
+    /// waiter's own; its wake comes when all of them were seen deleted.
+    pub(crate) fn await_deletes(&self, places: &[Place]) -> Interest {
         let wake = Arc::new(Notify::new());
+        let cleared = Arc::new(AtomicBool::new(false));
         let mut table = self.shared.table();
         table.next_waiter += 1;
         let id = table.next_waiter;
-        table
-            .waiting
-            .entry(key.to_owned())
-            .or_default()
-            .push(Waiting {
-                id,
-                after,
-                wake: Arc::clone(&wake),
-            });
-        Interest {
-            key: key.to_owned(),
+        for place in places {
+            table.waiting.entry(place.key.clone()).or_default().push(id);
+        }
+        table.waiters.insert(
             id,
+            Waiter {
+                outstanding: places
+                    .iter()
+                    .map(|place| (place.key.clone(), place.revision))
+                    .collect(),
+                wake: Arc::clone(&wake),
+                cleared: Arc::clone(&cleared),
+            },
+        );
+        Interest {
+            id,
+            registered: places.iter().map(|place| place.key.clone()).collect(),
             wake,
+            cleared,
+        }
+    }
+
+    /// Keeps of `interest` only the keys a read found before the waiter's
+    /// own (`current`): any other went before the read.
+    pub(crate) fn narrow(&self, interest: &Interest, current: &[Place]) -> Narrowed {
+        if current
+            .iter()
+            .any(|place| !interest.registered.contains(&place.key))
+        {
+            return Narrowed::Missing;
+        }
+        let mut table = self.shared.table();
+        let Some(waiter) = table.waiters.get_mut(&interest.id) else {
+            return Narrowed::Missing;
+        };
+        waiter
+            .outstanding
+            .retain(|key, _| current.iter().any(|place| &place.key == key));
+        if waiter.outstanding.is_empty() {
+            Narrowed::AllGone
+        } else {
+            Narrowed::Waiting
         }
     }
 
     /// Withdraws an interest, delivered or not.
     pub(crate) fn withdraw(&self, interest: &Interest) {
         let mut table = self.shared.table();
-        if let Some(waiting) = table.waiting.get_mut(&interest.key) {
-            waiting.retain(|waiting| waiting.id != interest.id);
-            if waiting.is_empty() {
-                table.waiting.remove(&interest.key);
+        table.waiters.remove(&interest.id);
+        for key in &interest.registered {
+            if let Some(ids) = table.waiting.get_mut(key) {
+                ids.retain(|id| *id != interest.id);
+                if ids.is_empty() {
+                    table.waiting.remove(key);
+                }
             }
         }
+    }
+
+    /// Whether the watch vouches that `key` still stands at `revision`: it
+    /// is synced now, has been since the key's registration or checked the
+    /// key when it was opened again, and saw no delete of it. The watch
+    /// delivers deletes in revision order, so after the delete of the last
+    /// key before it, this says the key stood at that delete's revision.
+    pub(crate) fn vouches(&self, key: &str, revision: i64) -> bool {
+        self.shared.health.health() == SessionHealth::Alive && self.is_held(key, revision)
     }
 
     /// How many keys this backend holds or queues with now.
@@ -264,10 +340,9 @@ impl Deletions {
         for (_, holding) in table.held.drain() {
             holding.signal.end();
         }
-        for (_, waiting) in table.waiting.drain() {
-            for waiting in waiting {
-                waiting.wake.notify_one();
-            }
+        table.waiting.clear();
+        for (_, waiter) in table.waiters.drain() {
+            waiter.wake.notify_one();
         }
     }
 }
@@ -412,16 +487,23 @@ impl Table {
                 None => holding.deleted_at = holding.deleted_at.max(revision),
             }
         }
-        if let Some(waiting) = self.waiting.get_mut(key) {
-            waiting.retain(|waiting| {
-                let woken = revision > waiting.after;
-                if woken {
-                    waiting.wake.notify_one();
+        let Some(ids) = self.waiting.get(key) else {
+            return;
+        };
+        for id in ids {
+            let Some(waiter) = self.waiters.get_mut(id) else {
+                continue;
+            };
+            if waiter
+                .outstanding
+                .get(key)
+                .is_some_and(|after| revision > *after)
+            {
+                waiter.outstanding.remove(key);
+                if waiter.outstanding.is_empty() {
+                    waiter.cleared.store(true, Ordering::Release);
+                    waiter.wake.notify_one();
                 }
-                !woken
-            });
-            if waiting.is_empty() {
-                self.waiting.remove(key);
             }
         }
     }
@@ -439,10 +521,9 @@ async fn reopen(
     {
         let mut table = shared.table();
         table.epoch += 1;
-        for (_, waiting) in table.waiting.drain() {
-            for waiting in waiting {
-                waiting.wake.notify_one();
-            }
+        // Every waiter reads its queue again.
+        for waiter in table.waiters.values() {
+            waiter.wake.notify_one();
         }
     }
     let what = format!("read `{prefix}` after the watch was opened again");
