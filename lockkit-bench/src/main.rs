@@ -55,15 +55,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         match arg.as_str() {
-            "--backend" => plan.backends = match value("--backend")?.as_str() {
-                "all" => BACKENDS.to_vec(),
-                other => match BACKENDS.iter().find(|backend| **backend == other) {
-                    Some(backend) => vec![*backend],
-                    None => return Err(format!(
+            "--backend" => {
+                plan.backends = match value("--backend")?.as_str() {
+                    "all" => BACKENDS.to_vec(),
+                    other => match BACKENDS.iter().find(|backend| **backend == other) {
+                        Some(backend) => vec![*backend],
+                        None => {
+                            return Err(format!(
                         "--backend: unknown backend `{other}` (memory, redis, postgres, etcd, all)"
-                    )),
-                },
-            },
+                    ))
+                        }
+                    },
+                }
+            }
             "--workload" => {
                 plan.workloads = match value("--workload")?.as_str() {
                     "all" => Workload::ALL.to_vec(),

@@ -9,7 +9,7 @@ use lockkit_core::{
     Acquire, AcquireRequest, Claim, ErrorKind, LockBackend, LockName, Locker, OwnerToken, Wait,
 };
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
-use lockkit_testkit::{server_from_env, unique_namespace};
+use lockkit_testkit::{resident_kib, server_from_env, unique_namespace};
 use tokio_postgres::Client;
 
 mod common;
@@ -29,13 +29,6 @@ async fn held_at_server(admin: &Client, keys: &[i64]) -> (i64, i64) {
         .await
         .unwrap();
     (row.get(0), row.get(1))
-}
-
-/// This process's resident memory, from `/proc` (Linux).
-fn resident_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Every shared session connects in `connect`, so none adds a connection's

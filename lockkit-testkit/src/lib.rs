@@ -45,3 +45,11 @@ pub fn unique_namespace() -> String {
         .to_hex();
     format!("lockkit-test-{suffix}")
 }
+
+/// This process's resident memory in KiB, from `/proc` (Linux); `None`
+/// elsewhere. For tests that report what holding many locks costs.
+pub fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,134 @@
+//! 10,000 locks held at once by one backend: one session lease, one watch,
+//! one connection per member — whatever the number of locks.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockkit_core::{Acquire, LeaseState, Locker};
+use lockkit_etcd::etcd_client::{Client, LeaseTimeToLiveOptions};
+use lockkit_testkit::resident_kib;
+
+mod common;
+use common::{backend, cluster, namespace};
+
+const TTL: Duration = Duration::from_secs(30);
+
+/// The TCP connections this process has open to `members`, from `/proc`.
+fn connections_to(members: &[String]) -> usize {
+    let ports: HashSet<u16> = members
+        .iter()
+        .filter_map(|member| member.rsplit(':').next()?.parse().ok())
+        .collect();
+    let inodes: HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.filter_map(|fd| {
+                let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+                let target = target.to_str()?;
+                Some(
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_owned(),
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) =
+                (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                return false;
+            };
+            let port = remote
+                .rsplit(':')
+                .next()
+                .and_then(|port| u16::from_str_radix(port, 16).ok());
+            // 01: ESTABLISHED.
+            *state == "01"
+                && port.is_some_and(|port| ports.contains(&port))
+                && inodes.contains(*inode)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_locks_live_on_one_session_lease() {
+    const LOCKS: usize = 10_000;
+    const TASKS: usize = 64;
+    let Some((url, members)) = cluster() else {
+        return;
+    };
+    let backend = backend(&url, &namespace(), 10, Duration::from_secs(5)).await;
+    let locks = Locker::new(backend.clone());
+    let session = backend.session_lease().expect("a live session");
+    let names: Arc<Vec<String>> = Arc::new((0..LOCKS).map(|i| format!("scale:{i}")).collect());
+    let memory_before = resident_kib();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (locks, names) = (locks.clone(), Arc::clone(&names));
+        tasks.spawn(async move {
+            let mut leases = Vec::new();
+            for name in names.iter().skip(task).step_by(TASKS) {
+                let lease = locks.try_acquire(name, Acquire::ttl(TTL)).await.unwrap();
+                leases.push(lease.expect("every name is free"));
+            }
+            leases
+        });
+    }
+    let leases: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+    assert_eq!(leases.len(), LOCKS);
+    let memory_after = resident_kib();
+    let connections = connections_to(&members);
+    assert!(
+        connections <= members.len(),
+        "{LOCKS} locks took {connections} connections to {} members",
+        members.len()
+    );
+    assert_eq!(
+        backend.session_lease(),
+        Some(session),
+        "the session lease changed"
+    );
+    assert_eq!(backend.held(), LOCKS);
+
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|member| format!("http://{member}"))
+        .collect();
+    let admin = Client::connect(endpoints, None).await.unwrap();
+    let attached = admin
+        .lease_client()
+        .time_to_live(session, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .unwrap();
+    assert_eq!(
+        attached.keys().len(),
+        LOCKS,
+        "not every lock key is on the session lease"
+    );
+    if let (Some(before), Some(after)) = (memory_before, memory_after) {
+        // Reported, not asserted: the allocator decides what RSS shows.
+        eprintln!(
+            "{LOCKS} locks held on 1 session lease over {connections} connections; \
+             client resident memory {before} KiB -> {after} KiB (+{} KiB)",
+            after.saturating_sub(before)
+        );
+    }
+
+    // Close revokes the one lease: every key goes at once.
+    locks.close().await.unwrap();
+    assert!(leases.iter().all(|lease| lease.state() == LeaseState::Lost));
+    let revoked = admin
+        .lease_client()
+        .time_to_live(session, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .unwrap();
+    assert!(revoked.keys().is_empty(), "keys outlived the revoked lease");
+}
