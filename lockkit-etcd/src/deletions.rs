@@ -1,12 +1,12 @@
 //! One watch per backend: every delete under the namespace, from one gRPC
-//! stream, tells the grants whose key went and the waiters whose
-//! predecessor went.
+//! stream, tells the grants whose key went and the waiters whose keys
+//! ahead went.
 //!
 //! The watch is opened *from now* and is created before any grant or wait
 //! relies on it, so no delete is served from etcd 3.4's 100 ms loop for
 //! watches of a past revision. A grant registers its key before its
-//! acquire's transaction is sent; a waiter registers the predecessor's key
-//! before it checks whether the predecessor still exists. So a delete is
+//! acquire's transaction is sent; a waiter registers the keys ahead of its
+//! own before it reads which of them still exist. So a delete is
 //! either seen by that transaction or check, or delivered here — never
 //! missed. When the stream breaks, every grant is Uncertain (the watch's own
 //! signal is suspended) until a new watch is created and one read of the

@@ -48,11 +48,14 @@
 //!    exist (create revision 0), put it with the session lease, and read the
 //!    two newest keys of `<namespace>/<name>/` by create revision. If ours is
 //!    the only one, it is held.
-//! 2. Otherwise wait for the key just before ours (the next-lower create
-//!    revision) to be deleted, then read the queue again in a transaction
-//!    that first compares our key's create revision — so before reporting
-//!    Held, lockkit has confirmed that its own key still exists at the
-//!    revision it got.
+//! 2. Otherwise wait until every key older than ours (a lower create
+//!    revision) is deleted. Keys older than ours can only go, never come,
+//!    so then ours is the oldest. Before reporting Held, lockkit confirms
+//!    that its own key still stands at the revision it got: the watch
+//!    below delivers deletes in revision order and saw none of it by the
+//!    last older key's delete; where the watch cannot vouch for that (it
+//!    was opened again meanwhile), a read in a transaction that compares
+//!    our key's create revision does.
 //!
 //! etcd 3.4's server-side Lock RPC returns after waiting without re-checking
 //! the waiter's key, so it can report a lock held whose key is gone
@@ -70,12 +73,17 @@
 //! RPC to about 160 handoffs a second. lockkit opens **one watch per
 //! backend, from now**, on every delete under the namespace, and waits
 //! until the server created it before connect returns. A waiter registers
-//! its interest in the key before its own and *then* checks that the key
-//! still exists: the delete is seen by the check or delivered by the watch,
-//! never missed, and never waits for the loop. No poll, no sleep. The watch
+//! its interest in the keys ahead of its own and *then* reads the queue: each
+//! of their deletes is seen by the read or delivered by the watch, never
+//! missed, and never waits for the loop. A handoff costs the holder's delete
+//! and its event, no further request. No poll, no sleep. The watch
 //! shares the client's gRPC connection, and every backend of a namespace
 //! sees every delete in it — a release costs each other client of the
 //! namespace one small event; use namespaces to keep unrelated fleets apart.
+//! The watch is checked by a progress request every third of the session
+//! TTL; one unanswered within the response timeout, or a broken stream,
+//! opens it again (from now), and one read of the namespace then tells which
+//! held keys went meanwhile.
 //!
 //! # One session lease
 //!
