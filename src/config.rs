@@ -395,7 +395,7 @@ mod tests {
         let foreign = vars(&[
             ("LOCKKIT_URL", "memory://"),
             ("LOCKKIT_TEST_REDIS_URL", "redis://h"),
-            ("LOCKKIT_ETCD_ENDPOINTS", "x"),
+            ("LOCKKIT_SERVICES_DIR", "target/services"),
         ]);
         LockConfig::from_var_map(&foreign)?;
         Ok(())

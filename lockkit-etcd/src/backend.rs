@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
     TxnOpResponse, TxnResponse,
@@ -66,6 +67,22 @@ impl fmt::Debug for EtcdBackend {
     }
 }
 
+impl Drop for Inner {
+    /// The last clone of the backend is gone, and with it every lease on
+    /// it: stop keeping the session lease alive (the server expires it, and
+    /// any key left on it, within its TTL). `close` revokes it at once.
+    fn drop(&mut self) {
+        if let Some(session) = self
+            .session
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            session.end();
+        }
+    }
+}
+
 /// The gate of one name: one permit, so one owner of this client at a time
 /// has a key in the name's queue.
 #[derive(Clone)]
@@ -119,9 +136,13 @@ impl EtcdBackend {
         options.validate()?;
         let cluster = url::parse(url)?;
         let servers = cluster.servers();
+        // `require_leader`: a member cut off from the leader fails requests
+        // and cancels watches at once, rather than answer from a store that
+        // no longer moves (etcd's `hasleader` metadata).
         let mut connect = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
-            .with_keep_alive_while_idle(false);
+            .with_keep_alive_while_idle(false)
+            .with_require_leader(true);
         if let Some((user, password)) = &cluster.user {
             connect = connect
                 .with_user(user, password)
@@ -138,14 +159,21 @@ impl EtcdBackend {
         let session = Session::grant(&client, options.session_ttl, options.response_timeout)
             .await
             .map_err(|error| error.at(&servers))?;
-        let deletions = Deletions::start(
+        let deletions = match Deletions::start(
             &client,
             namespace_prefix(&options.namespace),
             options.session_ttl / 3,
             options.response_timeout,
         )
         .await
-        .map_err(|error| error.at(&servers))?;
+        {
+            Ok(deletions) => deletions,
+            Err(error) => {
+                // No backend will use the lease: give it back.
+                let _ = session.close(&client, options.response_timeout).await;
+                return Err(error.at(&servers));
+            }
+        };
         let mut capabilities = Capabilities::new(
             SafetyClass::Correctness,
             FencingGuarantee::Linearizable,
@@ -332,6 +360,12 @@ impl Inner {
     /// whose repeat finds the key its first attempt put (the attempt takes
     /// that key away and starts over).
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, Failed> {
+        self.txn_counted(what, txn).await.map(|(reply, _)| reply)
+    }
+
+    /// [`txn`](Self::txn), saying also whether it was sent more than once
+    /// (an earlier attempt may have taken effect before its answer was lost).
+    async fn txn_counted(&self, what: &str, txn: Txn) -> Result<(TxnResponse, bool), Failed> {
         let timeout = self.options.response_timeout;
         let lease_gone = AtomicBool::new(false);
         let until = Instant::now() + timeout;
@@ -352,19 +386,22 @@ impl Inner {
         })
         .await;
         match repeated.outcome {
-            Ok(reply) => Ok(reply),
+            Ok(reply) => Ok((reply, repeated.attempts > 1)),
             Err(_) if lease_gone.load(Ordering::Relaxed) => Err(Failed::LeaseGone),
             Err(error) => Err(Failed::Error(error)),
         }
     }
 
-    /// Deletes `key` if it still has create revision `revision`; whether it did.
+    /// Deletes `key` if it still has create revision `revision`; whether it
+    /// did. A delete sent more than once that finds the key gone is taken
+    /// for done: the earlier attempt deleted it (the rule `Lease::release`
+    /// applies to its own repeats, here for the backend's).
     async fn delete(&self, what: &str, key: &str, revision: i64) -> Result<bool> {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, revision)])
             .and_then([TxnOp::delete(key, None)]);
-        match self.txn(what, txn).await {
-            Ok(reply) => Ok(reply.succeeded()),
+        match self.txn_counted(what, txn).await {
+            Ok((reply, repeated)) => Ok(reply.succeeded() || repeated),
             Err(failed) => Err(failed.into_error(what, self)),
         }
     }
@@ -450,48 +487,68 @@ enum Turn {
     TimedOut,
 }
 
-/// What an undo of a put works on: the backend's state and the key.
-type Put = (Arc<Inner>, String);
+/// What an undo of a put works on: the backend's state, the session the
+/// key was put on, and the key.
+type Put = (Arc<Inner>, Arc<Session>, String);
 
 /// The undo of an acquire whose key may exist: deletes it — at its create
 /// revision once known, so a newer key of this client is never touched —
-/// then forgets it, which gives the name's gate back. Without a runtime the
-/// session lease is the backstop.
-fn undo_put(
-    inner: &Arc<Inner>,
+/// then forgets it, which gives the name's gate back (see [`withdraw`]).
+/// Without a runtime nothing can be sent: the key is forgotten, and this
+/// client's next acquire of the name finds it and deletes it.
+fn undo_put<'a>(
+    inner: &'a Arc<Inner>,
+    session: &Arc<Session>,
     key: String,
     revision: Option<i64>,
-) -> Undo<'_, Put, impl UndoStep<Put>, impl FnOnce(Put)> {
+) -> Undo<'a, Put, impl UndoStep<Put>, impl FnOnce(Put)> {
     Undo::new(
         &inner.background,
-        (Arc::clone(inner), key),
-        move |(inner, key): Put| {
+        (Arc::clone(inner), Arc::clone(session), key),
+        move |(inner, session, key): Put| {
             inner.withdrawing(&key, true);
-            withdraw(inner, key, revision)
+            withdraw(inner, session, key, revision)
         },
-        move |(inner, key): Put| {
+        move |(inner, _, key): Put| {
             inner.deletions.forget(&key, revision);
             tracing::warn!(
                 backend = BACKEND,
-                "an acquire was cancelled where no runtime is reachable; \
-                 its key goes with the session lease"
+                key,
+                "an acquire was cancelled where no runtime is reachable; its key stays \
+                 until this client's next acquire of the name, or the session's end"
             );
         },
     )
 }
 
 /// Deletes a key no grant uses — at its create revision once known — then
-/// forgets it, which opens the name's gate.
-async fn withdraw(inner: Arc<Inner>, key: String, revision: Option<i64>) {
-    let deleted = match revision {
-        Some(revision) => inner
-            .delete("withdraw a cancelled acquire", &key, revision)
-            .await
-            .map(drop),
-        None => inner.delete_any(&key).await,
-    };
+/// forgets it, which opens the name's gate. A failure before an answer is
+/// tried again, with pauses from 50 ms doubling to 1 s, for as long as the
+/// session lives and the backend is open: a key must not outlive its use
+/// while its lease is kept alive. (A session that ended, or a backend
+/// closed — its lease revoked — took the key with it.)
+async fn withdraw(inner: Arc<Inner>, session: Arc<Session>, key: String, revision: Option<i64>) {
+    let what = "withdraw a key no grant uses";
+    let deleted = (|| async {
+        match revision {
+            Some(revision) => inner.delete(what, &key, revision).await.map(drop),
+            None => inner.delete_any(&key).await,
+        }
+    })
+    .retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(1))
+            .with_jitter()
+            .without_max_times(),
+    )
+    .sleep(tokio::time::sleep)
+    .when(|error| {
+        repeat::is_transient(error) && !session.is_ended() && !inner.closed.load(Ordering::Acquire)
+    })
+    .await;
     if let Err(error) = deleted {
-        tracing::warn!(%error, key, "could not delete the key of a cancelled acquire; it goes with the session lease");
+        tracing::debug!(%error, key, "gave up deleting a key: its session ended or the backend closed");
     }
     inner.withdrawing(&key, false);
     inner.deletions.forget(&key, revision);
@@ -513,7 +570,7 @@ impl EtcdBackend {
         let key = lock_key(queue, session.id);
         let signal = inner.deletions.hold(&key, gate);
         // Dropped before the transaction answers, the put may have landed.
-        let unanswered = undo_put(inner, key.clone(), None);
+        let unanswered = undo_put(inner, &session, key.clone(), None);
         let what = format!("acquire `{name}`");
         let put = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
@@ -552,7 +609,7 @@ impl EtcdBackend {
         }
         let revision = reply.header().map_or(0, |header| header.revision());
         unanswered.disarm();
-        let placed = undo_put(inner, key.clone(), Some(revision));
+        let placed = undo_put(inner, &session, key.clone(), Some(revision));
         let token = FencingToken::new(u64::try_from(revision).unwrap_or(0)).ok_or_else(|| {
             Error::new(
                 ErrorKind::Backend,
@@ -645,35 +702,27 @@ impl EtcdBackend {
         let name = request.name.as_str();
         let mut waited = false;
         loop {
-            let interest = deletions.await_deletes(&before);
-            let checked = inner.check(name, queue, key, revision).await;
-            let current = match checked {
-                Ok(Check::Behind(current)) => current,
-                outcome => {
-                    deletions.withdraw(&interest);
-                    return match outcome? {
-                        Check::First => Ok(Turn::First { waited }),
-                        _ => Ok(Turn::Gone),
-                    };
-                }
+            inner.check_open()?;
+            // Withdrawn when dropped, however this wait ends.
+            let interest = deletions.await_deletes(key, &before);
+            let current = match inner.check(name, queue, key, revision).await? {
+                Check::Behind(current) => current,
+                Check::First => return Ok(Turn::First { waited }),
+                Check::Gone => return Ok(Turn::Gone),
             };
             if request.wait == Wait::No {
-                deletions.withdraw(&interest);
                 return Ok(Turn::Contended);
             }
             waited = true;
             match deletions.narrow(&interest, &current) {
                 Narrowed::Missing => {
-                    deletions.withdraw(&interest);
                     before = current;
                     continue;
                 }
                 Narrowed::AllGone if deletions.vouches(key, revision) => {
-                    deletions.withdraw(&interest);
                     return Ok(Turn::First { waited });
                 }
                 Narrowed::AllGone => {
-                    deletions.withdraw(&interest);
                     before = Vec::new();
                     continue;
                 }
@@ -690,7 +739,6 @@ impl EtcdBackend {
                     true
                 }
             };
-            deletions.withdraw(&interest);
             inner.check_open()?;
             if interest.cleared() && deletions.vouches(key, revision) {
                 return Ok(Turn::First { waited });
@@ -803,10 +851,34 @@ impl LockBackend for EtcdBackend {
         // answer, ends nothing: the lease is being released, not lost. The
         // name's gate opens for this client's next owner once the key is
         // gone — seen by that event or by the answer.
-        inner.deletions.releasing(&held.key, held.revision);
-        let deleted = inner
+        let first = inner.deletions.releasing(&held.key, held.revision);
+        let deleted = match inner
             .delete(&format!("release `{name}`"), &held.key, held.revision)
-            .await?;
+            .await
+        {
+            Ok(deleted) => deleted,
+            Err(error) => {
+                // The caller may give up; the key must not stay while the
+                // session is kept alive. Deleted in the background until
+                // done (or the session ends), then the gate opens.
+                if first && repeat::is_transient(&error) {
+                    inner.withdrawing(&held.key, true);
+                    let withdrawn = withdraw(
+                        Arc::clone(inner),
+                        Arc::clone(&held.session),
+                        held.key.clone(),
+                        Some(held.revision),
+                    );
+                    if !inner.background.spawn(withdrawn) {
+                        tracing::warn!(
+                            key = held.key,
+                            "no runtime to delete a key whose release failed"
+                        );
+                    }
+                }
+                return Err(error);
+            }
+        };
         inner.deletions.forget(&held.key, Some(held.revision));
         inner.prune_gate(&queue_of(&held.key));
         if deleted {

@@ -52,6 +52,8 @@ struct Shared {
     /// Alive while the watch is created and synced; Suspended while it is
     /// being opened again.
     health: SessionSignal,
+    /// Set by [`Deletions::stop`]: nothing will be delivered any more.
+    stopped: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +87,8 @@ struct Holding {
 /// A waiter: the keys before its own it has not seen deleted yet.
 #[derive(Debug)]
 struct Waiter {
+    /// The waiter's own key: its delete wakes the waiter too.
+    own: String,
     /// Key → its create revision: only a later delete counts.
     outstanding: HashMap<String, i64>,
     wake: Arc<Notify>,
@@ -101,6 +105,7 @@ pub(crate) struct Place {
 /// A waiter's registration, to wait on and to withdraw.
 #[derive(Debug)]
 pub(crate) struct Interest {
+    shared: Arc<Shared>,
     id: u64,
     /// The keys registered, as given.
     registered: HashSet<String>,
@@ -114,6 +119,22 @@ impl Interest {
     /// Whether every key it waited for was seen deleted.
     pub(crate) fn cleared(&self) -> bool {
         self.cleared.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Interest {
+    /// Withdraws the registration, delivered or not, however the wait ended.
+    fn drop(&mut self) {
+        let mut table = self.shared.table();
+        table.waiters.remove(&self.id);
+        for key in &self.registered {
+            if let Some(ids) = table.waiting.get_mut(key) {
+                ids.retain(|id| *id != self.id);
+                if ids.is_empty() {
+                    table.waiting.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -148,6 +169,7 @@ impl Deletions {
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::default()),
             health: SessionSignal::new(),
+            stopped: AtomicBool::new(false),
         });
         let task = tokio::spawn(follow(
             client.clone(),
@@ -220,12 +242,14 @@ impl Deletions {
     }
 
     /// The holder of `key` at `revision` is releasing it: its delete, when
-    /// seen, forgets it without ending its grant.
-    pub(crate) fn releasing(&self, key: &str, revision: i64) {
-        if let Some(holding) = self.shared.table().held.get_mut(key) {
-            if holding.create_revision == Some(revision) {
-                holding.releasing = true;
+    /// seen, forgets it without ending its grant. Whether this is the first
+    /// release of it.
+    pub(crate) fn releasing(&self, key: &str, revision: i64) -> bool {
+        match self.shared.table().held.get_mut(key) {
+            Some(holding) if holding.create_revision == Some(revision) => {
+                !std::mem::replace(&mut holding.releasing, true)
             }
+            _ => false,
         }
     }
 
@@ -251,11 +275,16 @@ impl Deletions {
         })
     }
 
-    /// Registers interest in the deletes of `places`, the keys before a
-    /// waiter's own; its wake comes when all of them were seen deleted.
-    pub(crate) fn await_deletes(&self, places: &[Place]) -> Interest {
+    /// Registers interest in the deletes of `places`, the keys before the
+    /// waiter's `own`; its wake comes when all of them were seen deleted, or
+    /// its own key was. Dropping the interest withdraws it.
+    pub(crate) fn await_deletes(&self, own: &str, places: &[Place]) -> Interest {
         let wake = Arc::new(Notify::new());
         let cleared = Arc::new(AtomicBool::new(false));
+        if self.shared.stopped.load(Ordering::Acquire) {
+            // Nothing will be delivered: wake at once, to find it closed.
+            wake.notify_one();
+        }
         let mut table = self.shared.table();
         table.next_waiter += 1;
         let id = table.next_waiter;
@@ -265,6 +294,7 @@ impl Deletions {
         table.waiters.insert(
             id,
             Waiter {
+                own: own.to_owned(),
                 outstanding: places
                     .iter()
                     .map(|place| (place.key.clone(), place.revision))
@@ -274,6 +304,7 @@ impl Deletions {
             },
         );
         Interest {
+            shared: Arc::clone(&self.shared),
             id,
             registered: places.iter().map(|place| place.key.clone()).collect(),
             wake,
@@ -304,20 +335,6 @@ impl Deletions {
         }
     }
 
-    /// Withdraws an interest, delivered or not.
-    pub(crate) fn withdraw(&self, interest: &Interest) {
-        let mut table = self.shared.table();
-        table.waiters.remove(&interest.id);
-        for key in &interest.registered {
-            if let Some(ids) = table.waiting.get_mut(key) {
-                ids.retain(|id| *id != interest.id);
-                if ids.is_empty() {
-                    table.waiting.remove(key);
-                }
-            }
-        }
-    }
-
     /// Whether the watch vouches that `key` still stands at `revision`: it
     /// is synced now, has been since the key's registration or checked the
     /// key when it was opened again, and saw no delete of it. The watch
@@ -334,6 +351,7 @@ impl Deletions {
 
     /// Stops the watch: every grant's watch signal ends.
     pub(crate) fn stop(&self) {
+        self.shared.stopped.store(true, Ordering::Release);
         self.task.abort();
         self.shared.health.end();
         let mut table = self.shared.table();
@@ -473,6 +491,14 @@ async fn deliver(
 }
 
 impl Table {
+    /// Wakes the waiter whose own key is `key`: it is gone, and the waiter
+    /// finds so when it reads its queue again.
+    fn wake_owner(&self, key: &str) {
+        for waiter in self.waiters.values().filter(|waiter| waiter.own == key) {
+            waiter.wake.notify_one();
+        }
+    }
+
     /// `key` was deleted at `revision`.
     fn deleted(&mut self, key: &str, revision: i64) {
         if let Some(holding) = self.held.get_mut(key) {
@@ -482,6 +508,7 @@ impl Table {
                         holding.signal.end();
                     }
                     self.held.remove(key);
+                    self.wake_owner(key);
                 }
                 Some(_) => {}
                 None => holding.deleted_at = holding.deleted_at.max(revision),
@@ -537,20 +564,28 @@ async fn reopen(
     .await
     .map_err(|_| no_answer(&what, response_timeout))?
     .map_err(|error| from_etcd(&what, error))?;
+    let at = read.header().map_or(0, |header| header.revision());
     let present: HashMap<&[u8], i64> = read
         .kvs()
         .iter()
         .map(|kv| (kv.key(), kv.create_revision()))
         .collect();
     let mut table = shared.table();
+    let mut ended = Vec::new();
+    // A key created after the read is not in it, and not gone: only keys
+    // created at or before the read's revision are judged by it.
     table
         .held
         .retain(|key, holding| match holding.create_revision {
-            Some(created) if present.get(key.as_bytes()) != Some(&created) => {
+            Some(created) if created <= at && present.get(key.as_bytes()) != Some(&created) => {
                 holding.signal.end();
+                ended.push(key.clone());
                 false
             }
             _ => true,
         });
+    for key in ended {
+        table.wake_owner(&key);
+    }
     Ok(stream)
 }

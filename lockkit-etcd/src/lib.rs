@@ -37,17 +37,18 @@
 //!   survive leader changes and restarts. Release and extend compare the
 //!   create revision in a transaction: a stale holder changes nothing and
 //!   gets `NotHeld`.
-//! - **FIFO**: waiters queue by create revision; each waits for the key
-//!   just before its own, so a release wakes exactly one waiter.
+//! - **FIFO**: waiters queue by create revision; each waits until every
+//!   key older than its own is gone, so a release lets exactly the next
+//!   waiter in.
 //!
 //! # The recipe, and why not etcd's Lock RPC
 //!
 //! The lock is etcd's `concurrency.Mutex` recipe, done here:
 //!
 //! 1. One transaction: if `<namespace>/<name>/<lease id in hex>` does not
-//!    exist (create revision 0), put it with the session lease, and read the
-//!    two newest keys of `<namespace>/<name>/` by create revision. If ours is
-//!    the only one, it is held.
+//!    exist (create revision 0), put it with the session lease, and read
+//!    every key of `<namespace>/<name>/` (keys only). If no key is older
+//!    than ours, it is held.
 //! 2. Otherwise wait until every key older than ours (a lower create
 //!    revision) is deleted. Keys older than ours can only go, never come,
 //!    so then ours is the oldest. Before reporting Held, lockkit confirms
@@ -83,7 +84,9 @@
 //! The watch is checked by a progress request every third of the session
 //! TTL; one unanswered within the response timeout, or a broken stream,
 //! opens it again (from now), and one read of the namespace then tells which
-//! held keys went meanwhile.
+//! held keys went meanwhile. Every request carries etcd's `hasleader`
+//! requirement, so a member cut off from its leader cancels the watch and
+//! refuses requests rather than answer from a store that stopped moving.
 //!
 //! # One session lease
 //!
@@ -116,10 +119,14 @@
 //!
 //! An acquire dropped at any await deletes its key in the background (its
 //! put may have landed), and an acquire that gives up at its deadline, or a
-//! try that found the lock held, deletes its key before it answers: no key
-//! is left in a queue. Within one backend, one owner at a time queues for a
+//! try that found the lock held, deletes its key before it answers. A
+//! delete that fails before an answer (members down, no leader) is tried
+//! again in the background, for as long as the session lease is kept alive,
+//! and so is a release's: no key stays in a queue while its lease lives.
+//! Within one backend, one owner at a time queues for a
 //! name (one key per session, as in the recipe); the others wait for it in
-//! the client, in arrival order.
+//! the client, in arrival order; a try that finds only this client's own
+//! withdrawal in the way waits for it rather than report the lock held.
 //!
 //! [`Locker::close`](lockkit_core::Locker::close) revokes the session lease
 //! (the server deletes every key of this client at once), ends every wait,
