@@ -324,3 +324,113 @@ async fn a_deleted_key_loses_its_lease_and_the_next_waiter_gets_the_lock() {
     next.release().await.unwrap();
     kept.release().await.unwrap();
 }
+
+/// `etcdctl del` of a *waiting* key: the waiter notices, queues again with
+/// a new key, and gets the lock when its holder releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_waiting_key_queues_again() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let (mine, theirs) = (
+        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
+        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
+    );
+    let (locks, other) = (Locker::new(mine), Locker::new(theirs.clone()));
+    let held = locks.acquire("requeue", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let other = other.clone();
+        async move {
+            other
+                .acquire("requeue", Acquire::ttl(TTL).wait(Duration::from_secs(20)))
+                .await
+        }
+    });
+    let key = theirs.key_of("requeue").unwrap();
+    let first = created(&setup.members, &key, None).await;
+    etcdctl(&setup.members, &["del", &key]).await;
+    // The waiter puts its key again, at a later revision.
+    let again = created(&setup.members, &key, Some(first)).await;
+    assert!(again > first);
+    assert!(!waiting.is_finished(), "the waiter got a held lock");
+    let token = held.fencing_token();
+    held.release().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the requeued waiter did not get the released lock")
+        .unwrap()
+        .unwrap();
+    assert!(next.fencing_token() > token);
+    next.release().await.unwrap();
+}
+
+/// The create revision of `key` once it exists, other than `not`; within 5 s.
+async fn created(members: &[String], key: &str, not: Option<i64>) -> i64 {
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|member| format!("http://{member}"))
+        .collect();
+    let client = lockkit_etcd::etcd_client::Client::connect(endpoints, None)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let read = client.kv_client().get(key, None).await.unwrap();
+        match read.kvs().first().map(|kv| kv.create_revision()) {
+            Some(revision) if Some(revision) != not => return revision,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "{key} was not put within 5 s");
+        // The test watches a key from outside: a short poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A release that fails because no member answers does not leave the key
+/// behind while the session lives: it is deleted once the members answer,
+/// and the waiter gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_during_an_outage_still_frees_the_lock_after_it() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let (mine, theirs) = (
+        backend(&setup.url, &namespace, 30, Duration::from_secs(1)).await,
+        backend(&setup.url, &namespace, 30, Duration::from_secs(1)).await,
+    );
+    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let held = locks
+        .acquire("outage:release", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let key = mine.key_of("outage:release").unwrap();
+
+    // Stopped, not paused: a paused member still takes a request into its
+    // socket and carries it out when it resumes.
+    let faults: Vec<Fault> = MEMBERS
+        .iter()
+        .map(|member| setup.services.stop(member))
+        .collect();
+    let released = held.release().await;
+    assert!(
+        released.is_err(),
+        "a release with every member stopped succeeded"
+    );
+    restore_all(faults).await;
+    // Deleted in the background once the members answer; the session lives.
+    let next = other
+        .acquire(
+            "outage:release",
+            Acquire::ttl(TTL).wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("the key of a failed release stayed in the queue");
+    assert_eq!(
+        mine.session_lease()
+            .map(|lease| key.ends_with(&format!("{lease:x}"))),
+        Some(true)
+    );
+    next.release().await.unwrap();
+}
