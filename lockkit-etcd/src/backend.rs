@@ -20,6 +20,7 @@ use lockkit_core::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::affinity::Affinity;
 use crate::deletions::{Deletions, Granted, Narrowed, Place};
 use crate::error::{from_etcd, is_lease_gone, no_answer, BACKEND};
 use crate::keys::{lock_key, namespace_prefix, queue_prefix};
@@ -42,6 +43,7 @@ pub struct EtcdBackend {
 
 struct Inner {
     client: Client,
+    affinity: Arc<Affinity>,
     cluster: Cluster,
     namespace: String,
     options: EtcdOptions,
@@ -156,11 +158,22 @@ impl EtcdBackend {
         .await
         .map_err(|_| no_answer(what, options.connect_timeout).at(&servers))?
         .map_err(|error| from_etcd(what, error).at(&servers))?;
-        let session = Session::grant(&client, options.session_ttl, options.response_timeout)
-            .await
-            .map_err(|error| error.at(&servers))?;
+        let affinity = Arc::new(if options.prefer_leader {
+            Affinity::pin_leader(&client, cluster.endpoints(), options.response_timeout).await
+        } else {
+            Affinity::spread_over(&client, cluster.endpoints())
+        });
+        let session = Session::grant(
+            &client,
+            &affinity,
+            options.session_ttl,
+            options.response_timeout,
+        )
+        .await
+        .map_err(|error| error.at(&servers))?;
         let deletions = match Deletions::start(
             &client,
+            &affinity,
             namespace_prefix(&options.namespace),
             options.session_ttl / 3,
             options.response_timeout,
@@ -186,6 +199,7 @@ impl EtcdBackend {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
+                affinity,
                 cluster,
                 namespace: options.namespace.clone(),
                 options,
@@ -214,6 +228,12 @@ impl EtcdBackend {
             .current_session()
             .filter(|session| !session.is_ended())
             .map(|session| session.id)
+    }
+
+    /// The member requests go to alone, while they go to the leader (see
+    /// [`EtcdOptions::prefer_leader`]); `None` once spread over every member.
+    pub fn pinned_member(&self) -> Option<String> {
+        self.inner.affinity.pinned()
     }
 
     /// How many keys this client holds or queues with now.
@@ -291,6 +311,7 @@ impl Inner {
         self.check_open()?;
         let session = Session::grant(
             &self.client,
+            &self.affinity,
             self.options.session_ttl,
             self.options.response_timeout,
         )
@@ -380,8 +401,17 @@ impl Inner {
                         "the session lease is gone",
                     ))
                 }
-                Ok(Err(error)) => Err(self.error(what, error)),
-                Err(_) => Err(no_answer(what, timeout).at(self.cluster.servers())),
+                Ok(Err(error)) => {
+                    let error = self.error(what, error);
+                    if repeat::is_transient(&error) {
+                        self.affinity.spread().await;
+                    }
+                    Err(error)
+                }
+                Err(_) => {
+                    self.affinity.spread().await;
+                    Err(no_answer(what, timeout).at(self.cluster.servers()))
+                }
             }
         })
         .await;

@@ -25,6 +25,7 @@ use lockkit_core::{Error, ErrorKind, Result, SessionHealth, SessionSignal, Sessi
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
+use crate::affinity::Affinity;
 use crate::error::{from_etcd, no_answer, BACKEND};
 
 /// How a grant's key stands once its create revision is known.
@@ -161,6 +162,7 @@ impl Deletions {
     /// server created it.
     pub(crate) async fn start(
         client: &Client,
+        affinity: &Arc<Affinity>,
         prefix: String,
         check_every: Duration,
         response_timeout: Duration,
@@ -173,6 +175,7 @@ impl Deletions {
         });
         let task = tokio::spawn(follow(
             client.clone(),
+            Arc::clone(affinity),
             prefix,
             Arc::clone(&shared),
             stream,
@@ -412,6 +415,7 @@ async fn open(client: &Client, prefix: &str, response_timeout: Duration) -> Resu
 /// Delivers the deletes of the watch, opening it again whenever it breaks.
 async fn follow(
     client: Client,
+    affinity: Arc<Affinity>,
     prefix: String,
     shared: Arc<Shared>,
     mut stream: Stream,
@@ -423,6 +427,7 @@ async fn follow(
         let why = deliver(&shared, &mut stream, check_every, response_timeout).await;
         tracing::debug!(%why, "the delete watch broke; opening it again");
         shared.health.set(SessionHealth::Suspended);
+        affinity.spread().await;
         loop {
             match reopen(&client, &prefix, &shared, response_timeout).await {
                 Ok(reopened) => {

@@ -94,7 +94,9 @@
 //! with [`session_ttl`](EtcdOptions::session_ttl) (default 10 s, at least
 //! 2 s, whole seconds) and kept alive every third of it on one stream:
 //! 10,000 locks held at once are 10,000 keys on one lease, one watch and
-//! one gRPC channel. The acquire's TTL is **not** a per-lock bound here
+//! one gRPC channel — one connection, to the leader (see
+//! [`prefer_leader`](EtcdOptions::prefer_leader)), or one per member once
+//! spread. The acquire's TTL is **not** a per-lock bound here
 //! (capability `Session`): a lock lives as long as the session.
 //!
 //! - **Held** until the last acknowledged keep-alive's send instant plus
@@ -134,9 +136,11 @@
 //!
 //! # URLs
 //!
-//! `etcd://host:2379,host:22379,host:32379`: every member is used, requests
-//! are spread over those that answer, and a member that fails is left for
-//! the others. The port defaults to 2379. For a cluster with auth enabled,
+//! `etcd://host:2379,host:22379,host:32379`: every member is used. At
+//! connect the backend asks which member leads and sends everything there
+//! ([`prefer_leader`](EtcdOptions::prefer_leader)); the first request that
+//! fails before an answer spreads it over every member, and a member that
+//! fails is then left for the others. The port defaults to 2379. For a cluster with auth enabled,
 //! the user comes once, before the first member:
 //! `etcd://app:secret@host:2379,host:22379` (percent-encode `@`, `:`, `,`
 //! and `/` in the password). TLS to etcd (`https`) is not supported yet.
@@ -146,6 +150,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]
 
+mod affinity;
 mod backend;
 mod deletions;
 mod error;

@@ -27,6 +27,7 @@ pub struct EtcdOptions {
     pub(crate) session_ttl: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    pub(crate) prefer_leader: bool,
 }
 
 /// The `[etcd]` section of a lockkit configuration: the etcd backend's
@@ -51,6 +52,8 @@ pub struct EtcdConfig {
     /// See [`EtcdOptions::response_timeout`]; default 5 s.
     #[serde(deserialize_with = "lockkit_core::settings::duration")]
     pub response_timeout: Duration,
+    /// See [`EtcdOptions::prefer_leader`]; default true.
+    pub prefer_leader: bool,
 }
 
 impl Default for EtcdConfig {
@@ -59,6 +62,7 @@ impl Default for EtcdConfig {
             session_ttl: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            prefer_leader: true,
         }
     }
 }
@@ -77,6 +81,7 @@ impl EtcdOptions {
             session_ttl: config.session_ttl,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
+            prefer_leader: config.prefer_leader,
         }
     }
 
@@ -115,6 +120,19 @@ impl EtcdOptions {
     /// acquire's own deadline instead.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Whether requests go to the member that leads the cluster (default
+    /// true). A write sent to a follower is forwarded to the leader, and a
+    /// follower delivers a watch event only after it learns of the commit:
+    /// each adds a hop to a handoff. At connect the backend asks which
+    /// member leads and, if the URL lists it, sends everything there; the
+    /// first request that fails before an answer spreads it over every
+    /// listed member again, for good. With `false`, requests are spread
+    /// over every member from the start.
+    pub fn prefer_leader(mut self, prefer: bool) -> Self {
+        self.prefer_leader = prefer;
         self
     }
 

@@ -9,6 +9,7 @@ use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::affinity::Affinity;
 use crate::error::{from_etcd, is_lease_gone, no_answer};
 
 /// The allowance for the members' clocks running faster than ours,
@@ -51,6 +52,7 @@ impl Session {
     /// it ends or [`close`](Self::close) is called.
     pub(crate) async fn grant(
         client: &Client,
+        affinity: &Arc<Affinity>,
         ttl: Duration,
         response_timeout: Duration,
     ) -> Result<Arc<Self>> {
@@ -80,6 +82,7 @@ impl Session {
         });
         let keeper = tokio::spawn(keep_alive(
             client.clone(),
+            Arc::clone(affinity),
             Arc::clone(&session),
             response_timeout,
         ));
@@ -167,7 +170,12 @@ impl Session {
 /// a lease the server no longer has ends it (Lost), and so does a bound
 /// that passes unconfirmed — then the lease is revoked as soon as a member
 /// answers, since its holders have been told it is gone.
-async fn keep_alive(client: Client, session: Arc<Session>, response_timeout: Duration) {
+async fn keep_alive(
+    client: Client,
+    affinity: Arc<Affinity>,
+    session: Arc<Session>,
+    response_timeout: Duration,
+) {
     let every = session.ttl / 3;
     let answer_within = response_timeout.min(every);
     let mut pause = FIRST_PAUSE;
@@ -193,6 +201,7 @@ async fn keep_alive(client: Client, session: Arc<Session>, response_timeout: Dur
                     tracing::debug!(%error, "session keep-alive stream could not be opened");
                 }
                 session.signal.set(SessionHealth::Suspended);
+                affinity.spread().await;
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
                 continue;
@@ -209,7 +218,10 @@ async fn keep_alive(client: Client, session: Arc<Session>, response_timeout: Dur
                 session.signal.end();
                 return;
             }
-            Kept::Broken => session.signal.set(SessionHealth::Suspended),
+            Kept::Broken => {
+                session.signal.set(SessionHealth::Suspended);
+                affinity.spread().await;
+            }
         }
     }
     // The bound passed unconfirmed: the holders were told their locks are

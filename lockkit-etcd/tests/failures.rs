@@ -88,6 +88,12 @@ async fn killing_the_leader_keeps_every_lock_and_the_session() {
     let session = mine.session_lease();
 
     let leader = leader(&setup.members).await;
+    let index: usize = leader.trim_start_matches("etcd-").parse().unwrap();
+    assert_eq!(
+        mine.pinned_member(),
+        Some(format!("http://{}", setup.members[index - 1])),
+        "requests do not go to the leader"
+    );
     let killed = setup.services.kill(&leader);
     let after = acquire_when_back(
         &locks,
@@ -97,6 +103,7 @@ async fn killing_the_leader_keeps_every_lock_and_the_session() {
     )
     .await;
     assert!(after.fencing_token() > held.fencing_token());
+    assert_eq!(mine.pinned_member(), None, "still pinned to a dead leader");
     after.release().await.unwrap();
     // Two session TTLs after the kill: only keep-alives answered by the
     // new leader keep the lease.
