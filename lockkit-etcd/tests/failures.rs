@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
+use lockkit_etcd::EtcdBackend;
 use lockkit_testkit::{acquire_when_back, Fault, Services};
 use tokio::sync::Mutex;
 
@@ -37,6 +38,27 @@ async fn setup() -> Option<Setup> {
         services,
         _turn: TURN.lock().await,
     })
+}
+
+/// Two clients of the cluster under one fresh namespace, each with a
+/// session lease of `session_ttl` seconds: the backends and their lockers.
+struct Pair {
+    mine: EtcdBackend,
+    locks: Locker,
+    theirs: EtcdBackend,
+    other: Locker,
+}
+
+async fn two_clients(url: &str, session_ttl: u64, response_timeout: Duration) -> Pair {
+    let namespace = namespace();
+    let mine = backend(url, &namespace, session_ttl, response_timeout).await;
+    let theirs = backend(url, &namespace, session_ttl, response_timeout).await;
+    Pair {
+        locks: Locker::new(mine.clone()),
+        other: Locker::new(theirs.clone()),
+        mine,
+        theirs,
+    }
 }
 
 /// Brings every member back at once: one alone has no quorum, and would
@@ -75,12 +97,9 @@ async fn killing_the_leader_keeps_every_lock_and_the_session() {
     let Some(setup) = setup().await else {
         return;
     };
-    let namespace = namespace();
-    let (mine, theirs) = (
-        backend(&setup.url, &namespace, 4, Duration::from_secs(2)).await,
-        backend(&setup.url, &namespace, 4, Duration::from_secs(2)).await,
-    );
-    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let Pair {
+        mine, locks, other, ..
+    } = two_clients(&setup.url, 4, Duration::from_secs(2)).await;
     let held = locks
         .acquire("leader:held", Acquire::ttl(TTL))
         .await
@@ -215,12 +234,7 @@ async fn a_paused_cluster_makes_the_lease_uncertain_until_it_answers() {
     let Some(setup) = setup().await else {
         return;
     };
-    let namespace = namespace();
-    let (mine, theirs) = (
-        backend(&setup.url, &namespace, 9, Duration::from_secs(1)).await,
-        backend(&setup.url, &namespace, 9, Duration::from_secs(1)).await,
-    );
-    let (locks, other) = (Locker::new(mine), Locker::new(theirs));
+    let Pair { locks, other, .. } = two_clients(&setup.url, 9, Duration::from_secs(1)).await;
     let held = locks
         .acquire("paused:held", Acquire::ttl(TTL))
         .await
@@ -290,12 +304,9 @@ async fn a_deleted_key_loses_its_lease_and_the_next_waiter_gets_the_lock() {
     let Some(setup) = setup().await else {
         return;
     };
-    let namespace = namespace();
-    let (mine, theirs) = (
-        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
-        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
-    );
-    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let Pair {
+        mine, locks, other, ..
+    } = two_clients(&setup.url, 10, Duration::from_secs(2)).await;
     let held = locks.acquire("del:held", Acquire::ttl(TTL)).await.unwrap();
     let kept = locks.acquire("del:kept", Acquire::ttl(TTL)).await.unwrap();
     let waiting = tokio::spawn({
@@ -339,12 +350,12 @@ async fn a_deleted_waiting_key_queues_again() {
     let Some(setup) = setup().await else {
         return;
     };
-    let namespace = namespace();
-    let (mine, theirs) = (
-        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
-        backend(&setup.url, &namespace, 10, Duration::from_secs(2)).await,
-    );
-    let (locks, other) = (Locker::new(mine), Locker::new(theirs.clone()));
+    let Pair {
+        locks,
+        theirs,
+        other,
+        ..
+    } = two_clients(&setup.url, 10, Duration::from_secs(2)).await;
     let held = locks.acquire("requeue", Acquire::ttl(TTL)).await.unwrap();
     let waiting = tokio::spawn({
         let other = other.clone();
@@ -402,12 +413,9 @@ async fn a_release_during_an_outage_still_frees_the_lock_after_it() {
     let Some(setup) = setup().await else {
         return;
     };
-    let namespace = namespace();
-    let (mine, theirs) = (
-        backend(&setup.url, &namespace, 30, Duration::from_secs(1)).await,
-        backend(&setup.url, &namespace, 30, Duration::from_secs(1)).await,
-    );
-    let (locks, other) = (Locker::new(mine.clone()), Locker::new(theirs));
+    let Pair {
+        mine, locks, other, ..
+    } = two_clients(&setup.url, 30, Duration::from_secs(1)).await;
     let held = locks
         .acquire("outage:release", Acquire::ttl(TTL))
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lockkit_core::{Acquire, LeaseState, Locker};
 use lockkit_etcd::etcd_client::{Client, LeaseTimeToLiveOptions};
-use lockkit_testkit::resident_kib;
+use lockkit_testkit::{resident_kib, try_acquire_all};
 
 mod common;
 use common::{backend, cluster, namespace};
@@ -70,19 +70,7 @@ async fn ten_thousand_locks_live_on_one_session_lease() {
     let session = backend.session_lease().expect("a live session");
     let names: Arc<Vec<String>> = Arc::new((0..LOCKS).map(|i| format!("scale:{i}")).collect());
     let memory_before = resident_kib();
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..TASKS {
-        let (locks, names) = (locks.clone(), Arc::clone(&names));
-        tasks.spawn(async move {
-            let mut leases = Vec::new();
-            for name in names.iter().skip(task).step_by(TASKS) {
-                let lease = locks.try_acquire(name, Acquire::ttl(TTL)).await.unwrap();
-                leases.push(lease.expect("every name is free"));
-            }
-            leases
-        });
-    }
-    let leases: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+    let leases = try_acquire_all(&locks, Arc::clone(&names), TASKS, Acquire::ttl(TTL)).await;
     assert_eq!(leases.len(), LOCKS);
     let memory_after = resident_kib();
     let connections = connections_to(&members);

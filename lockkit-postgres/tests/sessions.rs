@@ -9,7 +9,7 @@ use lockkit_core::{
     Acquire, AcquireRequest, Claim, ErrorKind, LockBackend, LockName, Locker, OwnerToken, Wait,
 };
 use lockkit_postgres::{PostgresBackend, PostgresOptions};
-use lockkit_testkit::{resident_kib, server_from_env, unique_namespace};
+use lockkit_testkit::{resident_kib, server_from_env, try_acquire_all, unique_namespace};
 use tokio_postgres::Client;
 
 mod common;
@@ -60,19 +60,7 @@ async fn ten_thousand_locks_are_held_on_the_shared_sessions_alone() {
     let locks = Locker::new(backend.clone());
     let names: Arc<Vec<String>> = Arc::new((0..LOCKS).map(|i| format!("scale:{i}")).collect());
     let memory_before = resident_kib();
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..TASKS {
-        let (locks, names) = (locks.clone(), Arc::clone(&names));
-        tasks.spawn(async move {
-            let mut leases = Vec::new();
-            for name in names.iter().skip(task).step_by(TASKS) {
-                let lease = locks.try_acquire(name, Acquire::ttl(TTL)).await.unwrap();
-                leases.push(lease.expect("every name is free"));
-            }
-            leases
-        });
-    }
-    let leases: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+    let leases = try_acquire_all(&locks, Arc::clone(&names), TASKS, Acquire::ttl(TTL)).await;
     assert_eq!(leases.len(), LOCKS);
 
     let keys: Vec<i64> = names

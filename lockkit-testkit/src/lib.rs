@@ -53,3 +53,30 @@ pub fn resident_kib() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Try-acquires every one of `names` — each free — through `locks`, from
+/// `tasks` tasks at once; the leases, in no particular order. Panics if a
+/// name is held or an acquire fails. For tests that hold many locks.
+pub async fn try_acquire_all(
+    locks: &lockkit_core::Locker,
+    names: std::sync::Arc<Vec<String>>,
+    tasks: usize,
+    options: lockkit_core::Acquire,
+) -> Vec<lockkit_core::Lease> {
+    let mut running = tokio::task::JoinSet::new();
+    for task in 0..tasks {
+        let (locks, names) = (locks.clone(), std::sync::Arc::clone(&names));
+        running.spawn(async move {
+            let mut leases = Vec::new();
+            for name in names.iter().skip(task).step_by(tasks) {
+                match locks.try_acquire(name, options).await {
+                    Ok(Some(lease)) => leases.push(lease),
+                    Ok(None) => panic!("{name} is held, yet every name is free"),
+                    Err(error) => panic!("acquire {name}: {error}"),
+                }
+            }
+            leases
+        });
+    }
+    running.join_all().await.into_iter().flatten().collect()
+}
