@@ -41,29 +41,27 @@ pub fn lock_key(queue: &str, lease: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(text: &str) -> LockName {
-        LockName::new(text).expect("a valid name")
-    }
+    use lockkit_core::Result;
 
     #[test]
-    fn a_plain_name_keeps_its_spelling() {
-        let queue = queue_prefix("billing", &name("user-42"));
+    fn a_plain_name_keeps_its_spelling() -> Result<()> {
+        let queue = queue_prefix("billing", &LockName::new("user-42")?);
         assert_eq!(queue, "billing/user-42/");
         assert_eq!(
             lock_key(&queue, 0x694d_8a1b_2c3d),
             "billing/user-42/694d8a1b2c3d"
         );
+        Ok(())
     }
 
     #[test]
-    fn no_queue_is_inside_another() {
+    fn no_queue_is_inside_another() -> Result<()> {
         let names = ["a", "a/b", "a%2Fb", "a/", "%", "b"];
         let namespaces = ["ns", "ns/a", "ns%2Fa"];
         let mut queues = Vec::new();
         for namespace in namespaces {
             for text in names {
-                queues.push(queue_prefix(namespace, &name(text)));
+                queues.push(queue_prefix(namespace, &LockName::new(text)?));
             }
         }
         for (i, one) in queues.iter().enumerate() {
@@ -73,5 +71,6 @@ mod tests {
                 }
             }
         }
+        Ok(())
     }
 }

@@ -175,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn each_bad_field_is_named() {
+    fn each_bad_field_is_named() -> std::result::Result<(), String> {
         let cases = [
             (EtcdOptions::new().namespace(""), "namespace"),
             (
@@ -200,13 +200,12 @@ mod tests {
             ),
         ];
         for (options, field) in cases {
-            match options.validate() {
-                Err(error) => {
-                    assert_eq!(error.kind(), ErrorKind::Config, "{field}");
-                    assert!(error.message().contains(field), "{field}: {error}");
-                }
-                Ok(()) => panic!("{field}: accepted"),
-            }
+            let Err(error) = options.validate() else {
+                return Err(format!("{field}: accepted"));
+            };
+            assert_eq!(error.kind(), ErrorKind::Config, "{field}");
+            assert!(error.message().contains(field), "{field}: {error}");
         }
+        Ok(())
     }
 }
