@@ -6,14 +6,18 @@
 //! only after it learns of the commit: each adds a hop between members to a
 //! handoff. So at connect the backend asks which member leads, and, if the
 //! URL lists it, sends everything there. The first request or stream that
-//! fails before an answer spreads the backend over every listed member
-//! again, for good: a leader change then costs a retry, never an outage.
+//! fails before an answer spreads the backend over every other listed
+//! member, for good, and keeps the old leader out for 10 s — it may be hung
+//! rather than gone — before letting it back among the others.
 
 use std::sync::Mutex;
 use std::sync::PoisonError;
 use std::time::Duration;
 
 use etcd_client::Client;
+
+/// How long a leader whose request failed stays out of the balancer.
+const QUARANTINE: Duration = Duration::from_secs(10);
 
 /// Where a backend's requests go.
 pub(crate) struct Affinity {
@@ -105,13 +109,27 @@ impl Affinity {
         else {
             return;
         };
-        tracing::debug!(leader, "a request failed; spreading over every member");
+        tracing::debug!(
+            leader,
+            "a request to the leader failed; spreading over every other member"
+        );
         for endpoint in self
             .endpoints
             .iter()
             .filter(|endpoint| **endpoint != leader)
         {
             let _ = self.client.add_endpoint(endpoint).await;
+        }
+        // The member that failed may be hung rather than gone (a paused
+        // process, a stalled disk): its connection would look ready, and
+        // requests sent there would wait out their timeout. Keep it out of
+        // the balancer for a while, then let it back among the others.
+        if self.client.remove_endpoint(&leader).await.is_ok() {
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(QUARANTINE).await;
+                let _ = client.add_endpoint(&leader).await;
+            });
         }
     }
 

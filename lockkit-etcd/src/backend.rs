@@ -25,6 +25,7 @@ use crate::deletions::{Deletions, Granted, Narrowed, Place};
 use crate::error::{from_etcd, is_lease_gone, no_answer, BACKEND};
 use crate::keys::{lock_key, namespace_prefix, queue_prefix};
 use crate::options::{EtcdConfig, EtcdOptions};
+use crate::request;
 use crate::session::{drift, Session};
 use crate::url::{self, Cluster};
 
@@ -183,7 +184,9 @@ impl EtcdBackend {
             Ok(deletions) => deletions,
             Err(error) => {
                 // No backend will use the lease: give it back.
-                let _ = session.close(&client, options.response_timeout).await;
+                let _ = session
+                    .close(&client, &affinity, options.response_timeout)
+                    .await;
                 return Err(error.at(&servers));
             }
         };
@@ -261,10 +264,21 @@ fn place(kv: &KeyValue) -> Option<Place> {
 }
 
 /// The keys of a queue's range older than `revision`.
-fn older(kvs: &[KeyValue], revision: i64) -> Vec<Place> {
+///
+/// Only the queue's own keys count: a key one level deeper
+/// (`<queue><more>/<lease>`) is another lock's — `etcdctl lock
+/// <namespace>/<name>/<more>`, whose queue etcd's range puts inside this
+/// one's. lockkit's own names never nest (see [`keys::segment`](crate::keys::segment)).
+fn older(kvs: &[KeyValue], queue: &str, revision: i64) -> Vec<Place> {
     kvs.iter()
         .filter(|kv| kv.create_revision() < revision)
         .filter_map(place)
+        .filter(|place| {
+            place
+                .key
+                .strip_prefix(queue)
+                .is_some_and(|own| !own.contains('/'))
+        })
         .collect()
 }
 
@@ -387,38 +401,29 @@ impl Inner {
     /// [`txn`](Self::txn), saying also whether it was sent more than once
     /// (an earlier attempt may have taken effect before its answer was lost).
     async fn txn_counted(&self, what: &str, txn: Txn) -> Result<(TxnResponse, bool), Failed> {
-        let timeout = self.options.response_timeout;
         let lease_gone = AtomicBool::new(false);
-        let until = Instant::now() + timeout;
-        let repeated = repeat::until_answered(until, || async {
-            match tokio::time::timeout(timeout, self.client.kv_client().txn(txn.clone())).await {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(error)) if is_lease_gone(&error) => {
+        let repeated = request::answered(
+            what,
+            self.options.response_timeout,
+            &self.affinity,
+            || {
+                let (mut kv, txn) = (self.client.kv_client(), txn.clone());
+                async move { kv.txn(txn).await }
+            },
+            |error| {
+                if is_lease_gone(&error) {
                     lease_gone.store(true, Ordering::Relaxed);
-                    Err(Error::new(
-                        ErrorKind::NotHeld,
-                        BACKEND,
-                        "the session lease is gone",
-                    ))
+                    Error::new(ErrorKind::NotHeld, BACKEND, "the session lease is gone")
+                } else {
+                    self.error(what, error)
                 }
-                Ok(Err(error)) => {
-                    let error = self.error(what, error);
-                    if repeat::is_transient(&error) {
-                        self.affinity.spread().await;
-                    }
-                    Err(error)
-                }
-                Err(_) => {
-                    self.affinity.spread().await;
-                    Err(no_answer(what, timeout).at(self.cluster.servers()))
-                }
-            }
-        })
+            },
+        )
         .await;
         match repeated.outcome {
             Ok(reply) => Ok((reply, repeated.attempts > 1)),
             Err(_) if lease_gone.load(Ordering::Relaxed) => Err(Failed::LeaseGone),
-            Err(error) => Err(Failed::Error(error)),
+            Err(error) => Err(Failed::Error(error.at(self.cluster.servers()))),
         }
     }
 
@@ -468,7 +473,7 @@ impl Inner {
         if !reply.succeeded() {
             return Ok(Check::Gone);
         }
-        let before = older(&ranged(&reply, 0), revision);
+        let before = older(&ranged(&reply, 0), queue, revision);
         Ok(if before.is_empty() {
             Check::First
         } else {
@@ -648,7 +653,7 @@ impl EtcdBackend {
             )
         })?;
         // The range ran after the put: every key of the queue, ours the newest.
-        let before = older(&ranged(&reply, 1), revision);
+        let before = older(&ranged(&reply, 1), queue, revision);
         let verify = match inner.deletions.created(&key, revision) {
             Granted::Live => false,
             Granted::Deleted => {
@@ -933,7 +938,11 @@ impl LockBackend for EtcdBackend {
         let _granting = inner.granting.lock().await;
         let revoked = match inner.current_session() {
             Some(session) => session
-                .close(&inner.client, inner.options.response_timeout)
+                .close(
+                    &inner.client,
+                    &inner.affinity,
+                    inner.options.response_timeout,
+                )
                 .await
                 .map_err(|error| error.at(inner.cluster.servers())),
             None => Ok(()),

@@ -21,12 +21,12 @@ use etcd_client::{
     Client, EventType, GetOptions, WatchFilterType, WatchOptions, WatchRequestSender,
     WatchResponseStream,
 };
-use lockkit_core::{Error, ErrorKind, Result, SessionHealth, SessionSignal, SessionWatch};
+use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use crate::affinity::Affinity;
-use crate::error::{from_etcd, no_answer, BACKEND};
+use crate::request;
 
 /// How a grant's key stands once its create revision is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ impl Deletions {
         check_every: Duration,
         response_timeout: Duration,
     ) -> Result<Self> {
-        let stream = open(client, &prefix, response_timeout).await?;
+        let stream = open(client, affinity, &prefix, response_timeout).await?;
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::default()),
             health: SessionSignal::new(),
@@ -379,37 +379,34 @@ type Stream = (WatchRequestSender, WatchResponseStream);
 
 /// Opens the watch of every delete under `prefix`, from now, and waits for
 /// the server to create it.
-async fn open(client: &Client, prefix: &str, response_timeout: Duration) -> Result<Stream> {
+async fn open(
+    client: &Client,
+    affinity: &Affinity,
+    prefix: &str,
+    response_timeout: Duration,
+) -> Result<Stream> {
     let what = format!("watch `{prefix}`");
-    let opening = async {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_filters([WatchFilterType::NoPut])
-            .with_fragment();
-        let (sender, mut answers) = client
-            .watch_client()
-            .watch(prefix, Some(options))
-            .await
-            .map_err(|error| from_etcd(&what, error))?
-            .split();
-        match answers.message().await {
-            Ok(Some(answer)) if answer.created() && !answer.canceled() => Ok((sender, answers)),
-            Ok(Some(answer)) => Err(Error::new(
-                ErrorKind::Backend,
-                BACKEND,
-                format!("{what}: not created ({})", answer.cancel_reason()),
-            )),
-            Ok(None) => Err(Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                format!("{what}: the stream closed before the watch was created"),
-            )),
-            Err(error) => Err(from_etcd(&what, error)),
+    request::answer(&what, response_timeout, affinity, || {
+        let (mut watches, prefix) = (client.watch_client(), prefix.to_owned());
+        async move {
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_filters([WatchFilterType::NoPut])
+                .with_fragment();
+            let (sender, mut answers) = watches.watch(prefix, Some(options)).await?.split();
+            match answers.message().await? {
+                Some(answer) if answer.created() && !answer.canceled() => Ok((sender, answers)),
+                Some(answer) => Err(etcd_client::Error::WatchError(format!(
+                    "not created ({})",
+                    answer.cancel_reason()
+                ))),
+                None => Err(etcd_client::Error::WatchError(
+                    "the stream closed before the watch was created".to_owned(),
+                )),
+            }
         }
-    };
-    tokio::time::timeout(response_timeout, opening)
-        .await
-        .map_err(|_| no_answer(&what, response_timeout))?
+    })
+    .await
 }
 
 /// Delivers the deletes of the watch, opening it again whenever it breaks.
@@ -429,7 +426,7 @@ async fn follow(
         shared.health.set(SessionHealth::Suspended);
         affinity.spread().await;
         loop {
-            match reopen(&client, &prefix, &shared, response_timeout).await {
+            match reopen(&client, &affinity, &prefix, &shared, response_timeout).await {
                 Ok(reopened) => {
                     stream = reopened;
                     pause = Duration::from_millis(50);
@@ -545,11 +542,12 @@ impl Table {
 /// key held at a known revision is read once, the missing ones lost.
 async fn reopen(
     client: &Client,
+    affinity: &Affinity,
     prefix: &str,
     shared: &Shared,
     response_timeout: Duration,
 ) -> Result<Stream> {
-    let stream = open(client, prefix, response_timeout).await?;
+    let stream = open(client, affinity, prefix, response_timeout).await?;
     {
         let mut table = shared.table();
         table.epoch += 1;
@@ -559,16 +557,17 @@ async fn reopen(
         }
     }
     let what = format!("read `{prefix}` after the watch was opened again");
-    let read = tokio::time::timeout(
-        response_timeout,
-        client.kv_client().get(
-            prefix,
-            Some(GetOptions::new().with_prefix().with_keys_only()),
-        ),
-    )
-    .await
-    .map_err(|_| no_answer(&what, response_timeout))?
-    .map_err(|error| from_etcd(&what, error))?;
+    let read = request::answer(&what, response_timeout, affinity, || {
+        let (mut kv, prefix) = (client.kv_client(), prefix.to_owned());
+        async move {
+            kv.get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+        }
+    })
+    .await?;
     let at = read.header().map_or(0, |header| header.revision());
     let present: HashMap<&[u8], i64> = read
         .kvs()

@@ -21,13 +21,16 @@ mod code {
 /// ``release `billing:42`: grpc request error: status: Unavailable, …``.
 pub(crate) fn from_etcd(what: impl Display, error: EtcdError) -> Error {
     let kind = classify(&error);
-    let hint = match kind {
-        ErrorKind::Config => {
+    let hint = match (&error, kind) {
+        (EtcdError::InvalidUri(_) | EtcdError::InvalidArgs(_) | EtcdError::EndpointError(_), _) => {
+            " (check the members' host:port form in the URL; an IPv6 address goes in brackets)"
+        }
+        (_, ErrorKind::Config) => {
             " (check the URL's user and password, and that the user's role may read and \
              write the namespace's keys and grant leases)"
         }
-        ErrorKind::Unavailable => {
-            " (no member answered in time: members down, no leader, or unreachable)"
+        (_, ErrorKind::Unavailable) => {
+            " (members down or unreachable, or the cluster has no leader)"
         }
         _ => "",
     };

@@ -65,7 +65,11 @@
 //! `concurrency.NewMutex(session, "<namespace>/<name>")` queue with lockkit
 //! on the same name, either way round. In a key, `%` and `/` in the
 //! namespace or name are written `%25` and `%2F` (see [`keys::segment`]),
-//! so two names never share a queue; a name without them is spelt as it is.
+//! so two names never share a queue: a name without them is spelt as it
+//! is, and only such names queue with etcdctl and Go. Those tools nest
+//! (`etcdctl lock ns/a/b` puts its key inside the range of `ns/a/`, and Go's
+//! `ns/a` waits for it); lockkit counts only a queue's own keys, one level
+//! deep, so another tool's deeper lock never blocks a lockkit name.
 //!
 //! # Waiting without the 100 ms loop
 //!
@@ -156,6 +160,7 @@ mod deletions;
 mod error;
 pub mod keys;
 mod options;
+mod request;
 mod session;
 mod url;
 

@@ -10,6 +10,9 @@ use crate::error::BACKEND;
 /// The shortest session lease TTL accepted.
 pub const MIN_SESSION_TTL: Duration = Duration::from_secs(2);
 
+/// The longest lease TTL etcd grants (its `MaxLeaseTTL`, 9,000,000,000 s).
+const MAX_SESSION_TTL: Duration = Duration::from_secs(9_000_000_000);
+
 /// Settings of an [`EtcdBackend`](crate::EtcdBackend).
 ///
 /// ```
@@ -152,8 +155,11 @@ impl EtcdOptions {
                 self.session_ttl
             ));
         }
-        if i64::try_from(self.session_ttl.as_secs()).is_err() {
-            return refuse(format!("session_ttl {:?} is too long", self.session_ttl));
+        if self.session_ttl > MAX_SESSION_TTL {
+            return refuse(format!(
+                "session_ttl {:?} is longer than etcd grants (9,000,000,000 s)",
+                self.session_ttl
+            ));
         }
         if self.connect_timeout.is_zero() {
             return refuse("connect_timeout must be greater than zero".to_owned());
@@ -188,6 +194,10 @@ mod tests {
             ),
             (
                 EtcdOptions::new().session_ttl(Duration::from_secs(u64::MAX)),
+                "session_ttl",
+            ),
+            (
+                EtcdOptions::new().session_ttl(Duration::from_secs(9_000_000_001)),
                 "session_ttl",
             ),
             (

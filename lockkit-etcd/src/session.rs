@@ -10,7 +10,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::affinity::Affinity;
-use crate::error::{from_etcd, is_lease_gone, no_answer};
+use crate::error::is_lease_gone;
+use crate::request;
 
 /// The allowance for the members' clocks running faster than ours,
 /// subtracted from every bound: 1 % of the TTL plus 10 ms.
@@ -58,12 +59,13 @@ impl Session {
     ) -> Result<Arc<Self>> {
         let what = "grant the session lease";
         let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        // The first attempt's send: a later one's answer is no earlier.
         let sent = Instant::now();
-        let granted =
-            tokio::time::timeout(response_timeout, client.lease_client().grant(seconds, None))
-                .await
-                .map_err(|_| no_answer(what, response_timeout))?
-                .map_err(|error| from_etcd(what, error))?;
+        let granted = request::answer(what, response_timeout, affinity, || {
+            let mut leases = client.lease_client();
+            async move { leases.grant(seconds, None).await }
+        })
+        .await?;
         if !granted.error().is_empty() {
             return Err(lockkit_core::Error::new(
                 lockkit_core::ErrorKind::Backend,
@@ -148,16 +150,30 @@ impl Session {
 
     /// Revokes the lease — the server deletes every key on it at once —
     /// and ends the session.
-    pub(crate) async fn close(&self, client: &Client, response_timeout: Duration) -> Result<()> {
+    pub(crate) async fn close(
+        &self,
+        client: &Client,
+        affinity: &Affinity,
+        response_timeout: Duration,
+    ) -> Result<()> {
         self.stop_keeping();
-        let what = "revoke the session lease";
-        let revoked = tokio::time::timeout(response_timeout, client.lease_client().revoke(self.id))
-            .await
-            .map_err(|_| no_answer(what, response_timeout))
-            .and_then(|revoked| match revoked {
-                Err(error) if is_lease_gone(&error) => Ok(()),
-                other => other.map(drop).map_err(|error| from_etcd(what, error)),
-            });
+        let id = self.id;
+        let revoked = request::answer(
+            "revoke the session lease",
+            response_timeout,
+            affinity,
+            || {
+                let mut leases = client.lease_client();
+                async move {
+                    match leases.revoke(id).await {
+                        // Gone already: nothing left to revoke.
+                        Err(error) if is_lease_gone(&error) => Ok(()),
+                        other => other.map(drop),
+                    }
+                }
+            },
+        )
+        .await;
         self.signal.end();
         revoked
     }
@@ -177,7 +193,9 @@ async fn keep_alive(
     response_timeout: Duration,
 ) {
     let every = session.ttl / 3;
-    let answer_within = response_timeout.min(every);
+    // Half the response timeout, as every request's attempt: a hung member
+    // is left for another in time to confirm the session before its bound.
+    let answer_within = (response_timeout / 2).min(every);
     let mut pause = FIRST_PAUSE;
     loop {
         if session.is_ended() {

@@ -124,9 +124,10 @@ pub(crate) fn parse(url: &str) -> Result<Cluster> {
                 if port == 0 || name.is_empty() {
                     return refuse(format!("member `{host}`: expected host:port"));
                 }
-                host.to_owned()
+                // One spelling per member, so a member listed twice is found.
+                format!("{}:{port}", name.to_ascii_lowercase())
             }
-            None => format!("{host}:{DEFAULT_PORT}"),
+            None => format!("{}:{DEFAULT_PORT}", host.to_ascii_lowercase()),
         };
         if members.contains(&member) {
             return refuse(format!("member `{member}` is listed twice"));
@@ -175,6 +176,8 @@ mod tests {
             ("etcd://h1:0", "host:port"),
             ("etcd://h1:99999", "port"),
             ("etcd://h1,h1:2379", "twice"),
+            ("etcd://127.0.0.1:2379,127.0.0.1:02379", "twice"),
+            ("etcd://H1:2379,h1", "twice"),
             ("etcd://h1?timeout=5s", "parameters"),
             ("etcd://h1/ns", "path"),
             ("https://h1", "TLS"),

@@ -449,3 +449,80 @@ async fn a_release_during_an_outage_still_frees_the_lock_after_it() {
     );
     next.release().await.unwrap();
 }
+
+/// Only the leader paused — hung, its connection open — with the default
+/// timeouts: the backend leaves it for the other members, which elect a
+/// new leader; the lease held across it is never Lost, acquires go on, and
+/// nobody else gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_leader_is_left_for_the_other_members() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let Pair {
+        mine, locks, other, ..
+    } = two_clients(&setup.url, 10, Duration::from_secs(5)).await;
+    let held = locks.acquire("hung:held", Acquire::ttl(TTL)).await.unwrap();
+    let view = held.view();
+    let leader = leader(&setup.members).await;
+    let paused = setup.services.pause(&leader);
+    // Past one session TTL: keep-alives answered by the new leader alone
+    // keep the lease.
+    let after = tokio::time::timeout(
+        Duration::from_secs(12),
+        locks.acquire(
+            "hung:after",
+            Acquire::ttl(TTL).wait(Duration::from_secs(10)),
+        ),
+    )
+    .await
+    .expect("an acquire hung with the leader")
+    .expect("an acquire failed with only the leader hung");
+    after.release().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_ne!(
+        view.state(),
+        LeaseState::Lost,
+        "lost with only the leader hung"
+    );
+    held_within(&held, Duration::from_secs(5)).await;
+    assert_eq!(mine.pinned_member(), None, "still pinned to a hung leader");
+    let blocked = other
+        .try_acquire("hung:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(blocked.is_none(), "two holders with the leader hung");
+    paused.restore();
+    held.release().await.unwrap();
+}
+
+/// A member listed in the URL that is down does not fail a connect: the
+/// session lease and the watch go to the members that answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_leaves_a_listed_member_that_is_down() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    // Port 1: nothing listens there, first in the list.
+    let url = setup.url.replacen("etcd://", "etcd://127.0.0.1:1,", 1);
+    for _ in 0..6 {
+        let backend = lockkit_etcd::EtcdBackend::connect_with(
+            &url,
+            lockkit_etcd::EtcdOptions::new()
+                .namespace(namespace())
+                .response_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .expect("connect with one listed member down");
+        let locks = Locker::new(backend);
+        locks
+            .try_acquire("down-member", Acquire::ttl(TTL))
+            .await
+            .unwrap()
+            .expect("a free lock")
+            .release()
+            .await
+            .unwrap();
+        locks.close().await.unwrap();
+    }
+}

@@ -92,3 +92,33 @@ async fn etcdctl_lock_waits_for_lockkit() {
     let status = etcdctl.wait().await.unwrap();
     assert!(status.success(), "etcdctl failed: {status}");
 }
+
+/// `etcdctl lock <ns>/<name>/<more>` is another lock: its key sits inside
+/// the range of `<ns>/<name>/`, yet it does not block lockkit's `<name>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeper_etcdctl_lock_does_not_block_a_lockkit_name() {
+    let Some((url, members)) = cluster() else {
+        return;
+    };
+    let namespace = namespace();
+    let locks = Locker::new(backend(&url, &namespace, 10, Duration::from_secs(2)).await);
+    let deeper = format!("{namespace}/interop:outer/inner");
+    let mut etcdctl = spawn_etcdctl(
+        &members,
+        &["lock", &deeper, "--", "sh", "-c", "echo held; sleep 3"],
+    );
+    let stdout = etcdctl.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("etcdctl did not get the free lock")
+        .expect("etcdctl's output");
+    assert_eq!(first.as_deref(), Some("held"));
+    let lease = locks
+        .try_acquire("interop:outer", Acquire::ttl(TTL))
+        .await
+        .unwrap()
+        .expect("another tool's deeper lock blocked a lockkit name");
+    lease.release().await.unwrap();
+    let _ = etcdctl.kill().await;
+}
