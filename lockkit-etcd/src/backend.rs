@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
     TxnOpResponse, TxnResponse,
@@ -558,7 +558,7 @@ fn undo_put<'a>(
 
 /// Deletes a key no grant uses — at its create revision once known — then
 /// forgets it, which opens the name's gate. A failure before an answer is
-/// tried again, with pauses from 50 ms doubling to 1 s, for as long as the
+/// tried again, with pauses from 50 ms doubling to 500 ms, for as long as the
 /// session lives and the backend is open: a key must not outlive its use
 /// while its lease is kept alive. (A session that ended, or a backend
 /// closed — its lease revoked — took the key with it.)
@@ -570,13 +570,7 @@ async fn withdraw(inner: Arc<Inner>, session: Arc<Session>, key: String, revisio
             None => inner.delete_any(&key).await,
         }
     })
-    .retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(1))
-            .with_jitter()
-            .without_max_times(),
-    )
+    .retry(request::pauses())
     .sleep(tokio::time::sleep)
     .when(|error| {
         repeat::is_transient(error) && !session.is_ended() && !inner.closed.load(Ordering::Acquire)

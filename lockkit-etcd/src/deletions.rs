@@ -419,7 +419,7 @@ async fn follow(
     check_every: Duration,
     response_timeout: Duration,
 ) {
-    let mut pause = Duration::from_millis(50);
+    let mut pauses = request::fresh_pauses();
     loop {
         let why = deliver(&shared, &mut stream, check_every, response_timeout).await;
         tracing::debug!(%why, "the delete watch broke; opening it again");
@@ -429,13 +429,12 @@ async fn follow(
             match reopen(&client, &affinity, &prefix, &shared, response_timeout).await {
                 Ok(reopened) => {
                     stream = reopened;
-                    pause = Duration::from_millis(50);
+                    pauses = request::fresh_pauses();
                     break;
                 }
                 Err(error) => {
                     tracing::debug!(%error, "the delete watch could not be opened again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
+                    request::pause(&mut pauses).await;
                 }
             }
         }

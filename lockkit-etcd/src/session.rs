@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
-use lockkit_core::{Result, SessionHealth, SessionSignal, SessionWatch};
+use lockkit_core::{repeat, Result, SessionHealth, SessionSignal, SessionWatch};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::affinity::Affinity;
-use crate::error::is_lease_gone;
+use crate::error::{from_etcd, is_lease_gone, no_answer};
 use crate::request;
 
 /// The allowance for the members' clocks running faster than ours,
@@ -27,11 +27,6 @@ fn granted_ttl(answered_seconds: i64, asked: Duration) -> Duration {
         _ => asked,
     }
 }
-
-/// The first pause before a broken keep-alive stream is opened again; it
-/// doubles up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
-const MAX_PAUSE: Duration = Duration::from_millis(500);
 
 /// One session lease and what its holders see of it.
 #[derive(Debug)]
@@ -196,7 +191,7 @@ async fn keep_alive(
     // Half the response timeout, as every request's attempt: a hung member
     // is left for another in time to confirm the session before its bound.
     let answer_within = (response_timeout / 2).min(every);
-    let mut pause = FIRST_PAUSE;
+    let mut pauses = request::fresh_pauses();
     loop {
         if session.is_ended() {
             break;
@@ -220,13 +215,12 @@ async fn keep_alive(
                 }
                 session.signal.set(SessionHealth::Suspended);
                 affinity.spread().await;
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_PAUSE);
+                request::pause(&mut pauses).await;
                 continue;
             }
         };
         session.confirm(sent, session.ttl);
-        pause = FIRST_PAUSE;
+        pauses = request::fresh_pauses();
         match keep_on(&session, keeper, stream, every, answer_within).await {
             Kept::Gone => {
                 tracing::warn!(
@@ -246,13 +240,21 @@ async fn keep_alive(
     // lost, so the server must not keep them. Revoke the lease once a
     // member answers, for as long as it may still live there.
     session.signal.end();
-    let give_up = Instant::now() + session.ttl;
-    while Instant::now() < give_up {
-        match tokio::time::timeout(answer_within, client.lease_client().revoke(session.id)).await {
-            Ok(Ok(_)) => return,
-            Ok(Err(error)) if is_lease_gone(&error) => return,
-            _ => tokio::time::sleep(MAX_PAUSE).await,
+    let id = session.id;
+    let revoked = repeat::until_answered(Instant::now() + session.ttl, || {
+        let mut leases = client.lease_client();
+        async move {
+            match tokio::time::timeout(answer_within, leases.revoke(id)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) if is_lease_gone(&error) => Ok(()),
+                Ok(Err(error)) => Err(from_etcd("revoke an ended session lease", error)),
+                Err(_) => Err(no_answer("revoke an ended session lease", answer_within)),
+            }
         }
+    })
+    .await;
+    if let Err(error) = revoked.outcome {
+        tracing::debug!(%error, "an ended session lease was not revoked; it expires at the server");
     }
 }
 

@@ -385,24 +385,41 @@ async fn a_deleted_waiting_key_queues_again() {
 
 /// The create revision of `key` once it exists, other than `not`; within 5 s.
 async fn created(members: &[String], key: &str, not: Option<i64>) -> i64 {
+    use lockkit_etcd::etcd_client::{Client, EventType, WatchOptions};
     let endpoints: Vec<String> = members
         .iter()
         .map(|member| format!("http://{member}"))
         .collect();
-    let client = lockkit_etcd::etcd_client::Client::connect(endpoints, None)
+    let client = Client::connect(endpoints, None).await.unwrap();
+    let read = client.kv_client().get(key, None).await.unwrap();
+    if let Some(revision) = read.kvs().first().map(|kv| kv.create_revision()) {
+        if Some(revision) != not {
+            return revision;
+        }
+    }
+    // Not there yet: every put after the read comes on a watch.
+    let after = read.header().map_or(0, |header| header.revision()) + 1;
+    let mut watch = client
+        .watch_client()
+        .watch(key, Some(WatchOptions::new().with_start_revision(after)))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let read = client.kv_client().get(key, None).await.unwrap();
-        match read.kvs().first().map(|kv| kv.create_revision()) {
-            Some(revision) if Some(revision) != not => return revision,
-            _ => {}
+    let put = async {
+        while let Some(answer) = watch.message().await.unwrap() {
+            for event in answer.events() {
+                let revision = event.kv().map(|kv| kv.create_revision());
+                if event.event_type() == EventType::Put && revision != not {
+                    return revision;
+                }
+            }
         }
-        assert!(Instant::now() < deadline, "{key} was not put within 5 s");
-        // The test watches a key from outside: a short poll.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(5), put)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("{key} was not put within 5 s"))
 }
 
 /// A release that fails because no member answers does not leave the key

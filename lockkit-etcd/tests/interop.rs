@@ -5,11 +5,29 @@ use std::time::Duration;
 
 use lockkit_core::{Acquire, Locker};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
 
 mod common;
 use common::{backend, cluster, namespace, spawn_etcdctl};
 
 const TTL: Duration = Duration::from_secs(30);
+
+/// `etcdctl lock <lock> -- sh -c 'echo held; sleep <seconds>'`, once it
+/// says it holds the lock: it lets go when the command exits.
+async fn etcdctl_holding(members: &[String], lock: &str, seconds: &str) -> Child {
+    let script = format!("echo held; sleep {seconds}");
+    let mut etcdctl = spawn_etcdctl(members, &["lock", lock, "--", "sh", "-c", &script]);
+    let stdout = etcdctl.stdout.take().expect("piped");
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .expect("etcdctl did not get the free lock")
+    .expect("etcdctl's output");
+    assert_eq!(first.as_deref(), Some("held"));
+    etcdctl
+}
 
 /// While `etcdctl lock <ns>/<name>` holds the name, a lockkit try finds it
 /// held and an acquire waits; when etcdctl lets go, lockkit gets the lock.
@@ -21,19 +39,8 @@ async fn lockkit_waits_for_etcdctl_lock() {
     let namespace = namespace();
     let locks = Locker::new(backend(&url, &namespace, 10, Duration::from_secs(2)).await);
     let lock_name = format!("{namespace}/interop:etcdctl-first");
-    // Holds the lock for as long as the command runs: it says so, then
-    // sleeps 1.5 s; etcdctl lets go when it exits.
-    let mut etcdctl = spawn_etcdctl(
-        &members,
-        &["lock", &lock_name, "--", "sh", "-c", "echo held; sleep 1.5"],
-    );
-    let stdout = etcdctl.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("etcdctl did not get the free lock")
-        .expect("etcdctl's output");
-    assert_eq!(first.as_deref(), Some("held"));
+    // Held for 1.5 s, then etcdctl lets go.
+    let mut etcdctl = etcdctl_holding(&members, &lock_name, "1.5").await;
 
     let blocked = locks
         .try_acquire("interop:etcdctl-first", Acquire::ttl(TTL))
@@ -103,17 +110,7 @@ async fn a_deeper_etcdctl_lock_does_not_block_a_lockkit_name() {
     let namespace = namespace();
     let locks = Locker::new(backend(&url, &namespace, 10, Duration::from_secs(2)).await);
     let deeper = format!("{namespace}/interop:outer/inner");
-    let mut etcdctl = spawn_etcdctl(
-        &members,
-        &["lock", &deeper, "--", "sh", "-c", "echo held; sleep 3"],
-    );
-    let stdout = etcdctl.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("etcdctl did not get the free lock")
-        .expect("etcdctl's output");
-    assert_eq!(first.as_deref(), Some("held"));
+    let mut etcdctl = etcdctl_holding(&members, &deeper, "3").await;
     let lease = locks
         .try_acquire("interop:outer", Acquire::ttl(TTL))
         .await
