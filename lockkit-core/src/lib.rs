@@ -51,6 +51,7 @@
 mod backend;
 mod background;
 mod capabilities;
+mod cluster_url;
 pub mod conninfo;
 mod error;
 mod fence;
@@ -74,6 +75,7 @@ pub use background::{Background, InFlight, Undo, UndoStep};
 pub use capabilities::{
     Capabilities, Fairness, FencingGuarantee, LeaseModel, SafetyClass, WaitMode,
 };
+pub use cluster_url::{ClusterScheme, ClusterUrl};
 pub use conninfo::redact_url;
 pub use error::{Error, ErrorKind, Result};
 pub use fence::FencingToken;

@@ -1,0 +1,870 @@
+//! The ZooKeeper backend: Curator's `InterProcessMutex` recipe of ephemeral
+//! sequential nodes, done on one session per backend.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, Retryable};
+use lockkit_core::{
+    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
+    FencingGuarantee, FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName,
+    OwnerToken, Result, SafetyClass, SessionHealth, SessionSignal, Undo, UndoStep, Wait, WaitMode,
+};
+use tokio::sync::Notify;
+use zookeeper_client::{Acls, CreateMode, Error as ZkError, EventType, Stat};
+
+use crate::error::{from_zk, BACKEND};
+use crate::keys::{lock_path, node_prefix, sequence_of};
+use crate::options::{ZkConfig, ZkOptions};
+use crate::request::{self, Answer};
+use crate::session::{drift, Session};
+use crate::url::{self, Ensemble};
+
+/// How many times an acquire starts over when its node vanished under it
+/// (its session ended, or someone deleted it) before it reports so.
+const ATTEMPTS: usize = 3;
+
+/// A lock service on one ZooKeeper ensemble.
+///
+/// Cheap to clone; clones share the session and its connection. See the
+/// [crate documentation](crate) for what it promises.
+#[derive(Clone)]
+pub struct ZkBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ensemble: Ensemble,
+    namespace: String,
+    options: ZkOptions,
+    capabilities: Capabilities,
+    /// The session every lock node is an ephemeral node of, replaced when
+    /// it ends.
+    session: Mutex<Option<Arc<Session>>>,
+    establishing: tokio::sync::Mutex<()>,
+    /// How many lock nodes of this backend hold or wait now.
+    nodes: Arc<AtomicUsize>,
+    background: Background,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for ZkBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZkBackend")
+            .field("ensemble", &self.inner.ensemble)
+            .field("namespace", &self.inner.namespace)
+            .field("nodes", &self.inner.nodes.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    /// The last clone of the backend is gone, and with it every lease on
+    /// it: the client goes, which closes the session (and deletes every
+    /// node of it) as soon as a server answers.
+    fn drop(&mut self) {
+        if let Some(session) = self
+            .session
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            session.end();
+        }
+    }
+}
+
+/// What one lock node's holder knows of it: its own signal, ended when the
+/// node is seen deleted by someone else, and whether it is being released.
+#[derive(Debug)]
+struct Node {
+    signal: SessionSignal,
+    /// Told when the node is seen gone.
+    wake: Notify,
+    releasing: AtomicBool,
+    /// Counted in the backend's nodes while this lives.
+    nodes: Arc<AtomicUsize>,
+}
+
+impl Node {
+    fn new(nodes: &Arc<AtomicUsize>) -> Arc<Self> {
+        nodes.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Self {
+            signal: SessionSignal::new(),
+            wake: Notify::new(),
+            releasing: AtomicBool::new(false),
+            nodes: Arc::clone(nodes),
+        })
+    }
+
+    /// The node is gone, and not by this client's release: its lease is Lost.
+    fn gone(&self) {
+        if !self.releasing.load(Ordering::Acquire) {
+            self.signal.end();
+        }
+        self.wake.notify_waiters();
+    }
+
+    /// Resolves once the node is seen gone (at once if it was).
+    async fn lost(&self) {
+        let woken = self.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if self.signal.health() != SessionHealth::Ended {
+            woken.await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.nodes.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A ZooKeeper grant's [`GrantHandle`]: the node's path, its czxid (the
+/// fencing token), the owner, and the session it lives on.
+struct Held {
+    path: String,
+    czxid: i64,
+    owner: OwnerToken,
+    session: Arc<Session>,
+    node: Arc<Node>,
+}
+
+impl ZkBackend {
+    /// Connects to `url` (`zk://host:2181,host:2182,host:2183/chroot`) with
+    /// the default [`ZkOptions`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, ZkOptions::new()).await
+    }
+
+    /// Connects to `url` with a configuration's namespace and `[zk]`
+    /// section, as the `lockkit` facade does; see [`connect_with`](Self::connect_with).
+    pub async fn from_config(url: &str, namespace: &str, config: &ZkConfig) -> Result<Self> {
+        Self::connect_with(url, ZkOptions::from_config(namespace, config)).await
+    }
+
+    /// Connects to `url` with `options`: establishes the session (and
+    /// creates the chroot if it is missing) before it returns.
+    ///
+    /// A malformed URL or bad option is a `Config` error naming it, and so
+    /// is a refused user; no server answering is `Unavailable`.
+    pub async fn connect_with(url: &str, options: ZkOptions) -> Result<Self> {
+        options.validate()?;
+        let ensemble = url::parse(url)?;
+        let session = Session::establish(&ensemble, &options)
+            .await
+            .map_err(|error| error.at(ensemble.servers()))?;
+        let mut capabilities = Capabilities::new(
+            SafetyClass::Correctness,
+            FencingGuarantee::Linearizable,
+            LeaseModel::Session,
+            WaitMode::Notify,
+            Fairness::Fifo,
+        );
+        capabilities.drift = drift(options.session_timeout);
+        capabilities.session_timeout = true;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                namespace: options.namespace.clone(),
+                ensemble,
+                options,
+                capabilities,
+                session: Mutex::new(Some(session)),
+                establishing: tokio::sync::Mutex::new(()),
+                nodes: Arc::new(AtomicUsize::new(0)),
+                background: Background::new(),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The node a lock's queue lives under, from the chroot:
+    /// `/<namespace>/<name>` (see [`keys`](crate::keys)).
+    pub fn lock_path(&self, name: &str) -> Result<String> {
+        Ok(lock_path(&self.inner.namespace, &LockName::new(name)?))
+    }
+
+    /// The id of the session now, if it is alive.
+    pub fn session_id(&self) -> Option<i64> {
+        self.inner
+            .current_session()
+            .filter(|session| !session.is_ended())
+            .map(|session| session.id)
+    }
+
+    /// How many lock nodes this backend holds or waits with now.
+    pub fn held(&self) -> usize {
+        self.inner.nodes.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed(BACKEND).at(self.ensemble.servers()));
+        }
+        Ok(())
+    }
+
+    fn current_session(&self) -> Option<Arc<Session>> {
+        self.session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The session to create nodes on: the current one, or a new one if it
+    /// ended.
+    async fn live_session(&self) -> Result<Arc<Session>> {
+        if let Some(session) = self.current_session().filter(|s| !s.is_ended()) {
+            return Ok(session);
+        }
+        let _establishing = self.establishing.lock().await;
+        if let Some(session) = self.current_session().filter(|s| !s.is_ended()) {
+            return Ok(session);
+        }
+        self.check_open()?;
+        let session = Session::establish(&self.ensemble, &self.options)
+            .await
+            .map_err(|error| error.at(self.ensemble.servers()))?;
+        let replaced = self
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Arc::clone(&session));
+        if let Some(old) = replaced {
+            old.end();
+        }
+        Ok(session)
+    }
+
+    /// [`request::answered`] on `session`, with this backend's timeout and
+    /// its servers named in an error.
+    async fn ask<T, F, Fut>(
+        &self,
+        what: &str,
+        session: &Session,
+        call: F,
+    ) -> Result<(Answer<T>, bool)>
+    where
+        F: FnMut(zookeeper_client::Client) -> Fut,
+        Fut: std::future::Future<Output = Answer<T>>,
+    {
+        let repeated = request::answered(what, session, self.options.response_timeout, call).await;
+        match repeated.outcome {
+            Ok(answer) => Ok((answer, repeated.attempts > 1)),
+            Err(error) => Err(error.at(self.ensemble.servers())),
+        }
+    }
+
+    /// The children of `parent`; `None` if `parent` is gone.
+    async fn children(
+        &self,
+        what: &str,
+        session: &Session,
+        parent: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let (listed, _) = self
+            .ask(what, session, |client| async move {
+                client.list_children(parent).await
+            })
+            .await?;
+        match listed {
+            Ok(children) => Ok(Some(children)),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(error) => Err(self.error(what, error)),
+        }
+    }
+
+    /// Deletes the node at `path`; whether it was there. A delete sent more
+    /// than once that finds the node gone is taken for done: the earlier
+    /// attempt deleted it (the rule `Lease::release` applies to its own
+    /// repeats, here for the backend's).
+    async fn delete(&self, what: &str, session: &Session, path: &str) -> Result<bool> {
+        let (deleted, repeated) = self
+            .ask(what, session, |client| async move {
+                client.delete(path, None).await
+            })
+            .await?;
+        match deleted {
+            Ok(()) => Ok(true),
+            Err(ZkError::NoNode) => Ok(repeated),
+            Err(error) => Err(self.error(what, error)),
+        }
+    }
+
+    /// The node of `parent` created with `guid`, and its stat, if there is
+    /// one: Curator's protection mode, for a create whose answer was lost.
+    /// A `sync` first brings the server answering up to the leader, so a
+    /// create the ensemble committed is seen.
+    async fn find(
+        &self,
+        what: &str,
+        session: &Session,
+        parent: &str,
+        guid: &str,
+    ) -> Result<Option<(String, Stat)>> {
+        let (_, _) = self
+            .ask(
+                what,
+                session,
+                |client| async move { client.sync(parent).await },
+            )
+            .await?;
+        let Some(children) = self.children(what, session, parent).await? else {
+            return Ok(None);
+        };
+        let Some(child) = children.into_iter().find(|child| child.contains(guid)) else {
+            return Ok(None);
+        };
+        let path = format!("{parent}/{child}");
+        let (stat, _) = self
+            .ask(what, session, |client| {
+                let path = path.clone();
+                async move { client.check_stat(&path).await }
+            })
+            .await?;
+        match stat {
+            Ok(Some(stat)) => Ok(Some((path, stat))),
+            Ok(None) => Ok(None),
+            Err(error) => Err(self.error(what, error)),
+        }
+    }
+
+    /// Creates `parent` and the namespace above it, as container nodes the
+    /// server deletes once their last child is gone.
+    async fn make_parents(&self, what: &str, session: &Session, parent: &str) -> Result<()> {
+        let (made, _) = self
+            .ask(what, session, |client| async move {
+                let options = CreateMode::Container.with_acls(Acls::anyone_all());
+                client.mkdir(parent, &options).await
+            })
+            .await?;
+        made.map_err(|error| self.error(what, error))
+    }
+
+    fn error(&self, what: &str, error: ZkError) -> Error {
+        from_zk(what, error).at(self.ensemble.servers())
+    }
+}
+
+/// How one attempt at the queue ended.
+enum Attempt {
+    Granted(Grant),
+    /// The node vanished before it was granted: start over.
+    Vanished,
+}
+
+/// How a wait for a node's turn ended.
+enum Turn {
+    /// Ours is the first lock node of the queue.
+    First { waited: bool },
+    /// Ours is gone.
+    Gone,
+    /// Another node is first and the acquire asked not to wait.
+    Contended,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl ZkBackend {
+    /// One attempt: create the node, wait for the nodes before it to go.
+    async fn attempt(
+        &self,
+        request: &AcquireRequest,
+        parent: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Attempt> {
+        let inner = &self.inner;
+        let name = request.name.as_str();
+        let what = format!("acquire `{name}`");
+        let session = inner.live_session().await?;
+        let guid = uuid::Uuid::new_v4().to_string();
+        let prefix = node_prefix(parent, &guid);
+        let node = Node::new(&inner.nodes);
+        // Dropped before the create answers, the node may exist: found by
+        // its GUID and deleted.
+        let unanswered = undo_node(
+            inner,
+            &session,
+            Place::Guid(parent.to_owned(), guid.clone()),
+        );
+        let data = request.owner.to_hex();
+        let (path, stat, mut children) = loop {
+            let client = session.client()?;
+            let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+            // Both go out now, in this order: the server answers the list
+            // after the create, so it holds our node.
+            let created = client.create(&prefix, data.as_bytes(), &options);
+            let listed = client.list_children(parent);
+            let created = tokio::time::timeout(inner.options.response_timeout, created).await;
+            match created {
+                Ok(Ok((stat, sequence))) => {
+                    let listed = tokio::time::timeout(inner.options.response_timeout, listed)
+                        .await
+                        .ok()
+                        .and_then(std::result::Result::ok);
+                    break (format!("{prefix}{sequence}"), stat, listed);
+                }
+                Ok(Err(ZkError::NoNode)) => {
+                    drop(listed);
+                    inner.make_parents(&what, &session, parent).await?;
+                }
+                Ok(Err(error)) if request::is_transient(&error) => {
+                    drop(listed);
+                    // Curator's protection mode: the create may have landed.
+                    if let Some((path, stat)) = inner.find(&what, &session, parent, &guid).await? {
+                        break (path, stat, None);
+                    }
+                    inner.check_open()?;
+                }
+                Err(_) => {
+                    drop(listed);
+                    if let Some((path, stat)) = inner.find(&what, &session, parent, &guid).await? {
+                        break (path, stat, None);
+                    }
+                    return Err(
+                        crate::error::no_answer(&what, inner.options.response_timeout)
+                            .at(inner.ensemble.servers()),
+                    );
+                }
+                Ok(Err(error)) if crate::error::is_session_gone(&error) => {
+                    session.end();
+                    unanswered.disarm();
+                    return Ok(Attempt::Vanished);
+                }
+                Ok(Err(error)) => return Err(inner.error(&what, error)),
+            }
+        };
+        unanswered.disarm();
+        let placed = undo_node(inner, &session, Place::Path(path.clone()));
+        if stat.ephemeral_owner != session.id {
+            // Not this session's: a node of a session that ended meanwhile.
+            return Ok(Attempt::Vanished);
+        }
+        let token = FencingToken::new(u64::try_from(stat.czxid).unwrap_or(0)).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Backend,
+                BACKEND,
+                format!("{what}: the create answered czxid {}", stat.czxid),
+            )
+        })?;
+        watch_node(inner, &session, &path, stat.czxid, &node);
+        let own = path.rsplit_once('/').map_or(path.as_str(), |(_, own)| own);
+        let turn = self
+            .wait_turn(
+                request,
+                &session,
+                parent,
+                own,
+                &node,
+                children.take(),
+                deadline,
+            )
+            .await?;
+        let refusal = match turn {
+            Turn::First { waited } => {
+                // A grant made while close() ran would outlive it: the undo
+                // gives it back.
+                inner.check_open()?;
+                placed.disarm();
+                return Ok(Attempt::Granted(Grant {
+                    contended: waited,
+                    watches: vec![session.watch(), node.signal.watch()],
+                    handle: Some(GrantHandle::new(Held {
+                        path,
+                        czxid: stat.czxid,
+                        owner: request.owner,
+                        session,
+                        node,
+                    })),
+                    ..Grant::new(token, None)
+                }));
+            }
+            Turn::Gone => {
+                placed.disarm();
+                return Ok(Attempt::Vanished);
+            }
+            Turn::Contended => {
+                Error::contended(BACKEND, "acquire", name, "an older node is in its queue")
+            }
+            Turn::TimedOut => Error::timeout(
+                BACKEND,
+                "acquire",
+                name,
+                "older nodes are still in its queue",
+            ),
+        };
+        // Leave the queue before answering: nothing stays behind.
+        node.releasing.store(true, Ordering::Release);
+        inner.delete(&what, &session, &path).await?;
+        placed.disarm();
+        Err(refusal)
+    }
+
+    /// Waits until `own` is the first lock node of `parent`: lists the
+    /// children, and while another is before ours, watches the one just
+    /// before it (no herd: each waiter watches one node) and lists again
+    /// when it goes — or when our own node goes.
+    #[allow(clippy::too_many_arguments)]
+    async fn wait_turn(
+        &self,
+        request: &AcquireRequest,
+        session: &Session,
+        parent: &str,
+        own: &str,
+        node: &Node,
+        mut listed: Option<Vec<String>>,
+        deadline: Option<Instant>,
+    ) -> Result<Turn> {
+        let inner = &self.inner;
+        let what = format!("acquire `{}`", request.name.as_str());
+        let mut waited = false;
+        loop {
+            inner.check_open()?;
+            let children = match listed.take() {
+                Some(children) => children,
+                None => match inner.children(&what, session, parent).await? {
+                    Some(children) => children,
+                    None => return Ok(Turn::Gone),
+                },
+            };
+            let Some(before) = predecessor(&children, own) else {
+                return Ok(if children.iter().any(|child| child == own) {
+                    Turn::First { waited }
+                } else {
+                    Turn::Gone
+                });
+            };
+            if request.wait == Wait::No {
+                return Ok(Turn::Contended);
+            }
+            waited = true;
+            let path = format!("{parent}/{before}");
+            let (watched, _) = inner
+                .ask(&what, session, |client| {
+                    let path = path.clone();
+                    async move { client.check_and_watch_stat(&path).await }
+                })
+                .await?;
+            let watcher = match watched {
+                Ok((Some(_), watcher)) => watcher,
+                // Gone already: list again.
+                Ok((None, _)) => continue,
+                Err(error) => return Err(inner.error(&what, error)),
+            };
+            let woken = async {
+                tokio::select! {
+                    _ = watcher.changed() => {}
+                    () = node.lost() => {}
+                }
+            };
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline.into(), woken)
+                        .await
+                        .is_err()
+                    {
+                        return Ok(Turn::TimedOut);
+                    }
+                }
+                None => woken.await,
+            }
+            if node.signal.health() == SessionHealth::Ended {
+                return Ok(Turn::Gone);
+            }
+        }
+    }
+
+    /// The grant a claim presents, if it is one of this backend's for its owner.
+    fn claimed<'c>(&self, claim: &'c Claim, action: &str) -> Result<&'c Held> {
+        let refuse = |why: &str| Error::not_held(BACKEND, action, claim.name.as_str(), why);
+        let held = claim
+            .handle::<Held>()
+            .ok_or_else(|| refuse("this backend never granted that claim"))?;
+        if held.owner != claim.owner || u64::try_from(held.czxid).ok() != Some(claim.token.get()) {
+            return Err(refuse("the grant is another owner's"));
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(refuse(
+                "the backend was closed: its session was closed, and every lock on it lost",
+            ));
+        }
+        Ok(held)
+    }
+}
+
+/// The lock node just before `own` among `children`, in sequence order:
+/// the one `own` waits for. `None` if `own` is first (or not there).
+fn predecessor<'c>(children: &'c [String], own: &str) -> Option<&'c str> {
+    let ours = sequence_of(own)?;
+    children
+        .iter()
+        .filter_map(|child| Some((sequence_of(child)?, child.as_str())))
+        .filter(|(sequence, _)| *sequence < ours)
+        .max_by_key(|(sequence, _)| *sequence)
+        .map(|(_, child)| child)
+}
+
+/// Watches a lock node of this backend: deleted by anyone but this
+/// client's release, its lease is Lost. The `exists` goes out after the
+/// create answered, so either it finds the node and watches it, or the
+/// node is gone already. A changed node (someone set its data) is watched
+/// again; a session that ends ends the watch with it.
+fn watch_node(inner: &Inner, session: &Arc<Session>, path: &str, czxid: i64, node: &Arc<Node>) {
+    let (session, path, node) = (Arc::clone(session), path.to_owned(), Arc::downgrade(node));
+    let response_timeout = inner.options.response_timeout;
+    let watched = async move {
+        let mut pauses = request::pauses().build();
+        loop {
+            let repeated =
+                request::answered("watch a lock node", &session, response_timeout, |client| {
+                    let path = path.clone();
+                    async move { client.check_and_watch_stat(&path).await }
+                })
+                .await;
+            let Some(held) = node.upgrade() else { return };
+            let watcher = match repeated.outcome {
+                Ok(Ok((Some(stat), watcher))) if stat.czxid == czxid => watcher,
+                Ok(Ok(_)) => return held.gone(),
+                // The session ended, or it cannot be asked: its own signal
+                // says so, or the next attempt will.
+                Ok(Err(_)) | Err(_) if session.is_ended() => return,
+                Ok(Err(_)) | Err(_) => {
+                    drop(held);
+                    let pause = pauses.next().unwrap_or(Duration::from_millis(500));
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            drop(held);
+            let event = watcher.changed().await;
+            match event.event_type {
+                EventType::NodeDeleted => {
+                    if let Some(held) = node.upgrade() {
+                        held.gone();
+                    }
+                    return;
+                }
+                EventType::Session => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::spawn(watched);
+}
+
+/// A lock node an undo deletes: found by its GUID under a parent (its
+/// create's answer never came), or at its path.
+#[derive(Debug)]
+enum Place {
+    Guid(String, String),
+    Path(String),
+}
+
+/// What an undo works on: the backend, the session the node is of, the node.
+type Undone = (Arc<Inner>, Arc<Session>, Place);
+
+/// The undo of an acquire whose node may exist: deletes it in the
+/// background. Without a runtime nothing can be sent: the node stays until
+/// the session ends.
+fn undo_node<'a>(
+    inner: &'a Arc<Inner>,
+    session: &Arc<Session>,
+    place: Place,
+) -> Undo<'a, Undone, impl UndoStep<Undone>, impl FnOnce(Undone)> {
+    Undo::new(
+        &inner.background,
+        (Arc::clone(inner), Arc::clone(session), place),
+        |(inner, session, place): Undone| withdraw(inner, session, place),
+        |(_, _, place): Undone| {
+            tracing::warn!(
+                backend = BACKEND,
+                ?place,
+                "an acquire was cancelled where no runtime is reachable; its node stays \
+                 until the session ends"
+            );
+        },
+    )
+}
+
+/// Deletes a node no grant uses. A failure before an answer is tried again,
+/// with pauses from 50 ms doubling to 500 ms, for as long as the session
+/// lives and the backend is open: a node must not outlive its use while its
+/// session is kept alive. (A session that ended, or a backend closed, took
+/// the node with it.)
+async fn withdraw(inner: Arc<Inner>, session: Arc<Session>, place: Place) {
+    let what = "withdraw a node no grant uses";
+    let deleted = (|| async {
+        let path = match &place {
+            Place::Path(path) => path.clone(),
+            Place::Guid(parent, guid) => match inner.find(what, &session, parent, guid).await? {
+                Some((path, _)) => path,
+                None => return Ok(()),
+            },
+        };
+        inner.delete(what, &session, &path).await.map(drop)
+    })
+    .retry(request::pauses())
+    .sleep(tokio::time::sleep)
+    .when(|error| {
+        repeat::is_transient(error) && !session.is_ended() && !inner.closed.load(Ordering::Acquire)
+    })
+    .await;
+    if let Err(error) = deleted {
+        tracing::debug!(%error, ?place, "gave up deleting a node: its session ended or the backend closed");
+    }
+}
+
+#[async_trait]
+impl LockBackend for ZkBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any await leaves nothing behind: an [`Undo`]
+    /// deletes the node in the background — found by its GUID if the
+    /// create's answer had not come; without a runtime, the node goes with
+    /// the session.
+    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let parent = lock_path(&inner.namespace, &request.name);
+        let deadline = match request.wait {
+            Wait::Until(deadline) => Some(deadline),
+            Wait::No | Wait::Forever => None,
+        };
+        for _ in 0..ATTEMPTS {
+            match self.attempt(&request, &parent, deadline).await? {
+                Attempt::Granted(grant) => return Ok(grant),
+                Attempt::Vanished => inner.check_open()?,
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!(
+                "acquire `{}`: its node vanished {ATTEMPTS} times before it was granted \
+                 (the session ended, or something deletes nodes under `{parent}`)",
+                request.name.as_str()
+            ),
+        )
+        .at(inner.ensemble.servers()))
+    }
+
+    async fn extend(&self, claim: &Claim, _ttl: Duration) -> Result<Option<Instant>> {
+        let inner = &self.inner;
+        let held = self.claimed(claim, "extend")?;
+        let name = claim.name.as_str();
+        let gone = || Error::not_held(BACKEND, "extend", name, "its node is gone");
+        if held.node.signal.health() == SessionHealth::Ended || held.session.is_ended() {
+            return Err(gone());
+        }
+        // A heartbeat now: the session's bound, which the lease follows,
+        // moves as a TTL lease's would.
+        held.session.refresh(inner.options.response_timeout).await;
+        let what = format!("extend `{name}`");
+        let path = held.path.as_str();
+        let (stat, _) = inner
+            .ask(&what, &held.session, |client| async move {
+                client.check_stat(path).await
+            })
+            .await?;
+        match stat {
+            Ok(Some(stat))
+                if stat.czxid == held.czxid
+                    && stat.ephemeral_owner == held.session.id
+                    && !held.session.is_ended() =>
+            {
+                Ok(None)
+            }
+            Ok(_) => {
+                held.node.gone();
+                Err(gone())
+            }
+            Err(error) => Err(inner.error(&what, error)),
+        }
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<()> {
+        let inner = &self.inner;
+        let held = self.claimed(claim, "release")?;
+        let name = claim.name.as_str();
+        // Marked first, so the delete's own event ends nothing: the lease
+        // is being released, not lost.
+        let first = !held.node.releasing.swap(true, Ordering::AcqRel);
+        if held.session.is_ended() {
+            return Err(Error::not_held(
+                BACKEND,
+                "release",
+                name,
+                "its session ended, and the node with it",
+            ));
+        }
+        match inner
+            .delete(&format!("release `{name}`"), &held.session, &held.path)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::not_held(
+                BACKEND,
+                "release",
+                name,
+                "its node is gone",
+            )),
+            Err(error) => {
+                // The caller may give up; the node must not stay while the
+                // session lives. Deleted in the background until done (or
+                // the session ends).
+                if first && repeat::is_transient(&error) {
+                    let withdrawn = withdraw(
+                        Arc::clone(inner),
+                        Arc::clone(&held.session),
+                        Place::Path(held.path.clone()),
+                    );
+                    if !inner.background.spawn(withdrawn) {
+                        tracing::warn!(
+                            path = held.path,
+                            "no runtime to delete a node whose release failed"
+                        );
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Closes the session — the server deletes every node of this client at
+    /// once — ends every wait and every lease (Lost). Later calls fail with
+    /// a non-retryable `Unavailable`.
+    async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _establishing = inner.establishing.lock().await;
+        let closed = match inner.current_session() {
+            Some(session) => session
+                .close(inner.options.response_timeout)
+                .await
+                .map_err(|error| error.at(inner.ensemble.servers())),
+            None => Ok(()),
+        };
+        inner
+            .background
+            .settle(inner.options.response_timeout)
+            .await;
+        closed
+    }
+}

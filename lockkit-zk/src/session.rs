@@ -1,0 +1,295 @@
+//! The session: one ZooKeeper session per backend, every lock node of the
+//! backend an ephemeral node of it, and what its holders see of it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use lockkit_core::{Error, ErrorKind, Result, SessionHealth, SessionSignal, SessionWatch};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use zookeeper_client::{Acls, Client, CreateMode, SessionState, StateWatcher};
+
+use crate::error::{from_zk, is_session_gone, no_answer, BACKEND};
+use crate::options::ZkOptions;
+use crate::url::Ensemble;
+
+/// The allowance for the servers' clocks running faster than ours,
+/// subtracted from every bound: 1 % of the session timeout plus 10 ms.
+pub(crate) fn drift(timeout: Duration) -> Duration {
+    timeout / 100 + Duration::from_millis(10)
+}
+
+/// One ZooKeeper session and what its holders see of it.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The session id; every lock node of this session has it as its
+    /// `ephemeralOwner`.
+    pub(crate) id: i64,
+    /// The session timeout the ensemble granted.
+    timeout: Duration,
+    /// The driver's client, under the chroot; `None` once the session
+    /// ended or was closed — the last clone dropped closes the session at
+    /// the server.
+    client: Mutex<Option<Client>>,
+    /// The session's states as the driver reports them, for close.
+    states: StateWatcher,
+    signal: SessionSignal,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    /// Asks the keeper for a heartbeat now.
+    kick: Notify,
+    /// Told after every confirmed heartbeat.
+    confirmed: Notify,
+}
+
+impl Session {
+    /// Establishes a session with the ensemble — creating the chroot if it
+    /// is missing — and keeps it confirmed in the background until it ends
+    /// or [`close`](Self::close) is called.
+    pub(crate) async fn establish(ensemble: &Ensemble, options: &ZkOptions) -> Result<Arc<Self>> {
+        let what = "establish a session";
+        let mut connector = Client::connector().with_session_timeout(options.session_timeout);
+        if let Some((user, password)) = &ensemble.user {
+            connector = connector.with_auth("digest", format!("{user}:{password}").as_bytes());
+        }
+        // The connect request goes out after this: the server's session
+        // timer starts no earlier.
+        let sent = Instant::now();
+        let client = tokio::time::timeout(
+            options.connect_timeout,
+            connector.connect(&ensemble.connect_string()),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                BACKEND,
+                format!(
+                    "{what}: no server answered within {:?} (connect_timeout): servers down or \
+                     unreachable, or the ensemble has no quorum",
+                    options.connect_timeout
+                ),
+            )
+        })?
+        .map_err(|error| from_zk(what, error))?;
+        let client = match &ensemble.chroot {
+            None => client,
+            Some(root) => {
+                let made = tokio::time::timeout(
+                    options.response_timeout,
+                    client.mkdir(root, &CreateMode::Persistent.with_acls(Acls::anyone_all())),
+                )
+                .await
+                .map_err(|_| {
+                    no_answer(
+                        format!("create the chroot `{root}`"),
+                        options.response_timeout,
+                    )
+                })?;
+                match made {
+                    Ok(()) | Err(zookeeper_client::Error::NodeExists) => {}
+                    Err(error) => {
+                        return Err(from_zk(format!("create the chroot `{root}`"), error))
+                    }
+                }
+                client.chroot(root.as_str()).map_err(|_| {
+                    Error::new(
+                        ErrorKind::Config,
+                        BACKEND,
+                        format!("the chroot `{root}` is no valid ZooKeeper path"),
+                    )
+                })?
+            }
+        };
+        let timeout = client.session_timeout();
+        let states = client.state_watcher();
+        let session = Arc::new(Self {
+            id: client.session_id().0,
+            timeout,
+            states: states.clone(),
+            client: Mutex::new(Some(client)),
+            signal: SessionSignal::alive_until(sent + timeout.saturating_sub(drift(timeout))),
+            keeper: Mutex::new(None),
+            kick: Notify::new(),
+            confirmed: Notify::new(),
+        });
+        let keeper = tokio::spawn(keep(Arc::clone(&session), states, options.response_timeout));
+        *session
+            .keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(keeper);
+        tracing::debug!(
+            session = format_args!("{:#x}", session.id),
+            ?timeout,
+            "session established"
+        );
+        Ok(session)
+    }
+
+    /// The driver's client, while the session lives.
+    pub(crate) fn client(&self) -> Result<Client> {
+        self.client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|_| !self.is_ended())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    BACKEND,
+                    "the session ended: every lock on it is lost",
+                )
+                .with_retryable(false)
+            })
+    }
+
+    /// A watch for a grant made on this session.
+    pub(crate) fn watch(&self) -> SessionWatch {
+        self.signal.watch()
+    }
+
+    /// Whether the session has ended: expired, closed, or its bound passed
+    /// unconfirmed.
+    pub(crate) fn is_ended(&self) -> bool {
+        let status = self.signal.status();
+        status.health == SessionHealth::Ended
+            || status
+                .valid_until
+                .is_some_and(|bound| Instant::now() >= bound)
+    }
+
+    /// Until when the session is provably alive at the server.
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
+        self.signal.status().valid_until
+    }
+
+    /// Sends a heartbeat now and waits up to `within` for its answer;
+    /// returns the bound then (moved if it was answered).
+    pub(crate) async fn refresh(&self, within: Duration) -> Option<Instant> {
+        let confirmed = self.confirmed.notified();
+        tokio::pin!(confirmed);
+        confirmed.as_mut().enable();
+        self.kick.notify_one();
+        let _ = tokio::time::timeout(within, confirmed).await;
+        self.valid_until()
+    }
+
+    /// The session is gone (expired, or told so by a request): every lease
+    /// on it is Lost, and the client goes — if the server still has the
+    /// session, it is closed as soon as a server answers.
+    pub(crate) fn end(&self) {
+        self.signal.end();
+        self.stop_keeping();
+        self.client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    fn stop_keeping(&self) {
+        if let Some(keeper) = self
+            .keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            keeper.abort();
+        }
+    }
+
+    /// Closes the session — the server deletes every node of it at once —
+    /// and waits up to `within` for the server to confirm; then every lease
+    /// on it is Lost.
+    pub(crate) async fn close(&self, within: Duration) -> Result<()> {
+        self.stop_keeping();
+        let mut states = self.states.clone();
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // The last clone of the client gone, the driver sends CloseSession
+        // and reports Closed once the server answered it.
+        drop(client);
+        let closed = tokio::time::timeout(within, async {
+            loop {
+                let state = states.state();
+                if state.is_terminated() {
+                    return state;
+                }
+                states.changed().await;
+            }
+        })
+        .await;
+        self.signal.end();
+        match closed {
+            Ok(_) => Ok(()),
+            Err(_) => Err(no_answer("close the session", within)),
+        }
+    }
+
+    /// A heartbeat sent at `sent` was answered.
+    fn confirm(&self, sent: Instant) {
+        self.signal
+            .confirm(sent + self.timeout.saturating_sub(drift(self.timeout)));
+        self.confirmed.notify_waiters();
+    }
+}
+
+/// Keeps `session` confirmed: a heartbeat (an `exists` of the chroot) every
+/// third of the session timeout, and at once when the driver reconnects,
+/// each answer confirming the session until its send instant plus the
+/// session timeout, minus the drift. A disconnection, or a heartbeat
+/// unanswered, suspends the session (its leases turn Uncertain, Curator's
+/// SUSPENDED); an expired or closed session ends it (Lost, Curator's LOST),
+/// and so does a bound that passes unconfirmed — then the client is let go,
+/// which closes the session as soon as a server answers, since its holders
+/// were told it is gone.
+async fn keep(session: Arc<Session>, mut states: StateWatcher, response_timeout: Duration) {
+    let every = session.timeout / 3;
+    let answer_within = (response_timeout / 2).min(every);
+    loop {
+        let beat = tokio::select! {
+            state = states.changed() => match state {
+                SessionState::Disconnected => {
+                    session.signal.set(SessionHealth::Suspended);
+                    false
+                }
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly => true,
+                SessionState::Expired | SessionState::Closed | SessionState::AuthFailed => {
+                    tracing::warn!(
+                        session = format_args!("{:#x}", session.id),
+                        %state,
+                        "the session is gone: every lock on it is lost"
+                    );
+                    break;
+                }
+            },
+            () = tokio::time::sleep(every) => true,
+            () = session.kick.notified() => true,
+        };
+        if beat {
+            let Ok(client) = session.client() else {
+                break;
+            };
+            let sent = Instant::now();
+            match tokio::time::timeout(answer_within, client.check_stat("/")).await {
+                Ok(Ok(_)) => session.confirm(sent),
+                Ok(Err(error)) if is_session_gone(&error) => break,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "session heartbeat failed");
+                    session.signal.set(SessionHealth::Suspended);
+                }
+                Err(_) => session.signal.set(SessionHealth::Suspended),
+            }
+        }
+        if session.is_ended() {
+            break;
+        }
+    }
+    session.signal.end();
+    session
+        .client
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+}
