@@ -89,7 +89,12 @@ pub struct LockConfig {
     #[cfg(not(feature = "etcd"))]
     #[serde(default)]
     pub etcd: Option<RawSection>,
-    /// The `[zk]` section, kept raw until the ZooKeeper backend is built in.
+    /// The `[zk]` section ([`lockkit_zk::ZkConfig`]).
+    #[cfg(feature = "zk")]
+    #[serde(default)]
+    pub zk: lockkit_zk::ZkConfig,
+    /// The `[zk]` section, kept raw: this build has no `zk` feature.
+    #[cfg(not(feature = "zk"))]
     #[serde(default)]
     pub zk: Option<RawSection>,
 }
@@ -140,7 +145,7 @@ impl LockConfig {
             postgres: Default::default(),
             redlock: None,
             etcd: Default::default(),
-            zk: None,
+            zk: Default::default(),
         }
     }
 
@@ -180,6 +185,13 @@ impl LockConfig {
     #[cfg(feature = "etcd")]
     pub fn etcd(mut self, etcd: lockkit_etcd::EtcdConfig) -> Self {
         self.etcd = etcd;
+        self
+    }
+
+    /// Sets the `[zk]` section.
+    #[cfg(feature = "zk")]
+    pub fn zk(mut self, zk: lockkit_zk::ZkConfig) -> Self {
+        self.zk = zk;
         self
     }
 

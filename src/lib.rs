@@ -63,6 +63,11 @@ pub use lockkit_postgres::PostgresConfig;
 pub use lockkit_redis as redis;
 #[cfg(feature = "redis")]
 pub use lockkit_redis::RedisConfig;
+/// The ZooKeeper backend, for its options and its node layout.
+#[cfg(feature = "zk")]
+pub use lockkit_zk as zk;
+#[cfg(feature = "zk")]
+pub use lockkit_zk::ZkConfig;
 pub use scheme::Scheme;
 
 /// Connects to the lock service a URL or a [`LockConfig`] names.
@@ -114,6 +119,10 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
         Scheme::Etcd => Arc::new(
             lockkit_etcd::EtcdBackend::from_config(&config.url, &config.namespace, &config.etcd)
                 .await?,
+        ),
+        #[cfg(feature = "zk")]
+        Scheme::Zk => Arc::new(
+            lockkit_zk::ZkBackend::from_config(&config.url, &config.namespace, &config.zk).await?,
         ),
         other => return Err(other.not_compiled_in()),
     };

@@ -87,7 +87,7 @@ impl Scheme {
         // feature name is reserved and the scheme reports it is missing.
         let shipped = matches!(
             self,
-            Self::Memory | Self::Redis | Self::Postgres | Self::Etcd
+            Self::Memory | Self::Redis | Self::Postgres | Self::Etcd | Self::Zk
         );
         shipped && feature_enabled(self)
     }

@@ -257,22 +257,25 @@ fn a_section_of_a_backend_not_built_in_is_kept_raw() {
     let config = LockConfig::from_toml(
         r#"
         url = "memory://"
-        [zk]
-        session_timeout = "6s"
+        [redlock]
+        retry_delay = "6ms"
         password = "hunter2"
         "#,
     )
     .unwrap();
-    let zk = config.zk.as_ref().expect("the [zk] section is kept");
+    let redlock = config
+        .redlock
+        .as_ref()
+        .expect("the [redlock] section is kept");
     assert_eq!(
-        zk.table()
-            .get("session_timeout")
+        redlock
+            .table()
+            .get("retry_delay")
             .and_then(|value| value.as_str()),
-        Some("6s")
+        Some("6ms")
     );
-    assert!(config.redlock.is_none());
     let shown = format!("{config:?}");
-    assert!(shown.contains("session_timeout"), "{shown}");
+    assert!(shown.contains("retry_delay"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 
     let message = refusal(LockConfig::from_toml(
@@ -307,6 +310,34 @@ fn the_etcd_section_parses_and_refuses_by_name() {
     })
     .unwrap();
     assert_eq!(config.etcd.session_ttl, Duration::from_secs(20));
+}
+
+#[cfg(feature = "zk")]
+#[test]
+fn the_zk_section_parses_and_refuses_by_name() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "zk://h1:2181,h2:2181/locks"
+        [zk]
+        session_timeout = "15s"
+        connect_timeout = "2s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.zk.session_timeout, Duration::from_secs(15));
+    assert_eq!(config.zk.connect_timeout, Duration::from_secs(2));
+    assert_eq!(config.zk.response_timeout, Duration::from_secs(5));
+    let message = refusal(LockConfig::from_toml(
+        "url = \"zk://h\"\n[zk]\nsession_ttl = \"10s\"\n",
+    ));
+    assert!(message.contains("session_ttl"), "{message}");
+    let config = LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("zk://h".into()),
+        "LOCKKIT_ZK_SESSION_TIMEOUT" => Some("20s".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(config.zk.session_timeout, Duration::from_secs(20));
 }
 
 /// A variable goes through the section's own deserializer: a value TOML
