@@ -197,6 +197,17 @@ impl ZkBackend {
             .map(|session| session.id)
     }
 
+    /// The session's id and password while it lives: what a second client
+    /// needs to attach to it — as Curator's tests expire a session, by
+    /// attaching and closing. Keep it secret: it can close every lock of
+    /// this backend.
+    pub fn session_info(&self) -> Option<zookeeper_client::SessionInfo> {
+        self.inner
+            .current_session()
+            .filter(|session| !session.is_ended())
+            .map(|session| session.info.clone())
+    }
+
     /// How many lock nodes this backend holds or waits with now.
     pub fn held(&self) -> usize {
         self.inner.nodes.load(Ordering::Relaxed)

@@ -25,6 +25,8 @@ pub(crate) struct Session {
     /// The session id; every lock node of this session has it as its
     /// `ephemeralOwner`.
     pub(crate) id: i64,
+    /// The id and password, for a client that attaches to the session.
+    pub(crate) info: zookeeper_client::SessionInfo,
     /// The session timeout the ensemble granted.
     timeout: Duration,
     /// The driver's client, under the chroot; `None` once the session
@@ -104,6 +106,7 @@ impl Session {
         let states = client.state_watcher();
         let session = Arc::new(Self {
             id: client.session_id().0,
+            info: client.session().clone(),
             timeout,
             states: states.clone(),
             client: Mutex::new(Some(client)),

@@ -37,3 +37,56 @@ pub async fn backend(
 pub fn namespace() -> String {
     unique_namespace()
 }
+
+/// The `scripts/services` name of the server that leads the ensemble now,
+/// asked with the `srvr` four-letter command.
+pub async fn leader(servers: &[String]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for (index, server) in servers.iter().enumerate() {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(server).await else {
+            continue;
+        };
+        if stream.write_all(b"srvr").await.is_err() {
+            continue;
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        if answer.lines().any(|line| line == "Mode: leader") {
+            return format!("zk-{}", index + 1);
+        }
+    }
+    panic!("no server of {servers:?} says it leads");
+}
+
+/// `zkCli.sh -server <servers> <args>`, as an operator would run it; its
+/// output, after it succeeded.
+pub async fn zkcli(servers: &[String], args: &[&str]) -> String {
+    let output = tokio::process::Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .arg("-server")
+        .arg(servers.join(","))
+        .args(args)
+        .output()
+        .await
+        .expect("run zkCli.sh");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "zkCli.sh {args:?}: {text}");
+    text
+}
+
+/// The lock nodes under `parent`, in sequence order, read with the driver.
+pub async fn lock_nodes(servers: &[String], parent: &str) -> Vec<String> {
+    let client = lockkit_zk::zookeeper_client::Client::connect(&servers.join(","))
+        .await
+        .expect("connect to the test ZooKeeper ensemble");
+    let mut children = match client.list_children(parent).await {
+        Ok(children) => children,
+        Err(lockkit_zk::zookeeper_client::Error::NoNode) => Vec::new(),
+        Err(error) => panic!("list {parent}: {error}"),
+    };
+    children.retain(|child| lockkit_zk::keys::sequence_of(child).is_some());
+    children.sort_by_key(|child| lockkit_zk::keys::sequence_of(child));
+    children
+        .into_iter()
+        .map(|child| format!("{parent}/{child}"))
+        .collect()
+}

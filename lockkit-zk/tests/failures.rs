@@ -1,0 +1,541 @@
+//! Failure behaviour against the three-server ZooKeeper ensemble of
+//! `scripts/services`: the leader killed, every server paused (shorter and
+//! longer than the session timeout), the session expired by the server, a
+//! lock node deleted by an operator, and a create whose answer is lost.
+//! These tests stop the shared ensemble, so they live in this binary alone
+//! and take turns.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use lockkit_core::{Acquire, LeaseState, Locker};
+use lockkit_testkit::{acquire_when_back, Fault, Services};
+use lockkit_zk::zookeeper_client::Client;
+use lockkit_zk::ZkBackend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+mod common;
+use common::{backend, ensemble, leader, lock_nodes, namespace, zkcli};
+
+/// One fault at a time: they share the ensemble.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// The acquire TTL: not a bound on this backend.
+const TTL: Duration = Duration::from_secs(30);
+
+const SERVERS: [&str; 3] = ["zk-1", "zk-2", "zk-3"];
+
+struct Setup {
+    url: String,
+    servers: Vec<String>,
+    services: Services,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn setup() -> Option<Setup> {
+    let (url, servers) = ensemble()?;
+    let services = Services::from_env()?;
+    Some(Setup {
+        url,
+        servers,
+        services,
+        _turn: TURN.lock().await,
+    })
+}
+
+/// Two clients of the ensemble under one fresh namespace, each on its own
+/// session of `session_timeout`: the backends and their lockers.
+struct Pair {
+    mine: ZkBackend,
+    locks: Locker,
+    other: Locker,
+}
+
+async fn two_clients(url: &str, session_timeout: Duration, response_timeout: Duration) -> Pair {
+    let namespace = namespace();
+    let mine = backend(url, &namespace, session_timeout, response_timeout).await;
+    let theirs = backend(url, &namespace, session_timeout, response_timeout).await;
+    Pair {
+        locks: Locker::new(mine.clone()),
+        other: Locker::new(theirs),
+        mine,
+    }
+}
+
+/// Brings every server back at once: one alone has no quorum, and would
+/// never answer the readiness check.
+async fn restore_all(faults: Vec<Fault>) {
+    let restoring: Vec<_> = faults
+        .into_iter()
+        .map(|fault| tokio::task::spawn_blocking(move || fault.restore()))
+        .collect();
+    for restored in restoring {
+        restored.await.expect("a server came back");
+    }
+}
+
+/// Waits until `lease` is Held again; it must never be Lost meanwhile.
+async fn held_within(lease: &lockkit_core::Lease, within: Duration) {
+    let view = lease.view();
+    let deadline = Instant::now() + within;
+    while view.state() != LeaseState::Held {
+        assert_ne!(view.state(), LeaseState::Lost, "lost while only Uncertain");
+        assert!(
+            Instant::now() < deadline,
+            "the lease stayed {:?}",
+            view.state()
+        );
+        // No event announces a reconnected session to the test: a short poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader is killed: every server drops its clients for the election,
+/// so the lease goes Uncertain (Curator's SUSPENDED), and Held again once
+/// the session is back on a server — the same session, its lock still its
+/// own, and nobody else got it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_moves_the_session_and_keeps_every_lock() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let Pair { mine, locks, other } =
+        two_clients(&setup.url, Duration::from_secs(10), Duration::from_secs(2)).await;
+    let held = locks
+        .acquire("leader:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let session = mine.session_id();
+    let view = held.view();
+
+    let leader = leader(&setup.servers).await;
+    let killed = setup.services.kill(&leader);
+    let seen = tokio::time::timeout(Duration::from_secs(8), view.not_held())
+        .await
+        .expect("the lease stayed Held while the ensemble elected a leader");
+    assert_eq!(seen, LeaseState::Uncertain);
+    held_within(&held, Duration::from_secs(20)).await;
+    assert_eq!(mine.session_id(), session, "the session was replaced");
+    let blocked = other
+        .try_acquire("leader:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(blocked.is_none(), "two holders after the election");
+    let after = locks
+        .acquire("leader:after", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(after.fencing_token() > held.fencing_token());
+    after.release().await.unwrap();
+    killed.restore();
+
+    let token = held.fencing_token();
+    held.release().await.unwrap();
+    let next = other
+        .acquire("leader:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(next.fencing_token() > token);
+    next.release().await.unwrap();
+}
+
+/// Every server paused past a heartbeat, then resumed before the session's
+/// bound: the lease is Uncertain meanwhile, and Held again after — never
+/// Lost — with the lock still its. The conformance case "suspend →
+/// Uncertain → Held" done for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_ensemble_makes_the_lease_uncertain_until_it_answers() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let Pair { locks, other, .. } =
+        two_clients(&setup.url, Duration::from_secs(10), Duration::from_secs(1)).await;
+    let held = locks
+        .acquire("paused:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let view = held.view();
+
+    let faults: Vec<Fault> = SERVERS
+        .iter()
+        .map(|server| setup.services.pause(server))
+        .collect();
+    let seen = tokio::time::timeout(Duration::from_secs(6), view.not_held())
+        .await
+        .expect("the lease stayed Held with every server paused");
+    assert_eq!(seen, LeaseState::Uncertain);
+    let bound = held
+        .valid_until()
+        .expect("a ZooKeeper lease has its session's bound");
+    assert!(Instant::now() < bound, "Uncertain only at the bound");
+    restore_all(faults).await;
+
+    held_within(&held, Duration::from_secs(10)).await;
+    let blocked = other
+        .try_acquire("paused:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    assert!(blocked.is_none(), "the lock was free after the pause");
+    held.release().await.unwrap();
+}
+
+/// Every server paused past the session timeout: the client hears nothing,
+/// so its lease is Lost by its own bound — while the servers, paused, have
+/// said nothing — and not before it. Resumed, the ensemble lets another
+/// client have the lock with a higher token, and this backend acquires
+/// again on a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hears_nothing_loses_its_leases_at_the_bound() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let Pair { mine, locks, other } =
+        two_clients(&setup.url, Duration::from_secs(4), Duration::from_secs(1)).await;
+    let held = locks
+        .acquire("silent:held", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let session = mine.session_id();
+
+    let faults: Vec<Fault> = SERVERS
+        .iter()
+        .map(|server| setup.services.pause(server))
+        .collect();
+    let bound = held.valid_until().expect("a session bound");
+    let lost = tokio::time::timeout(Duration::from_secs(8), held.lost())
+        .await
+        .expect("the lease outlived its session's bound");
+    assert_eq!(lost, LeaseState::Lost);
+    assert!(Instant::now() >= bound, "lost before the session's bound");
+    restore_all(faults).await;
+
+    let next = other
+        .acquire(
+            "silent:held",
+            Acquire::ttl(TTL).wait(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert!(next.fencing_token() > held.fencing_token());
+    next.release().await.unwrap();
+    let again = acquire_when_back(
+        &locks,
+        "silent:again",
+        Acquire::ttl(TTL),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_ne!(mine.session_id(), session, "the ended session was reused");
+    again.release().await.unwrap();
+}
+
+/// The session expired by the server, as Curator's tests do it: a second
+/// client attaches to it with its id and password, and closes it. Every
+/// lease on it is Lost at once; another client then gets the lock with a
+/// higher token, and this backend's next acquire opens a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_loses_every_lease_at_once() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let Pair { mine, locks, other } =
+        two_clients(&setup.url, Duration::from_secs(10), Duration::from_secs(2)).await;
+    let first = locks.acquire("expire:1", Acquire::ttl(TTL)).await.unwrap();
+    let second = locks.acquire("expire:2", Acquire::ttl(TTL)).await.unwrap();
+    let info = mine.session_info().expect("a live session");
+    let session = mine.session_id();
+
+    let intruder = Client::connector()
+        .with_session(info)
+        .connect(&setup.servers.join(","))
+        .await
+        .expect("attach to the session");
+    drop(intruder);
+    for lease in [&first, &second] {
+        let lost = tokio::time::timeout(Duration::from_secs(2), lease.lost()).await;
+        assert_eq!(
+            lost,
+            Ok(LeaseState::Lost),
+            "not lost within 2 s of the session's close"
+        );
+    }
+    let next = other
+        .acquire("expire:1", Acquire::ttl(TTL).wait(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(next.fencing_token() > first.fencing_token());
+    next.release().await.unwrap();
+    let again = locks.acquire("expire:2", Acquire::ttl(TTL)).await.unwrap();
+    assert_ne!(mine.session_id(), session);
+    assert!(again.fencing_token() > second.fencing_token());
+    again.release().await.unwrap();
+}
+
+/// `zkCli.sh delete` of a held lock node: that lease is Lost within a
+/// second, another lease of the session is not, and the next waiter gets
+/// the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_node_loses_its_lease_and_the_next_waiter_gets_the_lock() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let Pair { mine, locks, other } =
+        two_clients(&setup.url, Duration::from_secs(10), Duration::from_secs(2)).await;
+    let held = locks.acquire("del:held", Acquire::ttl(TTL)).await.unwrap();
+    let kept = locks.acquire("del:kept", Acquire::ttl(TTL)).await.unwrap();
+    let waiting = tokio::spawn({
+        let other = other.clone();
+        async move {
+            other
+                .acquire("del:held", Acquire::ttl(TTL).wait(Duration::from_secs(20)))
+                .await
+        }
+    });
+    let parent = mine.lock_path("del:held").unwrap();
+    let nodes = wait_for_nodes(&setup.servers, &parent, 2).await;
+    assert!(!waiting.is_finished(), "the waiter got a held lock");
+
+    zkcli(&setup.servers, &["delete", &nodes[0]]).await;
+    let lost = tokio::time::timeout(Duration::from_secs(1), held.lost()).await;
+    assert_eq!(
+        lost,
+        Ok(LeaseState::Lost),
+        "not lost within 1 s of the delete"
+    );
+    let next = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("the waiter did not get the lock within 1 s")
+        .unwrap()
+        .unwrap();
+    assert!(next.fencing_token() > held.fencing_token());
+    assert_eq!(
+        kept.state(),
+        LeaseState::Held,
+        "another lease of the session was lost"
+    );
+    next.release().await.unwrap();
+    kept.release().await.unwrap();
+}
+
+/// Waits until `parent` has `count` lock nodes (a waiter's create has
+/// landed), and returns them in sequence order.
+async fn wait_for_nodes(servers: &[String], parent: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let nodes = lock_nodes(servers, parent).await;
+        if nodes.len() >= count {
+            return nodes;
+        }
+        assert!(Instant::now() < deadline, "{parent} has {nodes:?}");
+        // The test has no event for another client's create: a short poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A create whose answer is lost: the server created the node, and the
+/// connection broke before the answer came. lockkit finds its node by its
+/// GUID (Curator's protection mode) instead of creating a second one: the
+/// queue holds exactly one node of the acquire, and the grant is that node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answer_lost_mid_acquire_leaves_exactly_one_node() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let cutter = ReplyCutter::start(&setup.servers[0]).await;
+    let namespace = namespace();
+    let through = backend(
+        &format!("zk://{}", cutter.address),
+        &namespace,
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    )
+    .await;
+    let direct = backend(
+        &setup.url,
+        &namespace,
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    )
+    .await;
+    let (locks, other) = (Locker::new(through.clone()), Locker::new(direct));
+    // Someone holds the name, so its parent exists and the create lands.
+    let holder = other
+        .acquire("lost:reply", Acquire::ttl(TTL))
+        .await
+        .unwrap();
+    let parent = through.lock_path("lost:reply").unwrap();
+
+    cutter.arm();
+    let waiting = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire(
+                    "lost:reply",
+                    Acquire::ttl(TTL).wait(Duration::from_secs(20)),
+                )
+                .await
+        }
+    });
+    let nodes = wait_for_nodes(&setup.servers, &parent, 2).await;
+    tokio::time::timeout(Duration::from_secs(10), cutter.cut())
+        .await
+        .expect("the create's answer was never cut");
+    // The acquire has found its node again and waits behind the holder.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the waiter got a held lock");
+    assert_eq!(
+        lock_nodes(&setup.servers, &parent).await,
+        nodes,
+        "the lost answer left a second node"
+    );
+
+    holder.release().await.unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiter did not get the lock")
+        .unwrap()
+        .unwrap();
+    let left = lock_nodes(&setup.servers, &parent).await;
+    assert_eq!(left, nodes[1..], "one node of the acquire, and it is held");
+    let client = Client::connect(&setup.servers.join(",")).await.unwrap();
+    let stat = client.check_stat(&left[0]).await.unwrap().unwrap();
+    assert_eq!(
+        lease.fencing_token().get(),
+        u64::try_from(stat.czxid).unwrap()
+    );
+    lease.release().await.unwrap();
+}
+
+/// A TCP proxy in front of one ZooKeeper server that, once armed, cuts the
+/// connection instead of delivering the answer to the next create: the
+/// server has acted, the client never hears of it.
+struct ReplyCutter {
+    address: String,
+    armed: Arc<AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+    was_cut: Arc<AtomicBool>,
+}
+
+/// ZooKeeper's op codes of the creates (`create`, `create2`).
+const CREATES: [i32; 2] = [1, 15];
+
+impl ReplyCutter {
+    async fn start(server: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cutter = Self {
+            address: listener.local_addr().unwrap().to_string(),
+            armed: Arc::new(AtomicBool::new(false)),
+            cut: Arc::new(tokio::sync::Notify::new()),
+            was_cut: Arc::new(AtomicBool::new(false)),
+        };
+        let (server, armed, cut, was_cut) = (
+            server.to_owned(),
+            Arc::clone(&cutter.armed),
+            Arc::clone(&cutter.cut),
+            Arc::clone(&cutter.was_cut),
+        );
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = TcpStream::connect(&server).await else {
+                    continue;
+                };
+                let (armed, cut, was_cut) =
+                    (Arc::clone(&armed), Arc::clone(&cut), Arc::clone(&was_cut));
+                tokio::spawn(async move {
+                    relay(client, upstream, armed, &was_cut).await;
+                    cut.notify_waiters();
+                });
+            }
+        });
+        cutter
+    }
+
+    /// The next create's answer is cut.
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once a create's answer was cut.
+    async fn cut(&self) {
+        loop {
+            let notified = self.cut.notified();
+            if self.was_cut.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Relays one connection, frame by frame (a 4-byte length, then the body;
+/// the first frame each way is the session's connect), until either side
+/// closes — or until the answer to an armed create comes, which is dropped
+/// with the connection.
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    armed: Arc<AtomicBool>,
+    was_cut: &AtomicBool,
+) {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = upstream.into_split();
+    let doomed: StdMutex<Option<i32>> = StdMutex::new(None);
+    let up = async {
+        let mut first = true;
+        while let Some(frame) = read_frame(&mut from_client).await {
+            if !first && frame.len() >= 8 && armed.load(Ordering::SeqCst) {
+                let xid = i32::from_be_bytes(frame[0..4].try_into().unwrap());
+                let op = i32::from_be_bytes(frame[4..8].try_into().unwrap());
+                if CREATES.contains(&op) {
+                    armed.store(false, Ordering::SeqCst);
+                    *doomed.lock().unwrap() = Some(xid);
+                }
+            }
+            first = false;
+            if write_frame(&mut to_server, &frame).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async {
+        let mut first = true;
+        while let Some(frame) = read_frame(&mut from_server).await {
+            if !first && frame.len() >= 4 {
+                let xid = i32::from_be_bytes(frame[0..4].try_into().unwrap());
+                if *doomed.lock().unwrap() == Some(xid) {
+                    was_cut.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+            first = false;
+            if write_frame(&mut to_client, &frame).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+    }
+}
+
+async fn read_frame(from: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Vec<u8>> {
+    let mut length = [0; 4];
+    from.read_exact(&mut length).await.ok()?;
+    let mut frame = vec![0; usize::try_from(u32::from_be_bytes(length)).ok()?];
+    from.read_exact(&mut frame).await.ok()?;
+    Some(frame)
+}
+
+async fn write_frame(
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    frame: &[u8],
+) -> std::io::Result<()> {
+    let length = u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes();
+    to.write_all(&length).await?;
+    to.write_all(frame).await
+}
