@@ -1,62 +1,17 @@
 //! 10,000 locks held at once by one backend: one session lease, one watch,
 //! one connection per member — whatever the number of locks.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lockkit_core::{Acquire, LeaseState, Locker};
 use lockkit_etcd::etcd_client::{Client, LeaseTimeToLiveOptions};
-use lockkit_testkit::{resident_kib, try_acquire_all};
+use lockkit_testkit::{connections_to, resident_kib, try_acquire_all};
 
 mod common;
 use common::{backend, cluster, namespace};
 
 const TTL: Duration = Duration::from_secs(30);
-
-/// The TCP connections this process has open to `members`, from `/proc`.
-fn connections_to(members: &[String]) -> usize {
-    let ports: HashSet<u16> = members
-        .iter()
-        .filter_map(|member| member.rsplit(':').next()?.parse().ok())
-        .collect();
-    let inodes: HashSet<String> = std::fs::read_dir("/proc/self/fd")
-        .map(|fds| {
-            fds.filter_map(|fd| {
-                let target = std::fs::read_link(fd.ok()?.path()).ok()?;
-                let target = target.to_str()?;
-                Some(
-                    target
-                        .strip_prefix("socket:[")?
-                        .strip_suffix(']')?
-                        .to_owned(),
-                )
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state), Some(inode)) =
-                (fields.get(2), fields.get(3), fields.get(9))
-            else {
-                return false;
-            };
-            let port = remote
-                .rsplit(':')
-                .next()
-                .and_then(|port| u16::from_str_radix(port, 16).ok());
-            // 01: ESTABLISHED.
-            *state == "01"
-                && port.is_some_and(|port| ports.contains(&port))
-                && inodes.contains(*inode)
-        })
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_locks_live_on_one_session_lease() {

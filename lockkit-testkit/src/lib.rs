@@ -13,6 +13,8 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
+
 use lockkit_core::OwnerToken;
 
 mod faults;
@@ -79,4 +81,50 @@ pub async fn try_acquire_all(
         });
     }
     running.join_all().await.into_iter().flatten().collect()
+}
+
+/// The TCP connections this process has open to `members` (`host:port`,
+/// matched by port), counted from `/proc`: a backend's connections, for
+/// tests that hold many locks on few of them.
+pub fn connections_to(members: &[String]) -> usize {
+    let ports: HashSet<u16> = members
+        .iter()
+        .filter_map(|member| member.rsplit(':').next()?.parse().ok())
+        .collect();
+    let inodes: HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.filter_map(|fd| {
+                let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+                let target = target.to_str()?;
+                Some(
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_owned(),
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) =
+                (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                return false;
+            };
+            let port = remote
+                .rsplit(':')
+                .next()
+                .and_then(|port| u16::from_str_radix(port, 16).ok());
+            // 01: ESTABLISHED.
+            *state == "01"
+                && port.is_some_and(|port| ports.contains(&port))
+                && inodes.contains(*inode)
+        })
+        .count()
 }
