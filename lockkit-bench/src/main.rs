@@ -4,9 +4,9 @@
 //! plain advisory-lock loop), measured in the same process and run.
 //!
 //! ```text
-//! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|etcd|all]
+//! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|etcd|zk|all]
 //!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]
-//!     [--etcd-url etcd://h1:2379,h2:2379,…]
+//!     [--etcd-url etcd://h1:2379,h2:2379,…] [--zk-url zk://h1:2181,h2:2182,…]
 //! ```
 //!
 //! Server addresses come from the `LOCKKIT_TEST_*` variables, as for the
@@ -17,6 +17,7 @@ mod etcd;
 mod report;
 mod subjects;
 mod workloads;
+mod zk;
 
 use std::process::ExitCode;
 
@@ -26,8 +27,9 @@ use crate::etcd::{EtcdLockRpc, RawEtcd};
 use crate::report::Row;
 use crate::subjects::{Lockkit, RawPostgres, RawRedis, Rslock, Service};
 use crate::workloads::{Counts, Workload};
+use crate::zk::{RawZk, ZkDriverLock};
 
-const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|etcd|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL] [--etcd-url URL]";
+const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|etcd|zk|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL] [--etcd-url URL] [--zk-url URL]";
 
 struct Plan {
     backends: Vec<&'static str>,
@@ -36,9 +38,10 @@ struct Plan {
     redis_url: Option<String>,
     postgres_url: Option<String>,
     etcd_url: Option<String>,
+    zk_url: Option<String>,
 }
 
-const BACKENDS: [&str; 4] = ["memory", "redis", "postgres", "etcd"];
+const BACKENDS: [&str; 5] = ["memory", "redis", "postgres", "etcd", "zk"];
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
     let mut plan = Plan {
@@ -51,6 +54,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
         etcd_url: std::env::var("LOCKKIT_TEST_ETCD_ENDPOINTS")
             .ok()
             .map(|endpoints| format!("etcd://{}", endpoints.replace("http://", ""))),
+        zk_url: std::env::var("LOCKKIT_TEST_ZK_CONNECT")
+            .ok()
+            .map(|connect| format!("zk://{connect}")),
     };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -62,7 +68,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
                         Some(backend) => vec![*backend],
                         None => {
                             return Err(format!(
-                        "--backend: unknown backend `{other}` (memory, redis, postgres, etcd, all)"
+                        "--backend: unknown backend `{other}` (memory, redis, postgres, etcd, zk, all)"
                     ))
                         }
                     },
@@ -85,6 +91,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
             "--redis-url" => plan.redis_url = Some(value("--redis-url")?),
             "--postgres-url" => plan.postgres_url = Some(value("--postgres-url")?),
             "--etcd-url" => plan.etcd_url = Some(value("--etcd-url")?),
+            "--zk-url" => plan.zk_url = Some(value("--zk-url")?),
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -207,6 +214,32 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                 ));
                 let raw = RawEtcd {
                     members,
+                    namespace: namespace.clone(),
+                };
+                (Lockkit::at(url, &namespace), Some(Box::new(raw)))
+            }
+            "zk" => {
+                let Some(url) = plan.zk_url.clone() else {
+                    skip("zk", "LOCKKIT_TEST_ZK_CONNECT", "--zk-url")?;
+                    continue;
+                };
+                // The servers, without a chroot: the floor and the peer
+                // work under the namespace, as lockkit does.
+                let servers = url
+                    .trim_start_matches("zk://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                peers.push((
+                    "zk-lock",
+                    Box::new(ZkDriverLock {
+                        servers: servers.clone(),
+                        namespace: namespace.clone(),
+                    }),
+                ));
+                let raw = RawZk {
+                    servers,
                     namespace: namespace.clone(),
                 };
                 (Lockkit::at(url, &namespace), Some(Box::new(raw)))

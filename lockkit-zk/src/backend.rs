@@ -13,8 +13,7 @@ use lockkit_core::{
     FencingGuarantee, FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName,
     OwnerToken, Result, SafetyClass, SessionHealth, SessionSignal, Undo, UndoStep, Wait, WaitMode,
 };
-use tokio::sync::Notify;
-use zookeeper_client::{Acls, CreateMode, Error as ZkError, EventType, Stat};
+use zookeeper_client::{Acls, CreateMode, Error as ZkError, EventType, OneshotWatcher, Stat};
 
 use crate::error::{from_zk, BACKEND};
 use crate::keys::{lock_path, node_prefix, sequence_of};
@@ -82,8 +81,6 @@ impl Drop for Inner {
 #[derive(Debug)]
 struct Node {
     signal: SessionSignal,
-    /// Told when the node is seen gone.
-    wake: Notify,
     releasing: AtomicBool,
     /// Counted in the backend's nodes while this lives.
     nodes: Arc<AtomicUsize>,
@@ -94,7 +91,6 @@ impl Node {
         nodes.fetch_add(1, Ordering::Relaxed);
         Arc::new(Self {
             signal: SessionSignal::new(),
-            wake: Notify::new(),
             releasing: AtomicBool::new(false),
             nodes: Arc::clone(nodes),
         })
@@ -104,17 +100,6 @@ impl Node {
     fn gone(&self) {
         if !self.releasing.load(Ordering::Acquire) {
             self.signal.end();
-        }
-        self.wake.notify_waiters();
-    }
-
-    /// Resolves once the node is seen gone (at once if it was).
-    async fn lost(&self) {
-        let woken = self.wake.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        if self.signal.health() != SessionHealth::Ended {
-            woken.await;
         }
     }
 }
@@ -292,6 +277,27 @@ impl Inner {
         }
     }
 
+    /// The children of `parent` and a watch of them (it fires at the next
+    /// child created or deleted, or when `parent` goes); `None` if `parent`
+    /// is gone.
+    async fn children_watched(
+        &self,
+        what: &str,
+        session: &Session,
+        parent: &str,
+    ) -> Result<Option<Listed>> {
+        let (listed, _) = self
+            .ask(what, session, |client| async move {
+                client.list_and_watch_children(parent).await
+            })
+            .await?;
+        match listed {
+            Ok(listed) => Ok(Some(listed)),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(error) => Err(self.error(what, error)),
+        }
+    }
+
     /// Deletes the node at `path`; whether it was there. A delete sent more
     /// than once that finds the node gone is taken for done: the earlier
     /// attempt deleted it (the rule `Lease::release` applies to its own
@@ -364,6 +370,9 @@ impl Inner {
     }
 }
 
+/// A parent's children, and a watch of them.
+type Listed = (Vec<String>, OneshotWatcher);
+
 /// How one attempt at the queue ended.
 enum Attempt {
     Granted(Grant),
@@ -373,8 +382,9 @@ enum Attempt {
 
 /// How a wait for a node's turn ended.
 enum Turn {
-    /// Ours is the first lock node of the queue.
-    First { waited: bool },
+    /// Ours is the first lock node of the queue; the watch of the queue's
+    /// children, set by the list that found it first, is the holder's.
+    First { waited: bool, queue: OneshotWatcher },
     /// Ours is gone.
     Gone,
     /// Another node is first and the acquire asked not to wait.
@@ -412,7 +422,7 @@ impl ZkBackend {
             // Both go out now, in this order: the server answers the list
             // after the create, so it holds our node.
             let created = client.create(&prefix, data.as_bytes(), &options);
-            let listed = client.list_children(parent);
+            let listed = client.list_and_watch_children(parent);
             let created = tokio::time::timeout(inner.options.response_timeout, created).await;
             match created {
                 Ok(Ok((stat, sequence))) => {
@@ -465,21 +475,13 @@ impl ZkBackend {
                 format!("{what}: the create answered czxid {}", stat.czxid),
             )
         })?;
-        watch_node(inner, &session, &path, stat.czxid, &node);
         let own = path.rsplit_once('/').map_or(path.as_str(), |(_, own)| own);
         let turn = self
-            .wait_turn(
-                request,
-                &session,
-                parent,
-                own,
-                &node,
-                children.take(),
-                deadline,
-            )
+            .wait_turn(request, &session, parent, own, children.take(), deadline)
             .await?;
         let refusal = match turn {
-            Turn::First { waited } => {
+            Turn::First { waited, queue } => {
+                watch_held(inner, &session, parent, own, &node, queue);
                 // A grant made while close() ran would outlive it: the undo
                 // gives it back.
                 inner.check_open()?;
@@ -521,16 +523,16 @@ impl ZkBackend {
     /// Waits until `own` is the first lock node of `parent`: lists the
     /// children, and while another is before ours, watches the one just
     /// before it (no herd: each waiter watches one node) and lists again
-    /// when it goes — or when our own node goes.
-    #[allow(clippy::too_many_arguments)]
+    /// when it goes. Each list also watches the children, for the holder
+    /// to learn that its node went; a waiter leaves that watch to fire
+    /// once, unheeded ([`park`]).
     async fn wait_turn(
         &self,
         request: &AcquireRequest,
         session: &Session,
         parent: &str,
         own: &str,
-        node: &Node,
-        mut listed: Option<Vec<String>>,
+        mut listed: Option<Listed>,
         deadline: Option<Instant>,
     ) -> Result<Turn> {
         let inner = &self.inner;
@@ -538,20 +540,21 @@ impl ZkBackend {
         let mut waited = false;
         loop {
             inner.check_open()?;
-            let children = match listed.take() {
-                Some(children) => children,
-                None => match inner.children(&what, session, parent).await? {
-                    Some(children) => children,
+            let (children, queue) = match listed.take() {
+                Some(listed) => listed,
+                None => match inner.children_watched(&what, session, parent).await? {
+                    Some(listed) => listed,
                     None => return Ok(Turn::Gone),
                 },
             };
             let Some(before) = predecessor(&children, own) else {
-                return Ok(if children.iter().any(|child| child == own) {
-                    Turn::First { waited }
-                } else {
-                    Turn::Gone
-                });
+                if children.iter().any(|child| child == own) {
+                    return Ok(Turn::First { waited, queue });
+                }
+                park(queue);
+                return Ok(Turn::Gone);
             };
+            park(queue);
             if request.wait == Wait::No {
                 return Ok(Turn::Contended);
             }
@@ -569,25 +572,14 @@ impl ZkBackend {
                 Ok((None, _)) => continue,
                 Err(error) => return Err(inner.error(&what, error)),
             };
-            let woken = async {
-                tokio::select! {
-                    _ = watcher.changed() => {}
-                    () = node.lost() => {}
-                }
-            };
             match deadline {
                 Some(deadline) => {
-                    if tokio::time::timeout_at(deadline.into(), woken)
-                        .await
-                        .is_err()
-                    {
+                    let woken = tokio::time::timeout_at(deadline.into(), watcher.changed()).await;
+                    if woken.is_err() {
                         return Ok(Turn::TimedOut);
                     }
                 }
-                None => woken.await,
-            }
-            if node.signal.health() == SessionHealth::Ended {
-                return Ok(Turn::Gone);
+                None => drop(watcher.changed().await),
             }
         }
     }
@@ -622,48 +614,66 @@ fn predecessor<'c>(children: &'c [String], own: &str) -> Option<&'c str> {
         .map(|(_, child)| child)
 }
 
-/// Watches a lock node of this backend: deleted by anyone but this
-/// client's release, its lease is Lost. The `exists` goes out after the
-/// create answered, so either it finds the node and watches it, or the
-/// node is gone already. A changed node (someone set its data) is watched
-/// again; a session that ends ends the watch with it.
-fn watch_node(inner: &Inner, session: &Arc<Session>, path: &str, czxid: i64, node: &Arc<Node>) {
-    let (session, path, node) = (Arc::clone(session), path.to_owned(), Arc::downgrade(node));
+/// Leaves a watch of a queue's children that nothing needs to fire once,
+/// unheeded: dropped, it would cost a request to remove it at the server.
+/// It fires at the queue's next change, or when the session ends.
+fn park(watcher: OneshotWatcher) {
+    tokio::spawn(async move {
+        watcher.changed().await;
+    });
+}
+
+/// Watches the queue of a held node through the watch of its children
+/// that the list which found it first set: at each change, unless the node
+/// is being released, the queue is listed again (and watched again); a
+/// node no longer there was deleted by someone else, and its lease is
+/// Lost. So a holder costs no request of its own, and one per waiter that
+/// joins; a session that ends ends the watch with it.
+fn watch_held(
+    inner: &Inner,
+    session: &Arc<Session>,
+    parent: &str,
+    own: &str,
+    node: &Arc<Node>,
+    queue: OneshotWatcher,
+) {
+    let (session, parent, own) = (Arc::clone(session), parent.to_owned(), own.to_owned());
+    let node = Arc::downgrade(node);
     let response_timeout = inner.options.response_timeout;
     let watched = async move {
         let mut pauses = request::pauses().build();
+        let mut queue = Some(queue);
         loop {
-            let repeated =
-                request::answered("watch a lock node", &session, response_timeout, |client| {
-                    let path = path.clone();
-                    async move { client.check_and_watch_stat(&path).await }
-                })
-                .await;
+            if let Some(watcher) = queue.take() {
+                let event = watcher.changed().await;
+                if event.event_type == EventType::Session {
+                    return;
+                }
+            }
             let Some(held) = node.upgrade() else { return };
-            let watcher = match repeated.outcome {
-                Ok(Ok((Some(stat), watcher))) if stat.czxid == czxid => watcher,
-                Ok(Ok(_)) => return held.gone(),
-                // The session ended, or it cannot be asked: its own signal
-                // says so, or the next attempt will.
+            if held.releasing.load(Ordering::Acquire) {
+                return;
+            }
+            drop(held);
+            let parent = parent.as_str();
+            let repeated = request::answered(
+                "watch a held lock's queue",
+                &session,
+                response_timeout,
+                |client| async move { client.list_and_watch_children(parent).await },
+            )
+            .await;
+            let Some(held) = node.upgrade() else { return };
+            match repeated.outcome {
+                Ok(Ok((children, watcher))) if children.contains(&own) => queue = Some(watcher),
+                Ok(Ok(_) | Err(ZkError::NoNode)) => return held.gone(),
+                // The session ended: its own signal says so.
                 Ok(Err(_)) | Err(_) if session.is_ended() => return,
                 Ok(Err(_)) | Err(_) => {
                     drop(held);
                     let pause = pauses.next().unwrap_or(Duration::from_millis(500));
                     tokio::time::sleep(pause).await;
-                    continue;
                 }
-            };
-            drop(held);
-            let event = watcher.changed().await;
-            match event.event_type {
-                EventType::NodeDeleted => {
-                    if let Some(held) = node.upgrade() {
-                        held.gone();
-                    }
-                    return;
-                }
-                EventType::Session => return,
-                _ => {}
             }
         }
     };
