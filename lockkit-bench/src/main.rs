@@ -223,14 +223,19 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     skip("zk", "LOCKKIT_TEST_ZK_CONNECT", "--zk-url")?;
                     continue;
                 };
-                // The servers, without a chroot: the floor and the peer
+                // Every subject's sessions on the URL's first member:
+                // zookeeper-client picks a member at random, and a session
+                // on the leader or on a follower moves the rates more than
+                // what the subjects differ by. The writes still go through
+                // the ensemble's quorum. No chroot: the floor and the peer
                 // work under the namespace, as lockkit does.
                 let servers = url
                     .trim_start_matches("zk://")
-                    .split('/')
+                    .split(['/', ','])
                     .next()
                     .unwrap_or_default()
                     .to_owned();
+                let url = format!("zk://{servers}");
                 peers.push((
                     "zk-lock",
                     Box::new(ZkDriverLock {

@@ -2,6 +2,8 @@
 //! sequential nodes, done on one session per backend.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -13,8 +15,11 @@ use lockkit_core::{
     FencingGuarantee, FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName,
     OwnerToken, Result, SafetyClass, SessionHealth, SessionSignal, Undo, UndoStep, Wait, WaitMode,
 };
-use zookeeper_client::{Acls, CreateMode, Error as ZkError, EventType, OneshotWatcher, Stat};
+use zookeeper_client::{
+    Acls, CreateMode, Error as ZkError, EventType, OneshotWatcher, Stat, WatchedEvent,
+};
 
+use crate::deletes::{Deletes, Sent};
 use crate::error::{from_zk, BACKEND};
 use crate::keys::{lock_path, node_prefix, sequence_of};
 use crate::options::{ZkConfig, ZkOptions};
@@ -46,6 +51,8 @@ struct Inner {
     establishing: tokio::sync::Mutex<()>,
     /// How many lock nodes of this backend hold or wait now.
     nodes: Arc<AtomicUsize>,
+    /// Releases, sent together while one is in flight.
+    deletes: Deletes,
     background: Background,
     closed: AtomicBool,
 }
@@ -157,6 +164,7 @@ impl ZkBackend {
             inner: Arc::new(Inner {
                 namespace: options.namespace.clone(),
                 ensemble,
+                deletes: Deletes::new(options.response_timeout),
                 options,
                 capabilities,
                 session: Mutex::new(Some(session)),
@@ -303,6 +311,29 @@ impl Inner {
     /// attempt deleted it (the rule `Lease::release` applies to its own
     /// repeats, here for the backend's).
     async fn delete(&self, what: &str, session: &Session, path: &str) -> Result<bool> {
+        self.delete_again(what, session, path, false).await
+    }
+
+    /// A release's delete: sent with the others in flight ([`Deletes`]),
+    /// or alone if theirs failed together.
+    async fn release_node(&self, what: &str, session: &Arc<Session>, path: &str) -> Result<bool> {
+        match self.deletes.delete(what, session, path).await {
+            Sent::Deleted => Ok(true),
+            Sent::Gone { repeated } => Ok(repeated),
+            Sent::Failed(error) => Err(error.at(self.ensemble.servers())),
+            Sent::Alone { maybe_done } => self.delete_again(what, session, path, maybe_done).await,
+        }
+    }
+
+    /// [`delete`](Self::delete); `sent`: an earlier delete of the node may
+    /// have been applied without its answer, so its absence counts as done.
+    async fn delete_again(
+        &self,
+        what: &str,
+        session: &Session,
+        path: &str,
+        sent: bool,
+    ) -> Result<bool> {
         let (deleted, repeated) = self
             .ask(what, session, |client| async move {
                 client.delete(path, None).await
@@ -310,7 +341,7 @@ impl Inner {
             .await?;
         match deleted {
             Ok(()) => Ok(true),
-            Err(ZkError::NoNode) => Ok(repeated),
+            Err(ZkError::NoNode) => Ok(repeated || sent),
             Err(error) => Err(self.error(what, error)),
         }
     }
@@ -373,6 +404,20 @@ impl Inner {
 /// A parent's children, and a watch of them.
 type Listed = (Vec<String>, OneshotWatcher);
 
+/// A watch set at the server: its event, when it fires. (Its request
+/// answered; the event comes once.)
+type Watch = Pin<Box<dyn Future<Output = WatchedEvent> + Send>>;
+
+fn watch(watcher: OneshotWatcher) -> Watch {
+    Box::pin(watcher.changed())
+}
+
+/// Which watch of a waiter fired first, and with what.
+enum Woken {
+    Own(EventType),
+    Before(EventType),
+}
+
 /// How one attempt at the queue ended.
 enum Attempt {
     Granted(Grant),
@@ -382,9 +427,10 @@ enum Attempt {
 
 /// How a wait for a node's turn ended.
 enum Turn {
-    /// Ours is the first lock node of the queue; the watch of the queue's
-    /// children, set by the list that found it first, is the holder's.
-    First { waited: bool, queue: OneshotWatcher },
+    /// Ours is the first lock node of the queue. The watch that fires when
+    /// ours goes — of our own node if we waited, else of the queue's
+    /// children, set by the list that found it first — is the holder's.
+    First { waited: bool, watch: Option<Watch> },
     /// Ours is gone.
     Gone,
     /// Another node is first and the acquire asked not to wait.
@@ -480,8 +526,8 @@ impl ZkBackend {
             .wait_turn(request, &session, parent, own, children.take(), deadline)
             .await?;
         let refusal = match turn {
-            Turn::First { waited, queue } => {
-                watch_held(inner, &session, parent, own, &node, queue);
+            Turn::First { waited, watch } => {
+                watch_held(inner, &session, parent, own, &node, watch);
                 // A grant made while close() ran would outlive it: the undo
                 // gives it back.
                 inner.check_open()?;
@@ -523,9 +569,13 @@ impl ZkBackend {
     /// Waits until `own` is the first lock node of `parent`: lists the
     /// children, and while another is before ours, watches the one just
     /// before it (no herd: each waiter watches one node) and lists again
-    /// when it goes. Each list also watches the children, for the holder
-    /// to learn that its node went; a waiter leaves that watch to fire
-    /// once, unheeded ([`park`]).
+    /// when it goes — unless it was the only one before ours: no node
+    /// created later sorts before ours, so ours is first, with no list.
+    /// A waiter also watches its own node, so that a node deleted while it
+    /// waits is seen before its predecessor's deletion is taken for the
+    /// lock; once held, that watch is the holder's. Each list also watches
+    /// the children, the holder's watch when the first list finds ours
+    /// first; a waiter leaves that watch to fire once, unheeded ([`park`]).
     async fn wait_turn(
         &self,
         request: &AcquireRequest,
@@ -537,6 +587,8 @@ impl ZkBackend {
     ) -> Result<Turn> {
         let inner = &self.inner;
         let what = format!("acquire `{}`", request.name.as_str());
+        let own_path = format!("{parent}/{own}");
+        let mut own_watch: Option<Watch> = None;
         let mut waited = false;
         loop {
             inner.check_open()?;
@@ -547,12 +599,25 @@ impl ZkBackend {
                     None => return Ok(Turn::Gone),
                 },
             };
-            let Some(before) = predecessor(&children, own) else {
-                if children.iter().any(|child| child == own) {
-                    return Ok(Turn::First { waited, queue });
-                }
+            if !children.iter().any(|child| child == own) {
                 park(queue);
                 return Ok(Turn::Gone);
+            }
+            let older = older(&children, own);
+            let Some(before) = older.last() else {
+                // Our own node's watch, if we waited, fires only when it
+                // goes; the children's at every waiter that joins.
+                let watch = match own_watch {
+                    Some(own_watch) => {
+                        park(queue);
+                        own_watch
+                    }
+                    None => watch(queue),
+                };
+                return Ok(Turn::First {
+                    waited,
+                    watch: Some(watch),
+                });
             };
             park(queue);
             if request.wait == Wait::No {
@@ -560,26 +625,74 @@ impl ZkBackend {
             }
             waited = true;
             let path = format!("{parent}/{before}");
-            let (watched, _) = inner
-                .ask(&what, session, |client| {
-                    let path = path.clone();
-                    async move { client.check_and_watch_stat(&path).await }
+            // Both go out together: the predecessor's watch, and our own
+            // node's the first time round.
+            let watch_own = own_watch.is_none().then(|| {
+                inner.ask(&what, session, |client| {
+                    let own_path = own_path.clone();
+                    async move { client.check_and_watch_stat(&own_path).await }
                 })
-                .await?;
+            });
+            let watch_before = inner.ask(&what, session, |client| {
+                let path = path.clone();
+                async move { client.check_and_watch_stat(&path).await }
+            });
+            let (watched_own, (watched, _)) = match watch_own {
+                Some(watch_own) => {
+                    let (own, before) = tokio::join!(watch_own, watch_before);
+                    (Some(own?.0), before?)
+                }
+                None => (None, watch_before.await?),
+            };
+            match watched_own {
+                Some(Ok((Some(_), watcher))) => own_watch = Some(watch(watcher)),
+                Some(Ok((None, _))) => return Ok(Turn::Gone),
+                Some(Err(error)) => return Err(inner.error(&what, error)),
+                None => {}
+            }
+            let only = older.len() == 1;
             let watcher = match watched {
                 Ok((Some(_), watcher)) => watcher,
-                // Gone already: list again.
+                // Gone already: ours is first if it was the only one.
+                Ok((None, _)) if only => {
+                    return Ok(Turn::First {
+                        waited,
+                        watch: own_watch,
+                    })
+                }
                 Ok((None, _)) => continue,
                 Err(error) => return Err(inner.error(&what, error)),
             };
-            match deadline {
-                Some(deadline) => {
-                    let woken = tokio::time::timeout_at(deadline.into(), watcher.changed()).await;
-                    if woken.is_err() {
-                        return Ok(Turn::TimedOut);
-                    }
+            let Some(mut watching_own) = own_watch.take() else {
+                continue;
+            };
+            let mut before_changed = watch(watcher);
+            let woken = async {
+                tokio::select! {
+                    // Ours first: deleted before its predecessor, the event
+                    // of ours came first.
+                    biased;
+                    event = &mut watching_own => Woken::Own(event.event_type),
+                    event = &mut before_changed => Woken::Before(event.event_type),
                 }
-                None => drop(watcher.changed().await),
+            };
+            let woken = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), woken).await.ok(),
+                None => Some(woken.await),
+            };
+            match woken {
+                None => return Ok(Turn::TimedOut),
+                Some(Woken::Own(EventType::NodeDeleted)) => return Ok(Turn::Gone),
+                // Our node changed (its data set by someone), or the
+                // session ended: list again, and watch ours again.
+                Some(Woken::Own(_)) => {}
+                Some(Woken::Before(EventType::NodeDeleted)) if only => {
+                    return Ok(Turn::First {
+                        waited,
+                        watch: Some(watching_own),
+                    });
+                }
+                Some(Woken::Before(_)) => own_watch = Some(watching_own),
             }
         }
     }
@@ -602,50 +715,53 @@ impl ZkBackend {
     }
 }
 
-/// The lock node just before `own` among `children`, in sequence order:
-/// the one `own` waits for. `None` if `own` is first (or not there).
-fn predecessor<'c>(children: &'c [String], own: &str) -> Option<&'c str> {
-    let ours = sequence_of(own)?;
-    children
+/// The lock nodes before `own` among `children`, in sequence order: the
+/// last is the one `own` waits for. Empty if `own` is first.
+fn older<'c>(children: &'c [String], own: &str) -> Vec<&'c str> {
+    let Some(ours) = sequence_of(own) else {
+        return Vec::new();
+    };
+    let mut older: Vec<(i64, &str)> = children
         .iter()
         .filter_map(|child| Some((sequence_of(child)?, child.as_str())))
         .filter(|(sequence, _)| *sequence < ours)
-        .max_by_key(|(sequence, _)| *sequence)
-        .map(|(_, child)| child)
+        .collect();
+    older.sort_unstable();
+    older.into_iter().map(|(_, child)| child).collect()
 }
 
 /// Leaves a watch of a queue's children that nothing needs to fire once,
 /// unheeded: dropped, it would cost a request to remove it at the server.
 /// It fires at the queue's next change, or when the session ends.
 fn park(watcher: OneshotWatcher) {
-    tokio::spawn(async move {
-        watcher.changed().await;
-    });
+    tokio::spawn(watcher.changed());
 }
 
-/// Watches the queue of a held node through the watch of its children
-/// that the list which found it first set: at each change, unless the node
-/// is being released, the queue is listed again (and watched again); a
-/// node no longer there was deleted by someone else, and its lease is
-/// Lost. So a holder costs no request of its own, and one per waiter that
-/// joins; a session that ends ends the watch with it.
+/// Watches a held node through the watch the acquire left — of the node
+/// itself if it waited, else of its queue's children (or none, if the
+/// predecessor's deletion granted it): when it fires, or at once without
+/// one, unless the node is being released, the queue is listed again and
+/// its children watched; a node no longer there was deleted by someone
+/// else, and its lease is Lost. So a holder costs no request of its own,
+/// or one per waiter that joins; a session that ends ends the watch with
+/// it.
 fn watch_held(
     inner: &Inner,
     session: &Arc<Session>,
     parent: &str,
     own: &str,
     node: &Arc<Node>,
-    queue: OneshotWatcher,
+    watch: Option<Watch>,
 ) {
     let (session, parent, own) = (Arc::clone(session), parent.to_owned(), own.to_owned());
     let node = Arc::downgrade(node);
     let response_timeout = inner.options.response_timeout;
     let watched = async move {
         let mut pauses = request::pauses().build();
-        let mut queue = Some(queue);
+        let mut queue = watch;
         loop {
-            if let Some(watcher) = queue.take() {
-                let event = watcher.changed().await;
+            if let Some(watch) = queue.take() {
+                let event = watch.await;
                 if event.event_type == EventType::Session {
                     return;
                 }
@@ -665,7 +781,9 @@ fn watch_held(
             .await;
             let Some(held) = node.upgrade() else { return };
             match repeated.outcome {
-                Ok(Ok((children, watcher))) if children.contains(&own) => queue = Some(watcher),
+                Ok(Ok((children, watcher))) if children.contains(&own) => {
+                    queue = Some(self::watch(watcher));
+                }
                 Ok(Ok(_) | Err(ZkError::NoNode)) => return held.gone(),
                 // The session ended: its own signal says so.
                 Ok(Err(_)) | Err(_) if session.is_ended() => return,
@@ -834,7 +952,7 @@ impl LockBackend for ZkBackend {
             ));
         }
         match inner
-            .delete(&format!("release `{name}`"), &held.session, &held.path)
+            .release_node(&format!("release `{name}`"), &held.session, &held.path)
             .await
         {
             Ok(true) => Ok(()),

@@ -60,7 +60,18 @@
 //!    second one.
 //! 3. If no lock node has a lower sequence, it is held — its
 //!    `ephemeralOwner` is checked to be this session. Otherwise lockkit sets a
-//!    watch on the node just before its own and lists again when that goes.
+//!    watch on the node just before its own, and one on its own node, and
+//!    lists again when the one before goes — unless that one was the only
+//!    node before its own: no node created later sorts before it, so it is
+//!    first, with no list (a handoff is the holder's delete and one watch
+//!    event). Its own node's watch fires first if someone deletes that node
+//!    while it waits: the acquire then joins the queue again, at its end,
+//!    and never takes its predecessor's deletion for its turn.
+//! 4. Release deletes the node. Releases that come while another's delete
+//!    is in flight go out together when it answers, as one `multi` — a
+//!    group commit: many tasks on one backend release for one write of the
+//!    ensemble. A `multi` the server refuses (one node of it already gone)
+//!    deletes nothing, and each of its deletes goes out again alone.
 //!
 //! # One session
 //!
@@ -86,7 +97,9 @@
 //!   whose bound passed is closed as soon as a server answers, since its
 //!   holders were told it is gone.
 //! - A lock node deleted by someone else (`zkCli.sh delete`) turns its
-//!   lease Lost: each held node is watched.
+//!   lease Lost: each held node is watched — through the watch of its
+//!   queue's children that the acquire's list set, or of the node itself
+//!   if it waited.
 //!
 //! [`Lease::extend`](lockkit_core::Lease::extend) sends a heartbeat and
 //! reads the node: still there, of this session, at its czxid, it returns
@@ -123,6 +136,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod deletes;
 mod error;
 pub mod keys;
 mod options;

@@ -320,6 +320,89 @@ async fn a_deleted_node_loses_its_lease_and_the_next_waiter_gets_the_lock() {
     kept.release().await.unwrap();
 }
 
+/// `zkCli.sh delete` of a waiting node: its waiter sees its own node go
+/// (it watches it while it waits) and joins the queue again, behind the
+/// waiter that was after it. When the holder releases, only that one gets
+/// the lock — the waiter whose node was deleted must not take its
+/// predecessor's deletion for its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_waiting_node_joins_the_queue_again_and_nobody_holds_twice() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let client = || {
+        backend(
+            &setup.url,
+            &namespace,
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+        )
+    };
+    let mine = client().await;
+    let (locks, other, third) = (
+        Locker::new(mine.clone()),
+        Locker::new(client().await),
+        Locker::new(client().await),
+    );
+    let name = "del:waiting";
+    let parent = mine.lock_path(name).unwrap();
+    let wait = || Acquire::ttl(TTL).wait(Duration::from_secs(20));
+    let held = locks.acquire(name, Acquire::ttl(TTL)).await.unwrap();
+    let mut second = tokio::spawn({
+        let other = other.clone();
+        async move { other.acquire(name, wait()).await }
+    });
+    wait_for_nodes(&setup.servers, &parent, 2).await;
+    let third_waits = tokio::spawn({
+        let third = third.clone();
+        async move { third.acquire(name, wait()).await }
+    });
+    let nodes = wait_for_nodes(&setup.servers, &parent, 3).await;
+
+    zkcli(&setup.servers, &["delete", &nodes[1]]).await;
+    // The second waiter's new node, behind the third's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = lock_nodes(&setup.servers, &parent).await;
+        if now.len() == 3 && !now.contains(&nodes[1]) {
+            assert_eq!(
+                now[..2],
+                [nodes[0].clone(), nodes[2].clone()],
+                "the queue before the new node changed"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{parent} has {now:?}");
+        // No event tells the test of another client's create: a short poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !third_waits.is_finished() && !second.is_finished(),
+        "a waiter got the lock while it was held"
+    );
+    held.release().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(2), third_waits)
+        .await
+        .expect("the third client did not get the lock when it was released")
+        .unwrap()
+        .unwrap();
+    let doubled = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+    assert!(
+        doubled.is_err(),
+        "the waiter whose node was deleted got the lock while another held it"
+    );
+    let third_token = next.fencing_token();
+    next.release().await.unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(2), second)
+        .await
+        .expect("the second client did not get the lock after the third released")
+        .unwrap()
+        .unwrap();
+    assert!(last.fencing_token() > third_token);
+    last.release().await.unwrap();
+}
+
 /// Waits until `parent` has `count` lock nodes (a waiter's create has
 /// landed), and returns them in sequence order.
 async fn wait_for_nodes(servers: &[String], parent: &str, count: usize) -> Vec<String> {
