@@ -82,8 +82,13 @@ pub use fence::FencingToken;
 pub use lease::{Lease, LeaseState, LeaseView};
 pub use locker::{Locker, DEFAULT_TTL};
 pub use memory::MemoryBackend;
-pub use name::{check_namespace, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES};
+pub use name::{
+    check_namespace, check_timeouts, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES,
+    MAX_NAME_BYTES,
+};
 pub use options::{Acquire, Renewal};
 pub use owner::{OwnerToken, OwnerTokens};
 pub use repeat::REPEAT_FOR;
-pub use session::{SessionHealth, SessionSignal, SessionStatus, SessionWatch};
+pub use session::{
+    session_drift, KeptSession, SessionHealth, SessionSignal, SessionStatus, SessionWatch,
+};

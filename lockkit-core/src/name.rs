@@ -37,6 +37,25 @@ pub fn check_namespace(namespace: &str, backend: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a backend's timeouts: each must be greater than zero (a zero
+/// would fail every request, or mean "wait forever" to some servers).
+///
+/// The refusal is a [`Config`](crate::ErrorKind::Config) error naming the
+/// first field that is zero, raised by `backend`.
+pub fn check_timeouts(
+    timeouts: &[(&str, std::time::Duration)],
+    backend: &'static str,
+) -> Result<()> {
+    match timeouts.iter().find(|(_, timeout)| timeout.is_zero()) {
+        Some((field, _)) => Err(Error::new(
+            crate::ErrorKind::Config,
+            backend,
+            format!("{field} must be greater than zero"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A lock name that has passed validation: not empty, at most
 /// [`MAX_NAME_BYTES`] bytes, and free of control characters.
 ///

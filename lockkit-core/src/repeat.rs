@@ -37,6 +37,18 @@ pub struct Repeated<T> {
     pub attempts: u32,
 }
 
+/// The pauses between attempts at work a backend does in the background
+/// for as long as it takes — a stream or watch opened again, a node or key
+/// no grant uses deleted: 50 ms doubling, with jitter, to 500 ms, without
+/// end. The caller stops when its session ends or its backend closes.
+pub fn background_pauses() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(500))
+        .with_jitter()
+        .without_max_times()
+}
+
 /// Whether `error` may have happened before the server acted: the server
 /// could not be reached or did not answer, and trying again may help.
 pub fn is_transient(error: &Error) -> bool {

@@ -16,9 +16,11 @@
 //! passes without a new confirmation — by itself, whether or not the
 //! backend notices in time to call [`end`](SessionSignal::end).
 
-use std::time::Instant;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 /// How a backend session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,6 +182,122 @@ impl SessionWatch {
     }
 }
 
+/// The allowance for the server's clock running faster than ours,
+/// subtracted from every bound a session timeout gives: 1 % of the timeout
+/// plus 10 ms.
+pub fn session_drift(timeout: Duration) -> Duration {
+    timeout / 100 + Duration::from_millis(10)
+}
+
+/// A session with a server-side timeout, kept alive by a task of the
+/// backend's (heartbeats, keep-alives): its [`SessionSignal`], that task,
+/// and a heartbeat on demand. What an etcd session lease and a ZooKeeper
+/// session share; each backend's own task does the talking.
+#[derive(Debug)]
+pub struct KeptSession {
+    signal: SessionSignal,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    /// Asks the keeper for a heartbeat now.
+    asked: Notify,
+    /// Told after every confirmed heartbeat.
+    confirmed: Notify,
+}
+
+impl KeptSession {
+    /// A session alive now and provably so until `valid_until`.
+    pub fn alive_until(valid_until: Instant) -> Self {
+        Self {
+            signal: SessionSignal::alive_until(valid_until),
+            keeper: Mutex::new(None),
+            asked: Notify::new(),
+            confirmed: Notify::new(),
+        }
+    }
+
+    /// Hands the session to the task that keeps it; [`end`](Self::end)
+    /// stops that task.
+    pub fn kept_by(&self, keeper: JoinHandle<()>) {
+        if let Some(old) = self
+            .keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(keeper)
+        {
+            old.abort();
+        }
+    }
+
+    /// The session's signal, for the keeper to report what it sees.
+    pub fn signal(&self) -> &SessionSignal {
+        &self.signal
+    }
+
+    /// A watch for a grant made on this session.
+    pub fn watch(&self) -> SessionWatch {
+        self.signal.watch()
+    }
+
+    /// Whether the session has ended: told so, or its bound passed
+    /// unconfirmed.
+    pub fn is_ended(&self) -> bool {
+        let status = self.signal.status();
+        status.health == SessionHealth::Ended
+            || status
+                .valid_until
+                .is_some_and(|bound| Instant::now() >= bound)
+    }
+
+    /// Until when the session is provably alive at the server.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.signal.status().valid_until
+    }
+
+    /// Asks the keeper for a heartbeat now and waits up to `within` for its
+    /// answer; returns the bound then (moved if it was answered).
+    pub async fn refresh(&self, within: Duration) -> Option<Instant> {
+        let confirmed = self.confirmed.notified();
+        tokio::pin!(confirmed);
+        confirmed.as_mut().enable();
+        self.asked.notify_one();
+        let _ = tokio::time::timeout(within, confirmed).await;
+        self.valid_until()
+    }
+
+    /// For the keeper: resolves when [`refresh`](Self::refresh) asks for a
+    /// heartbeat.
+    pub async fn asked(&self) {
+        self.asked.notified().await;
+    }
+
+    /// For the keeper: a heartbeat sent at `sent` was answered, with the
+    /// session's `timeout` at the server — it is provably alive until then
+    /// plus the timeout, minus the [`session_drift`].
+    pub fn confirm(&self, sent: Instant, timeout: Duration) {
+        self.signal
+            .confirm(sent + timeout.saturating_sub(session_drift(timeout)));
+        self.confirmed.notify_waiters();
+    }
+
+    /// The session is gone: every lease on it is Lost, for good, and the
+    /// keeper stops.
+    pub fn end(&self) {
+        self.signal.end();
+        self.stop_keeping();
+    }
+
+    /// Stops the keeper, leaving the signal as it is.
+    pub fn stop_keeping(&self) {
+        if let Some(keeper) = self
+            .keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            keeper.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -311,6 +429,41 @@ mod tests {
         let seen = tokio::time::timeout(Duration::from_secs(1), lost).await;
         assert_eq!(seen??, LeaseState::Lost);
         assert_eq!(session.health(), SessionHealth::Alive);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_kept_session_is_confirmed_on_demand_and_its_keeper_stops_at_the_end() -> Outcome {
+        let kept = std::sync::Arc::new(KeptSession::alive_until(
+            Instant::now() + Duration::from_secs(1),
+        ));
+        let timeout = Duration::from_secs(60);
+        let keeper = tokio::spawn({
+            let kept = std::sync::Arc::clone(&kept);
+            async move {
+                loop {
+                    kept.asked().await;
+                    kept.confirm(Instant::now(), timeout);
+                }
+            }
+        });
+        kept.kept_by(keeper);
+        let asked = Instant::now();
+        let bound = kept.refresh(Duration::from_secs(5)).await;
+        assert!(
+            bound.is_some_and(|bound| bound >= asked + timeout - session_drift(timeout)),
+            "the heartbeat asked for did not move the bound: {bound:?}"
+        );
+        assert!(!kept.is_ended());
+        kept.end();
+        assert!(kept.is_ended());
+        // The keeper, aborted, lets go of its clone.
+        tokio::time::timeout(Duration::from_secs(1), async {
+            while std::sync::Arc::strong_count(&kept) > 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await?;
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use crate::error::{from_etcd, is_lease_gone, no_answer, BACKEND};
 use crate::keys::{lock_key, namespace_prefix, queue_prefix};
 use crate::options::{EtcdConfig, EtcdOptions};
 use crate::request;
-use crate::session::{drift, Session};
+use crate::session::Session;
 use crate::url::{self, Cluster};
 
 /// How many times an acquire starts over when its key vanished under it
@@ -197,7 +197,7 @@ impl EtcdBackend {
             WaitMode::Notify,
             Fairness::Fifo,
         );
-        capabilities.drift = drift(options.session_ttl);
+        capabilities.drift = lockkit_core::session_drift(options.session_ttl);
         capabilities.session_timeout = true;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -570,7 +570,7 @@ async fn withdraw(inner: Arc<Inner>, session: Arc<Session>, key: String, revisio
             None => inner.delete_any(&key).await,
         }
     })
-    .retry(request::pauses())
+    .retry(repeat::background_pauses())
     .sleep(tokio::time::sleep)
     .when(|error| {
         repeat::is_transient(error) && !session.is_ended() && !inner.closed.load(Ordering::Acquire)

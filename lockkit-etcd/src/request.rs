@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff};
 use lockkit_core::repeat::{self, Repeated};
 use lockkit_core::{Error, Result};
 
@@ -65,23 +65,12 @@ where
     .outcome
 }
 
-/// The pauses between attempts to open a broken stream again or to delete
-/// a key no grant uses, both for as long as it takes: 50 ms doubling to
-/// 500 ms, with jitter, without end.
-pub(crate) fn pauses() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_millis(500))
-        .with_jitter()
-        .without_max_times()
-}
-
-/// The next pause of `pauses` (see [`pauses`]).
+/// The next pause of `pauses` (see [`repeat::background_pauses`]).
 pub(crate) async fn pause(pauses: &mut ExponentialBackoff) {
     tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(500))).await;
 }
 
-/// A fresh sequence of [`pauses`].
+/// A fresh sequence of [`repeat::background_pauses`].
 pub(crate) fn fresh_pauses() -> ExponentialBackoff {
-    pauses().build()
+    repeat::background_pauses().build()
 }

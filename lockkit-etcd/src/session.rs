@@ -1,23 +1,15 @@
 //! The session lease: one etcd lease per backend, kept alive in the
 //! background, that every lock key of the backend is attached to.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
-use lockkit_core::{repeat, Result, SessionHealth, SessionSignal, SessionWatch};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use lockkit_core::{repeat, session_drift, KeptSession, Result, SessionHealth, SessionWatch};
 
 use crate::affinity::Affinity;
 use crate::error::{from_etcd, is_lease_gone, no_answer};
 use crate::request;
-
-/// The allowance for the members' clocks running faster than ours,
-/// subtracted from every bound: 1 % of the TTL plus 10 ms.
-pub(crate) fn drift(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(10)
-}
 
 /// The TTL a bound may count on: what the server answered, but never more
 /// than was asked for (a member may raise a short TTL to its minimum).
@@ -35,12 +27,7 @@ pub(crate) struct Session {
     pub(crate) id: i64,
     /// The TTL the server granted.
     ttl: Duration,
-    signal: SessionSignal,
-    keeper: Mutex<Option<JoinHandle<()>>>,
-    /// Asks the keeper for a keep-alive now.
-    kick: Notify,
-    /// Told after every confirmed keep-alive.
-    confirmed: Notify,
+    kept: KeptSession,
 }
 
 impl Session {
@@ -72,10 +59,7 @@ impl Session {
         let session = Arc::new(Self {
             id: granted.id(),
             ttl,
-            signal: SessionSignal::alive_until(sent + ttl.saturating_sub(drift(ttl))),
-            keeper: Mutex::new(None),
-            kick: Notify::new(),
-            confirmed: Notify::new(),
+            kept: KeptSession::alive_until(sent + ttl.saturating_sub(session_drift(ttl))),
         });
         let keeper = tokio::spawn(keep_alive(
             client.clone(),
@@ -83,10 +67,7 @@ impl Session {
             Arc::clone(&session),
             response_timeout,
         ));
-        *session
-            .keeper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(keeper);
+        session.kept.kept_by(keeper);
         tracing::debug!(
             lease = format_args!("{:x}", session.id),
             ?ttl,
@@ -97,50 +78,24 @@ impl Session {
 
     /// A watch for a grant made on this session.
     pub(crate) fn watch(&self) -> SessionWatch {
-        self.signal.watch()
+        self.kept.watch()
     }
 
     /// Whether the session has ended: its lease expired, was revoked, or
     /// its bound passed unconfirmed.
     pub(crate) fn is_ended(&self) -> bool {
-        let status = self.signal.status();
-        status.health == SessionHealth::Ended
-            || status
-                .valid_until
-                .is_some_and(|bound| Instant::now() >= bound)
-    }
-
-    /// Until when the session is provably alive at the server.
-    pub(crate) fn valid_until(&self) -> Option<Instant> {
-        self.signal.status().valid_until
+        self.kept.is_ended()
     }
 
     /// Sends a keep-alive now and waits up to `within` for its answer;
     /// returns the bound then (moved if it was answered).
     pub(crate) async fn refresh(&self, within: Duration) -> Option<Instant> {
-        let confirmed = self.confirmed.notified();
-        tokio::pin!(confirmed);
-        confirmed.as_mut().enable();
-        self.kick.notify_one();
-        let _ = tokio::time::timeout(within, confirmed).await;
-        self.valid_until()
+        self.kept.refresh(within).await
     }
 
     /// The lease is gone at the server: every lease on it is Lost.
     pub(crate) fn end(&self) {
-        self.signal.end();
-        self.stop_keeping();
-    }
-
-    fn stop_keeping(&self) {
-        if let Some(keeper) = self
-            .keeper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            keeper.abort();
-        }
+        self.kept.end();
     }
 
     /// Revokes the lease — the server deletes every key on it at once —
@@ -151,7 +106,7 @@ impl Session {
         affinity: &Affinity,
         response_timeout: Duration,
     ) -> Result<()> {
-        self.stop_keeping();
+        self.kept.stop_keeping();
         let id = self.id;
         let revoked = request::answer(
             "revoke the session lease",
@@ -169,7 +124,7 @@ impl Session {
             },
         )
         .await;
-        self.signal.end();
+        self.kept.end();
         revoked
     }
 }
@@ -206,14 +161,14 @@ async fn keep_alive(
                     lease = format_args!("{:x}", session.id),
                     "the session lease is gone at the server: every lock on it is lost"
                 );
-                session.signal.end();
+                session.kept.signal().end();
                 return;
             }
             outcome => {
                 if let Ok(Err(error)) = outcome {
                     tracing::debug!(%error, "session keep-alive stream could not be opened");
                 }
-                session.signal.set(SessionHealth::Suspended);
+                session.kept.signal().set(SessionHealth::Suspended);
                 affinity.spread().await;
                 request::pause(&mut pauses).await;
                 continue;
@@ -227,11 +182,11 @@ async fn keep_alive(
                     lease = format_args!("{:x}", session.id),
                     "the session lease is gone at the server: every lock on it is lost"
                 );
-                session.signal.end();
+                session.kept.signal().end();
                 return;
             }
             Kept::Broken => {
-                session.signal.set(SessionHealth::Suspended);
+                session.kept.signal().set(SessionHealth::Suspended);
                 affinity.spread().await;
             }
         }
@@ -239,7 +194,7 @@ async fn keep_alive(
     // The bound passed unconfirmed: the holders were told their locks are
     // lost, so the server must not keep them. Revoke the lease once a
     // member answers, for as long as it may still live there.
-    session.signal.end();
+    session.kept.signal().end();
     let id = session.id;
     let revoked = repeat::until_answered(Instant::now() + session.ttl, || {
         let mut leases = client.lease_client();
@@ -275,7 +230,7 @@ async fn keep_on(
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = session.kick.notified() => {}
+            () = session.kept.asked() => {}
         }
         let sent = Instant::now();
         if keeper.keep_alive().await.is_err() {
@@ -295,7 +250,6 @@ async fn keep_on(
 impl Session {
     /// A keep-alive sent at `sent` was answered with `ttl` left.
     fn confirm(&self, sent: Instant, ttl: Duration) {
-        self.signal.confirm(sent + ttl.saturating_sub(drift(ttl)));
-        self.confirmed.notify_waiters();
+        self.kept.confirm(sent, ttl);
     }
 }

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use lockkit_core::{Acquire, ErrorKind, LeaseState, Locker};
 use lockkit_etcd::EtcdBackend;
-use lockkit_testkit::{acquire_when_back, Fault, Services};
+use lockkit_testkit::{
+    a_short_pause_leaves_the_lock_uncertain, acquire_when_back, held_within, restore_all, Fault,
+    Services,
+};
 use tokio::sync::Mutex;
 
 mod common;
@@ -58,34 +61,6 @@ async fn two_clients(url: &str, session_ttl: u64, response_timeout: Duration) ->
         other: Locker::new(theirs.clone()),
         mine,
         theirs,
-    }
-}
-
-/// Brings every member back at once: one alone has no quorum, and would
-/// never answer the readiness check.
-async fn restore_all(faults: Vec<Fault>) {
-    let restoring: Vec<_> = faults
-        .into_iter()
-        .map(|fault| tokio::task::spawn_blocking(move || fault.restore()))
-        .collect();
-    for restored in restoring {
-        restored.await.expect("a member came back");
-    }
-}
-
-/// Waits until `lease` is Held again; it must never be Lost meanwhile.
-async fn held_within(lease: &lockkit_core::Lease, within: Duration) {
-    let view = lease.view();
-    let deadline = Instant::now() + within;
-    while view.state() != LeaseState::Held {
-        assert_ne!(view.state(), LeaseState::Lost, "lost while only Uncertain");
-        assert!(
-            Instant::now() < deadline,
-            "the lease stayed {:?}",
-            view.state()
-        );
-        // No event announces a resynced watch to the test: a short poll.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -235,33 +210,14 @@ async fn a_paused_cluster_makes_the_lease_uncertain_until_it_answers() {
         return;
     };
     let Pair { locks, other, .. } = two_clients(&setup.url, 9, Duration::from_secs(1)).await;
-    let held = locks
-        .acquire("paused:held", Acquire::ttl(TTL))
-        .await
-        .unwrap();
-    let view = held.view();
-
-    let faults: Vec<Fault> = MEMBERS
-        .iter()
-        .map(|member| setup.services.pause(member))
-        .collect();
-    let seen = tokio::time::timeout(Duration::from_secs(6), view.not_held())
-        .await
-        .expect("the lease stayed Held with every member paused");
-    assert_eq!(seen, LeaseState::Uncertain);
-    let bound = held
-        .valid_until()
-        .expect("an etcd lease has its session's bound");
-    assert!(Instant::now() < bound, "Uncertain only at the bound");
-    restore_all(faults).await;
-
-    held_within(&held, Duration::from_secs(10)).await;
-    let blocked = other
-        .try_acquire("paused:held", Acquire::ttl(TTL))
-        .await
-        .unwrap();
-    assert!(blocked.is_none(), "the lock was free after the pause");
-    held.release().await.unwrap();
+    a_short_pause_leaves_the_lock_uncertain(
+        &setup.services,
+        &MEMBERS,
+        &locks,
+        &other,
+        "paused:held",
+    )
+    .await;
 }
 
 /// `etcdctl lease revoke` of the session lease: every lease on it is Lost

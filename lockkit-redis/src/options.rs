@@ -164,14 +164,13 @@ impl RedisOptions {
                 redact_url(&self.namespace)
             )));
         }
-        for (field, value) in [
-            ("response_timeout", self.response_timeout),
-            ("connect_timeout", self.connect_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(config_error(format!("{field} must be greater than zero")));
-            }
-        }
+        lockkit_core::check_timeouts(
+            &[
+                ("response_timeout", self.response_timeout),
+                ("connect_timeout", self.connect_timeout),
+            ],
+            "redis",
+        )?;
         if self.min_replicas > 0 {
             if self.replica_timeout.is_zero() {
                 // WAIT 0 means "wait forever" to Redis: refuse rather than hang.

@@ -131,3 +131,78 @@ pub async fn acquire_when_back(
         }
     }
 }
+
+/// Brings every server of `faults` back at once, and waits until each
+/// answers: a cluster member alone has no quorum, and would never answer
+/// the readiness check if brought back one at a time.
+pub async fn restore_all(faults: Vec<Fault>) {
+    let restoring: Vec<_> = faults
+        .into_iter()
+        .map(|fault| tokio::task::spawn_blocking(move || fault.restore()))
+        .collect();
+    for restored in restoring {
+        restored.await.expect("a server came back");
+    }
+}
+
+/// Waits until `lease` is Held again after a fault, for at most `within`;
+/// panics if it is ever Lost meanwhile, or stays Uncertain.
+///
+/// No event announces a session back on a server to the test: a short poll.
+pub async fn held_within(lease: &lockkit_core::Lease, within: std::time::Duration) {
+    let view = lease.view();
+    let deadline = std::time::Instant::now() + within;
+    while view.state() != lockkit_core::LeaseState::Held {
+        assert_ne!(
+            view.state(),
+            lockkit_core::LeaseState::Lost,
+            "lost while only Uncertain"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease stayed {:?}",
+            view.state()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Every server of `servers` paused for less than the session timeout: the
+/// lease `locks` holds on `name` turns Uncertain before its session's
+/// bound — never Lost — and Held again once they answer, and `other` (a
+/// client on a session of its own) finds the lock still held.
+///
+/// The scenario the session backends (ZooKeeper, etcd) share; the caller
+/// gives `locks` a response timeout short enough to notice within 6 s.
+pub async fn a_short_pause_leaves_the_lock_uncertain(
+    services: &Services,
+    servers: &[&str],
+    locks: &lockkit_core::Locker,
+    other: &lockkit_core::Locker,
+    name: &str,
+) {
+    use lockkit_core::{Acquire, LeaseState};
+    use std::time::{Duration, Instant};
+    let options = Acquire::ttl(Duration::from_secs(30));
+    let held = locks.acquire(name, options).await.unwrap();
+    let view = held.view();
+
+    let faults: Vec<Fault> = servers
+        .iter()
+        .map(|server| services.pause(server))
+        .collect();
+    let seen = tokio::time::timeout(Duration::from_secs(6), view.not_held())
+        .await
+        .expect("the lease stayed Held with every server paused");
+    assert_eq!(seen, LeaseState::Uncertain);
+    let bound = held
+        .valid_until()
+        .expect("a session lease has its session's bound");
+    assert!(Instant::now() < bound, "Uncertain only at the bound");
+    restore_all(faults).await;
+
+    held_within(&held, Duration::from_secs(10)).await;
+    let blocked = other.try_acquire(name, options).await.unwrap();
+    assert!(blocked.is_none(), "the lock was free after the pause");
+    held.release().await.unwrap();
+}

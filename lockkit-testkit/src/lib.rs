@@ -19,7 +19,10 @@ use lockkit_core::OwnerToken;
 
 mod faults;
 
-pub use faults::{acquire_when_back, Fault, Services};
+pub use faults::{
+    a_short_pause_leaves_the_lock_uncertain, acquire_when_back, held_within, restore_all, Fault,
+    Services,
+};
 
 /// The value of the server variable `var` (`LOCKKIT_TEST_REDIS_URL`, …).
 ///

@@ -24,7 +24,7 @@ use crate::error::{from_zk, BACKEND};
 use crate::keys::{lock_path, node_prefix, sequence_of};
 use crate::options::{ZkConfig, ZkOptions};
 use crate::request::{self, Answer};
-use crate::session::{drift, Session};
+use crate::session::Session;
 use crate::url::{self, Ensemble};
 
 /// How many times an acquire starts over when its node vanished under it
@@ -158,7 +158,7 @@ impl ZkBackend {
             WaitMode::Notify,
             Fairness::Fifo,
         );
-        capabilities.drift = drift(options.session_timeout);
+        capabilities.drift = lockkit_core::session_drift(options.session_timeout);
         capabilities.session_timeout = true;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -757,7 +757,7 @@ fn watch_held(
     let node = Arc::downgrade(node);
     let response_timeout = inner.options.response_timeout;
     let watched = async move {
-        let mut pauses = request::pauses().build();
+        let mut pauses = repeat::background_pauses().build();
         let mut queue = watch;
         loop {
             if let Some(watch) = queue.take() {
@@ -849,7 +849,7 @@ async fn withdraw(inner: Arc<Inner>, session: Arc<Session>, place: Place) {
         };
         inner.delete(what, &session, &path).await.map(drop)
     })
-    .retry(request::pauses())
+    .retry(repeat::background_pauses())
     .sleep(tokio::time::sleep)
     .when(|error| {
         repeat::is_transient(error) && !session.is_ended() && !inner.closed.load(Ordering::Acquire)

@@ -142,13 +142,13 @@ impl ZkOptions {
                 self.session_timeout
             ));
         }
-        if self.connect_timeout.is_zero() {
-            return refuse("connect_timeout must be greater than zero".to_owned());
-        }
-        if self.response_timeout.is_zero() {
-            return refuse("response_timeout must be greater than zero".to_owned());
-        }
-        Ok(())
+        lockkit_core::check_timeouts(
+            &[
+                ("connect_timeout", self.connect_timeout),
+                ("response_timeout", self.response_timeout),
+            ],
+            BACKEND,
+        )
     }
 }
 

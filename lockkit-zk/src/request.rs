@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use backon::ExponentialBuilder;
 use lockkit_core::repeat::{self, Repeated};
 use zookeeper_client::{Client, Error as ZkError};
 
@@ -55,15 +54,4 @@ pub(crate) fn is_transient(error: &ZkError) -> bool {
         error,
         ZkError::ConnectionLoss | ZkError::NoHosts | ZkError::Timeout | ZkError::Throttled
     )
-}
-
-/// The pauses between attempts to delete a node no grant uses or to set a
-/// watch again, for as long as the session lives: 50 ms doubling to
-/// 500 ms, with jitter, without end.
-pub(crate) fn pauses() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_millis(500))
-        .with_jitter()
-        .without_max_times()
 }

@@ -4,20 +4,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use lockkit_core::{Error, ErrorKind, Result, SessionHealth, SessionSignal, SessionWatch};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use lockkit_core::{
+    session_drift, Error, ErrorKind, KeptSession, Result, SessionHealth, SessionWatch,
+};
 use zookeeper_client::{Acls, Client, CreateMode, SessionState, StateWatcher};
 
 use crate::error::{from_zk, is_session_gone, no_answer, BACKEND};
 use crate::options::ZkOptions;
 use crate::url::Ensemble;
-
-/// The allowance for the servers' clocks running faster than ours,
-/// subtracted from every bound: 1 % of the session timeout plus 10 ms.
-pub(crate) fn drift(timeout: Duration) -> Duration {
-    timeout / 100 + Duration::from_millis(10)
-}
 
 /// One ZooKeeper session and what its holders see of it.
 #[derive(Debug)]
@@ -35,12 +29,7 @@ pub(crate) struct Session {
     client: Mutex<Option<Client>>,
     /// The session's states as the driver reports them, for close.
     states: StateWatcher,
-    signal: SessionSignal,
-    keeper: Mutex<Option<JoinHandle<()>>>,
-    /// Asks the keeper for a heartbeat now.
-    kick: Notify,
-    /// Told after every confirmed heartbeat.
-    confirmed: Notify,
+    kept: KeptSession,
 }
 
 impl Session {
@@ -110,16 +99,10 @@ impl Session {
             timeout,
             states: states.clone(),
             client: Mutex::new(Some(client)),
-            signal: SessionSignal::alive_until(sent + timeout.saturating_sub(drift(timeout))),
-            keeper: Mutex::new(None),
-            kick: Notify::new(),
-            confirmed: Notify::new(),
+            kept: KeptSession::alive_until(sent + timeout.saturating_sub(session_drift(timeout))),
         });
         let keeper = tokio::spawn(keep(Arc::clone(&session), states, options.response_timeout));
-        *session
-            .keeper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(keeper);
+        session.kept.kept_by(keeper);
         tracing::debug!(
             session = format_args!("{:#x}", session.id),
             ?timeout,
@@ -147,63 +130,37 @@ impl Session {
 
     /// A watch for a grant made on this session.
     pub(crate) fn watch(&self) -> SessionWatch {
-        self.signal.watch()
+        self.kept.watch()
     }
 
     /// Whether the session has ended: expired, closed, or its bound passed
     /// unconfirmed.
     pub(crate) fn is_ended(&self) -> bool {
-        let status = self.signal.status();
-        status.health == SessionHealth::Ended
-            || status
-                .valid_until
-                .is_some_and(|bound| Instant::now() >= bound)
-    }
-
-    /// Until when the session is provably alive at the server.
-    pub(crate) fn valid_until(&self) -> Option<Instant> {
-        self.signal.status().valid_until
+        self.kept.is_ended()
     }
 
     /// Sends a heartbeat now and waits up to `within` for its answer;
     /// returns the bound then (moved if it was answered).
     pub(crate) async fn refresh(&self, within: Duration) -> Option<Instant> {
-        let confirmed = self.confirmed.notified();
-        tokio::pin!(confirmed);
-        confirmed.as_mut().enable();
-        self.kick.notify_one();
-        let _ = tokio::time::timeout(within, confirmed).await;
-        self.valid_until()
+        self.kept.refresh(within).await
     }
 
     /// The session is gone (expired, or told so by a request): every lease
     /// on it is Lost, and the client goes — if the server still has the
     /// session, it is closed as soon as a server answers.
     pub(crate) fn end(&self) {
-        self.signal.end();
-        self.stop_keeping();
+        self.kept.end();
         self.client
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
     }
 
-    fn stop_keeping(&self) {
-        if let Some(keeper) = self
-            .keeper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            keeper.abort();
-        }
-    }
-
     /// Closes the session — the server deletes every node of it at once —
     /// and waits up to `within` for the server to confirm; then every lease
     /// on it is Lost.
     pub(crate) async fn close(&self, within: Duration) -> Result<()> {
-        self.stop_keeping();
+        self.kept.stop_keeping();
         let mut states = self.states.clone();
         let client = self
             .client
@@ -223,7 +180,7 @@ impl Session {
             }
         })
         .await;
-        self.signal.end();
+        self.kept.end();
         match closed {
             Ok(_) => Ok(()),
             Err(_) => Err(no_answer("close the session", within)),
@@ -232,9 +189,7 @@ impl Session {
 
     /// A heartbeat sent at `sent` was answered.
     fn confirm(&self, sent: Instant) {
-        self.signal
-            .confirm(sent + self.timeout.saturating_sub(drift(self.timeout)));
-        self.confirmed.notify_waiters();
+        self.kept.confirm(sent, self.timeout);
     }
 }
 
@@ -254,7 +209,7 @@ async fn keep(session: Arc<Session>, mut states: StateWatcher, response_timeout:
         let beat = tokio::select! {
             state = states.changed() => match state {
                 SessionState::Disconnected => {
-                    session.signal.set(SessionHealth::Suspended);
+                    session.kept.signal().set(SessionHealth::Suspended);
                     false
                 }
                 SessionState::SyncConnected | SessionState::ConnectedReadOnly => true,
@@ -268,7 +223,7 @@ async fn keep(session: Arc<Session>, mut states: StateWatcher, response_timeout:
                 }
             },
             () = tokio::time::sleep(every) => true,
-            () = session.kick.notified() => true,
+            () = session.kept.asked() => true,
         };
         if beat {
             let Ok(client) = session.client() else {
@@ -280,16 +235,16 @@ async fn keep(session: Arc<Session>, mut states: StateWatcher, response_timeout:
                 Ok(Err(error)) if is_session_gone(&error) => break,
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "session heartbeat failed");
-                    session.signal.set(SessionHealth::Suspended);
+                    session.kept.signal().set(SessionHealth::Suspended);
                 }
-                Err(_) => session.signal.set(SessionHealth::Suspended),
+                Err(_) => session.kept.signal().set(SessionHealth::Suspended),
             }
         }
         if session.is_ended() {
             break;
         }
     }
-    session.signal.end();
+    session.kept.signal().end();
     session
         .client
         .lock()

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use lockkit_core::{Acquire, LeaseState, Locker};
-use lockkit_testkit::{acquire_when_back, Fault, Services};
+use lockkit_testkit::{
+    a_short_pause_leaves_the_lock_uncertain, acquire_when_back, held_within, restore_all, Fault,
+    Services,
+};
 use lockkit_zk::zookeeper_client::Client;
 use lockkit_zk::ZkBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,34 +65,6 @@ async fn two_clients(url: &str, session_timeout: Duration, response_timeout: Dur
         locks: Locker::new(mine.clone()),
         other: Locker::new(theirs),
         mine,
-    }
-}
-
-/// Brings every server back at once: one alone has no quorum, and would
-/// never answer the readiness check.
-async fn restore_all(faults: Vec<Fault>) {
-    let restoring: Vec<_> = faults
-        .into_iter()
-        .map(|fault| tokio::task::spawn_blocking(move || fault.restore()))
-        .collect();
-    for restored in restoring {
-        restored.await.expect("a server came back");
-    }
-}
-
-/// Waits until `lease` is Held again; it must never be Lost meanwhile.
-async fn held_within(lease: &lockkit_core::Lease, within: Duration) {
-    let view = lease.view();
-    let deadline = Instant::now() + within;
-    while view.state() != LeaseState::Held {
-        assert_ne!(view.state(), LeaseState::Lost, "lost while only Uncertain");
-        assert!(
-            Instant::now() < deadline,
-            "the lease stayed {:?}",
-            view.state()
-        );
-        // No event announces a reconnected session to the test: a short poll.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -153,33 +128,14 @@ async fn a_paused_ensemble_makes_the_lease_uncertain_until_it_answers() {
     };
     let Pair { locks, other, .. } =
         two_clients(&setup.url, Duration::from_secs(10), Duration::from_secs(1)).await;
-    let held = locks
-        .acquire("paused:held", Acquire::ttl(TTL))
-        .await
-        .unwrap();
-    let view = held.view();
-
-    let faults: Vec<Fault> = SERVERS
-        .iter()
-        .map(|server| setup.services.pause(server))
-        .collect();
-    let seen = tokio::time::timeout(Duration::from_secs(6), view.not_held())
-        .await
-        .expect("the lease stayed Held with every server paused");
-    assert_eq!(seen, LeaseState::Uncertain);
-    let bound = held
-        .valid_until()
-        .expect("a ZooKeeper lease has its session's bound");
-    assert!(Instant::now() < bound, "Uncertain only at the bound");
-    restore_all(faults).await;
-
-    held_within(&held, Duration::from_secs(10)).await;
-    let blocked = other
-        .try_acquire("paused:held", Acquire::ttl(TTL))
-        .await
-        .unwrap();
-    assert!(blocked.is_none(), "the lock was free after the pause");
-    held.release().await.unwrap();
+    a_short_pause_leaves_the_lock_uncertain(
+        &setup.services,
+        &SERVERS,
+        &locks,
+        &other,
+        "paused:held",
+    )
+    .await;
 }
 
 /// Every server paused past the session timeout: the client hears nothing,
