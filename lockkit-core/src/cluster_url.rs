@@ -140,8 +140,18 @@ impl ClusterScheme {
             if host.is_empty() {
                 return refuse("a member's address is empty (a stray `,`?)".to_owned());
             }
-            let member = match split_port(host) {
-                Some((name, port)) => {
+            let (name, port) = match split_port(host) {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            };
+            if !is_host(name) {
+                return refuse(format!(
+                    "member `{host}`: `{name}` is no host name, IPv4 address or \
+                     bracketed IPv6 address"
+                ));
+            }
+            let member = match port {
+                Some(port) => {
                     let Ok(port) = port.parse::<u16>() else {
                         return refuse(format!(
                             "member `{host}`: the port is not a number from 1 to 65535"
@@ -153,7 +163,7 @@ impl ClusterScheme {
                     // One spelling per member, so a member listed twice is found.
                     format!("{}:{port}", name.to_ascii_lowercase())
                 }
-                None => format!("{}:{}", host.to_ascii_lowercase(), self.default_port),
+                None => format!("{}:{}", name.to_ascii_lowercase(), self.default_port),
             };
             if members.contains(&member) {
                 return refuse(format!("member `{member}` is listed twice"));
@@ -165,6 +175,22 @@ impl ClusterScheme {
             user,
             path,
         })
+    }
+}
+
+/// Whether `name` is a host name or IPv4 address (letters, digits, `-`,
+/// `.`, `_`) or an IPv6 address in brackets.
+fn is_host(name: &str) -> bool {
+    match name.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .strip_suffix(']')
+            .is_some_and(|address| address.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
     }
 }
 
@@ -199,6 +225,31 @@ mod tests {
         assert_eq!(ROOTED.parse("zk://h1/")?.path, None);
         assert_eq!(url.servers(), "zk1:2181,zk2:2181");
         assert!(!format!("{url:?}").contains("p,w"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_member_that_is_no_host_is_refused_by_name() -> Result<()> {
+        for bad in [
+            "[::1",
+            "[::1]x",
+            "127.0.0.1 :2181",
+            "\u{7f}",
+            "h st",
+            "[nope]:2181",
+            "::1",
+        ] {
+            let Err(error) = ROOTED.parse(&format!("zk://{bad}/locks")) else {
+                panic!("`{bad}` accepted");
+            };
+            assert_eq!(error.kind(), crate::ErrorKind::Config, "{bad}: {error}");
+            assert!(error.message().contains("member"), "{bad}: {error}");
+        }
+        let url = ROOTED.parse("zk://[::1]:2182,zk-1.example_net, 10.0.0.1:2183")?;
+        assert_eq!(
+            url.members,
+            ["[::1]:2182", "zk-1.example_net:2181", "10.0.0.1:2183"]
+        );
         Ok(())
     }
 }

@@ -84,7 +84,7 @@ pub use locker::{Locker, DEFAULT_TTL};
 pub use memory::MemoryBackend;
 pub use name::{
     check_namespace, check_timeouts, LockName, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES,
-    MAX_NAME_BYTES,
+    MAX_NAME_BYTES, MAX_TIMEOUT,
 };
 pub use options::{Acquire, Renewal};
 pub use owner::{OwnerToken, OwnerTokens};

@@ -37,23 +37,31 @@ pub fn check_namespace(namespace: &str, backend: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// The longest timeout a backend accepts: one day. Longer ones are no
+/// bound in practice, and an instant that far ahead may not exist.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// Checks a backend's timeouts: each must be greater than zero (a zero
-/// would fail every request, or mean "wait forever" to some servers).
+/// would fail every request, or mean "wait forever" to some servers) and
+/// at most [`MAX_TIMEOUT`].
 ///
 /// The refusal is a [`Config`](crate::ErrorKind::Config) error naming the
-/// first field that is zero, raised by `backend`.
+/// first field out of range, raised by `backend`.
 pub fn check_timeouts(
     timeouts: &[(&str, std::time::Duration)],
     backend: &'static str,
 ) -> Result<()> {
-    match timeouts.iter().find(|(_, timeout)| timeout.is_zero()) {
-        Some((field, _)) => Err(Error::new(
-            crate::ErrorKind::Config,
-            backend,
-            format!("{field} must be greater than zero"),
-        )),
-        None => Ok(()),
+    for (field, timeout) in timeouts {
+        let why = if timeout.is_zero() {
+            format!("{field} must be greater than zero")
+        } else if *timeout > MAX_TIMEOUT {
+            format!("{field} {timeout:?} is longer than the most accepted, {MAX_TIMEOUT:?}")
+        } else {
+            continue;
+        };
+        return Err(Error::new(crate::ErrorKind::Config, backend, why));
     }
+    Ok(())
 }
 
 /// A lock name that has passed validation: not empty, at most

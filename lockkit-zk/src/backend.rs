@@ -160,17 +160,18 @@ impl ZkBackend {
         );
         capabilities.drift = lockkit_core::session_drift(options.session_timeout);
         capabilities.session_timeout = true;
+        let background = Background::new();
         Ok(Self {
             inner: Arc::new(Inner {
                 namespace: options.namespace.clone(),
                 ensemble,
-                deletes: Deletes::new(options.response_timeout),
+                deletes: Deletes::new(options.response_timeout, background.clone()),
                 options,
                 capabilities,
                 session: Mutex::new(Some(session)),
                 establishing: tokio::sync::Mutex::new(()),
                 nodes: Arc::new(AtomicUsize::new(0)),
-                background: Background::new(),
+                background,
                 closed: AtomicBool::new(false),
             }),
         })
@@ -201,7 +202,9 @@ impl ZkBackend {
             .map(|session| session.info.clone())
     }
 
-    /// How many lock nodes this backend holds or waits with now.
+    /// How many lock nodes of this backend's acquires and grants are alive
+    /// now: an acquire's while it runs, a grant's until its lease is
+    /// dropped — after its release too, until then.
     pub fn held(&self) -> usize {
         self.inner.nodes.load(Ordering::Relaxed)
     }
@@ -412,6 +415,17 @@ fn watch(watcher: OneshotWatcher) -> Watch {
     Box::pin(watcher.changed())
 }
 
+/// The event of `watch` if it fired already, without waiting. (The driver
+/// hands a connection's events over in the order they came, so an event
+/// that came before an answer is there once the answer is.)
+fn fired(watch: &mut Watch) -> Option<EventType> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match watch.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(event) => Some(event.event_type),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// Which watch of a waiter fired first, and with what.
 enum Woken {
     Own(EventType),
@@ -482,7 +496,7 @@ impl ZkBackend {
                     drop(listed);
                     inner.make_parents(&what, &session, parent).await?;
                 }
-                Ok(Err(error)) if request::is_transient(&error) => {
+                Ok(Err(error)) if crate::error::is_transient(&error) => {
                     drop(listed);
                     // Curator's protection mode: the create may have landed.
                     if let Some((path, stat)) = inner.find(&what, &session, parent, &guid).await? {
@@ -653,12 +667,24 @@ impl ZkBackend {
             let only = older.len() == 1;
             let watcher = match watched {
                 Ok((Some(_), watcher)) => watcher,
-                // Gone already: ours is first if it was the only one.
+                // Gone already: ours is first if it was the only one — and
+                // still there. Had it gone meanwhile, its event came before
+                // this answer.
                 Ok((None, _)) if only => {
-                    return Ok(Turn::First {
-                        waited,
-                        watch: own_watch,
-                    })
+                    let Some(mut own_changed) = own_watch.take() else {
+                        continue;
+                    };
+                    match fired(&mut own_changed) {
+                        None => {
+                            return Ok(Turn::First {
+                                waited,
+                                watch: Some(own_changed),
+                            })
+                        }
+                        Some(EventType::NodeDeleted) => return Ok(Turn::Gone),
+                        // Changed otherwise: list again, watch ours again.
+                        Some(_) => continue,
+                    }
                 }
                 Ok((None, _)) => continue,
                 Err(error) => return Err(inner.error(&what, error)),
@@ -962,6 +988,16 @@ impl LockBackend for ZkBackend {
                 name,
                 "its node is gone",
             )),
+            // Closed meanwhile, or the session ended under the delete: the
+            // node went with the session.
+            Err(_) if held.session.is_ended() || inner.closed.load(Ordering::Acquire) => {
+                Err(Error::not_held(
+                    BACKEND,
+                    "release",
+                    name,
+                    "its session ended, and the node with it",
+                ))
+            }
             Err(error) => {
                 // The caller may give up; the node must not stay while the
                 // session lives. Deleted in the background until done (or

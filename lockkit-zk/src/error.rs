@@ -17,7 +17,7 @@ pub(crate) fn from_zk(what: impl Display, error: ZkError) -> Error {
             " (check the URL's user and password, and that the chroot's ACL lets that user \
              create and delete children)"
         }
-        ZkError::ConnectionLoss | ZkError::NoHosts | ZkError::Timeout => {
+        ZkError::ConnectionLoss | ZkError::NoHosts | ZkError::Timeout | ZkError::Custom(_) => {
             " (servers down or unreachable, or the ensemble has no quorum)"
         }
         ZkError::SessionExpired | ZkError::SessionMoved => {
@@ -37,6 +37,7 @@ pub(crate) fn from_zk(what: impl Display, error: ZkError) -> Error {
 fn classify(error: &ZkError) -> ErrorKind {
     match error {
         ZkError::ConnectionLoss
+        | ZkError::Custom(_)
         | ZkError::NoHosts
         | ZkError::Timeout
         | ZkError::Throttled
@@ -46,6 +47,25 @@ fn classify(error: &ZkError) -> ErrorKind {
         ZkError::AuthFailed | ZkError::NoAuth | ZkError::InvalidAcl => ErrorKind::Config,
         _ => ErrorKind::Backend,
     }
+}
+
+/// Whether the request may not have reached the server: the connection
+/// was lost or no server could take it. (Not a refusal it answered.)
+///
+/// zookeeper-client fails the requests in flight on a connection that
+/// breaks with the socket's own error (`Connection reset by peer`, `Broken
+/// pipe`) as `Custom`, the variant it also uses for its other connection
+/// failures ("no response from connection"); each of those may have
+/// reached the server, or not.
+pub(crate) fn is_transient(error: &ZkError) -> bool {
+    matches!(
+        error,
+        ZkError::ConnectionLoss
+            | ZkError::NoHosts
+            | ZkError::Timeout
+            | ZkError::Throttled
+            | ZkError::Custom(_)
+    )
 }
 
 /// Whether `error` says the session is over: expired at the server, moved
@@ -67,4 +87,16 @@ pub(crate) fn no_answer(what: impl Display, timeout: Duration) -> Error {
              overloaded or unreachable, or the ensemble has no quorum"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_not_transient() {
+        for error in [ZkError::NoNode, ZkError::NodeExists, ZkError::NoAuth] {
+            assert!(!is_transient(&error), "{error:?}");
+        }
+    }
 }

@@ -181,6 +181,14 @@ mod tests {
                 ZkOptions::new().response_timeout(Duration::ZERO),
                 "response_timeout",
             ),
+            (
+                ZkOptions::new().response_timeout(Duration::MAX),
+                "response_timeout",
+            ),
+            (
+                ZkOptions::new().connect_timeout(Duration::MAX),
+                "connect_timeout",
+            ),
         ];
         for (options, field) in cases {
             let Err(error) = options.validate() else {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use lockkit_core::repeat::{self, Repeated};
 use zookeeper_client::{Client, Error as ZkError};
 
-use crate::error::{from_zk, is_session_gone, no_answer};
+use crate::error::{from_zk, is_session_gone, is_transient, no_answer};
 use crate::session::Session;
 
 /// What the server answered: the value, or its refusal (`NoNode`,
@@ -45,13 +45,4 @@ where
         }
     })
     .await
-}
-
-/// Whether the request may not have reached the server: the connection
-/// was lost or no server could take it. (Not a refusal it answered.)
-pub(crate) fn is_transient(error: &ZkError) -> bool {
-    matches!(
-        error,
-        ZkError::ConnectionLoss | ZkError::NoHosts | ZkError::Timeout | ZkError::Throttled
-    )
 }

@@ -5,11 +5,13 @@
 //! These tests stop the shared ensemble, so they live in this binary alone
 //! and take turns.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use lockkit_core::{Acquire, LeaseState, Locker};
+use lockkit_core::{
+    Acquire, AcquireRequest, Claim, LeaseState, LockBackend, LockName, Locker, OwnerToken, Wait,
+};
 use lockkit_testkit::{
     a_short_pause_leaves_the_lock_uncertain, acquire_when_back, held_within, restore_all, Fault,
     Services,
@@ -357,6 +359,119 @@ async fn a_deleted_waiting_node_joins_the_queue_again_and_nobody_holds_twice() {
         .unwrap();
     assert!(last.fencing_token() > third_token);
     last.release().await.unwrap();
+}
+
+/// The leader killed while three backends acquire (with deadlines, as
+/// tries, cancelled midway) and release in a loop: the requests in flight
+/// on the connections that break fail before an answer, and each is sent
+/// again or undone — never two holders of a name, and once every attempt
+/// has ended no lock node stays, so every name is free. (A release whose
+/// connection broke must not leave its node behind, nor must an acquire
+/// dropped while its create was in flight.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_node_stays_after_a_leader_kill_mid_traffic() {
+    const NAMES: usize = 3;
+    const TASKS: usize = 8;
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let namespace = namespace();
+    let mut backends = Vec::new();
+    for _ in 0..3 {
+        backends.push(
+            backend(
+                &setup.url,
+                &namespace,
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+            )
+            .await,
+        );
+    }
+    let holders: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..NAMES).map(|_| AtomicUsize::new(0)).collect());
+    let stop = Instant::now() + Duration::from_secs(16);
+    let mut tasks = Vec::new();
+    for (b, backend) in backends.iter().enumerate() {
+        for t in 0..TASKS {
+            let (backend, holders) = (backend.clone(), Arc::clone(&holders));
+            let mut turn = b * TASKS + t;
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < stop {
+                    turn += 1;
+                    let i = turn % NAMES;
+                    let name = LockName::new(&format!("kill:{i}")).unwrap();
+                    let owner = OwnerToken::generate().unwrap();
+                    let wait = match turn % 3 {
+                        0 => Wait::No,
+                        _ => Wait::Until(Instant::now() + Duration::from_millis(300)),
+                    };
+                    let request = AcquireRequest {
+                        name: name.clone(),
+                        owner,
+                        ttl: TTL,
+                        wait,
+                    };
+                    // Every fourth is dropped midway, some while its
+                    // create is in flight.
+                    let cancel_after = Duration::from_micros((turn as u64 * 7919) % 40_000);
+                    let granted = if turn.is_multiple_of(4) {
+                        match tokio::time::timeout(cancel_after, backend.acquire(request)).await {
+                            Ok(granted) => granted,
+                            Err(_) => continue,
+                        }
+                    } else {
+                        backend.acquire(request).await
+                    };
+                    let Ok(grant) = granted else { continue };
+                    assert_eq!(
+                        holders[i].fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two holders of kill:{i}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    holders[i].fetch_sub(1, Ordering::SeqCst);
+                    let claim = Claim {
+                        name,
+                        owner,
+                        token: grant.token,
+                        handle: grant.handle,
+                    };
+                    // Its answer may be an error (the connection broke);
+                    // its node must go all the same.
+                    let _ = backend.release(&claim).await;
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let killed = setup.services.kill(&leader(&setup.servers).await);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::task::spawn_blocking(move || killed.restore())
+        .await
+        .unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let parents: Vec<String> = (0..NAMES)
+        .map(|i| backends[0].lock_path(&format!("kill:{i}")).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut left = Vec::new();
+        for parent in &parents {
+            left.extend(lock_nodes(&setup.servers, parent).await);
+        }
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lock nodes stayed after every attempt ended: {left:?}"
+        );
+        // No event tells the test of a delete in the background: a short poll.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until `parent` has `count` lock nodes (a waiter's create has
