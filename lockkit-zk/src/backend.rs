@@ -349,31 +349,47 @@ impl Inner {
         }
     }
 
-    /// The node of `parent` created with `guid`, and its stat, if there is
-    /// one: Curator's protection mode, for a create whose answer was lost.
-    /// A `sync` first brings the server answering up to the leader, so a
-    /// create the ensemble committed is seen.
+    /// The node of `parent` created with `guid`, if there is one: Curator's
+    /// protection mode, for a create whose answer was lost. A `sync` first
+    /// brings the server answering up to the leader, so a create the
+    /// ensemble committed is seen; the list goes out with it, and the
+    /// server answers it after the `sync`.
     async fn find(
         &self,
         what: &str,
         session: &Session,
         parent: &str,
         guid: &str,
+    ) -> Result<Option<String>> {
+        let synced = self.ask(
+            what,
+            session,
+            |client| async move { client.sync(parent).await },
+        );
+        let listed = self.children(what, session, parent);
+        let (synced, listed) = tokio::join!(synced, listed);
+        // A refused sync (the parent gone) leaves the list to say so.
+        let (_refused, _) = synced?;
+        let Some(children) = listed? else {
+            return Ok(None);
+        };
+        Ok(children
+            .into_iter()
+            .find(|child| child.contains(guid))
+            .map(|child| format!("{parent}/{child}")))
+    }
+
+    /// [`find`](Self::find), and the node's stat, for an acquire to take it.
+    async fn find_with_stat(
+        &self,
+        what: &str,
+        session: &Session,
+        parent: &str,
+        guid: &str,
     ) -> Result<Option<(String, Stat)>> {
-        let (_, _) = self
-            .ask(
-                what,
-                session,
-                |client| async move { client.sync(parent).await },
-            )
-            .await?;
-        let Some(children) = self.children(what, session, parent).await? else {
+        let Some(path) = self.find(what, session, parent, guid).await? else {
             return Ok(None);
         };
-        let Some(child) = children.into_iter().find(|child| child.contains(guid)) else {
-            return Ok(None);
-        };
-        let path = format!("{parent}/{child}");
         let (stat, _) = self
             .ask(what, session, |client| {
                 let path = path.clone();
@@ -499,14 +515,18 @@ impl ZkBackend {
                 Ok(Err(error)) if crate::error::is_transient(&error) => {
                     drop(listed);
                     // Curator's protection mode: the create may have landed.
-                    if let Some((path, stat)) = inner.find(&what, &session, parent, &guid).await? {
+                    if let Some((path, stat)) =
+                        inner.find_with_stat(&what, &session, parent, &guid).await?
+                    {
                         break (path, stat, None);
                     }
                     inner.check_open()?;
                 }
                 Err(_) => {
                     drop(listed);
-                    if let Some((path, stat)) = inner.find(&what, &session, parent, &guid).await? {
+                    if let Some((path, stat)) =
+                        inner.find_with_stat(&what, &session, parent, &guid).await?
+                    {
                         break (path, stat, None);
                     }
                     return Err(
@@ -869,7 +889,7 @@ async fn withdraw(inner: Arc<Inner>, session: Arc<Session>, place: Place) {
         let path = match &place {
             Place::Path(path) => path.clone(),
             Place::Guid(parent, guid) => match inner.find(what, &session, parent, guid).await? {
-                Some((path, _)) => path,
+                Some(path) => path,
                 None => return Ok(()),
             },
         };
