@@ -186,7 +186,13 @@ impl Deletes {
             batch.answer(|| sent.take().unwrap_or(Sent::Alone { maybe_done: true }));
             return;
         }
-        let session = Arc::clone(&batch.deletions[0].session);
+        let Some(session) = batch
+            .deletions
+            .first()
+            .map(|first| Arc::clone(&first.session))
+        else {
+            return;
+        };
         let paths: Vec<String> = batch
             .deletions
             .iter()

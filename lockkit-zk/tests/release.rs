@@ -33,6 +33,24 @@ async fn grab(backend: &ZkBackend, name: &str) -> Claim {
     }
 }
 
+/// A backend on the ensemble under a fresh namespace, holding `count`
+/// locks `<prefix>:<i>`; the servers, and the claims to release them with.
+async fn holding(prefix: &str, count: usize) -> Option<(ZkBackend, Vec<String>, Vec<Claim>)> {
+    let (url, servers) = ensemble()?;
+    let backend = backend(
+        &url,
+        &namespace(),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut claims = Vec::with_capacity(count);
+    for i in 0..count {
+        claims.push(grab(&backend, &format!("{prefix}:{i}")).await);
+    }
+    Some((backend, servers, claims))
+}
+
 /// Threads sharing one backend, each releasing on a runtime of its own
 /// that it drops right after (a blocking wrapper's `block_on`): the
 /// deletes that queue behind one in flight are sent by whichever caller
@@ -42,20 +60,9 @@ async fn grab(backend: &ZkBackend, name: &str) -> Claim {
 async fn releases_from_short_lived_runtimes_all_answer() {
     const THREADS: usize = 8;
     const EACH: usize = 16;
-    let Some((url, servers)) = ensemble() else {
+    let Some((backend, servers, claims)) = holding("runtimes", THREADS * EACH).await else {
         return;
     };
-    let backend = backend(
-        &url,
-        &namespace(),
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-    )
-    .await;
-    let mut claims = Vec::with_capacity(THREADS * EACH);
-    for i in 0..THREADS * EACH {
-        claims.push(grab(&backend, &format!("runtimes:{i}")).await);
-    }
     let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
     for chunk in claims.chunks(EACH) {
         let (chunk, backend, answered) = (chunk.to_vec(), backend.clone(), answered.clone());
@@ -94,20 +101,9 @@ async fn releases_from_short_lived_runtimes_all_answer() {
 async fn releases_sent_together_each_get_their_own_answer() {
     const LOCKS: usize = 32;
     const DELETED: usize = LOCKS / 2;
-    let Some((url, servers)) = ensemble() else {
+    let Some((backend, servers, claims)) = holding("together", LOCKS).await else {
         return;
     };
-    let backend = backend(
-        &url,
-        &namespace(),
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-    )
-    .await;
-    let mut claims = Vec::with_capacity(LOCKS);
-    for i in 0..LOCKS {
-        claims.push(grab(&backend, &format!("together:{i}")).await);
-    }
     // One node deleted behind the backend's back, as an operator would.
     let deleted = backend.lock_path(&format!("together:{DELETED}")).unwrap();
     let nodes = lock_nodes(&servers, &deleted).await;
