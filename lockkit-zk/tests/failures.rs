@@ -444,6 +444,8 @@ async fn no_node_stays_after_a_leader_kill_mid_traffic() {
             }));
         }
     }
+    // The traffic is the point: 5 s of it before the kill, 4 s while the
+    // ensemble elects and the sessions move, the rest after.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let killed = setup.services.kill(&leader(&setup.servers).await);
     tokio::time::sleep(Duration::from_secs(4)).await;
