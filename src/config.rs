@@ -78,7 +78,12 @@ pub struct LockConfig {
     #[cfg(not(feature = "postgres"))]
     #[serde(default)]
     pub postgres: Option<RawSection>,
-    /// The `[redlock]` section, kept raw until the Redlock backend is built in.
+    /// The `[redlock]` section ([`lockkit_redlock::RedlockConfig`]).
+    #[cfg(feature = "redlock")]
+    #[serde(default)]
+    pub redlock: lockkit_redlock::RedlockConfig,
+    /// The `[redlock]` section, kept raw: this build has no `redlock` feature.
+    #[cfg(not(feature = "redlock"))]
     #[serde(default)]
     pub redlock: Option<RawSection>,
     /// The `[etcd]` section ([`lockkit_etcd::EtcdConfig`]).
@@ -143,7 +148,7 @@ impl LockConfig {
             default_ttl: DEFAULT_TTL,
             redis: Default::default(),
             postgres: Default::default(),
-            redlock: None,
+            redlock: Default::default(),
             etcd: Default::default(),
             zk: Default::default(),
         }
@@ -178,6 +183,13 @@ impl LockConfig {
     #[cfg(feature = "postgres")]
     pub fn postgres(mut self, postgres: lockkit_postgres::PostgresConfig) -> Self {
         self.postgres = postgres;
+        self
+    }
+
+    /// Sets the `[redlock]` section.
+    #[cfg(feature = "redlock")]
+    pub fn redlock(mut self, redlock: lockkit_redlock::RedlockConfig) -> Self {
+        self.redlock = redlock;
         self
     }
 

@@ -63,6 +63,11 @@ pub use lockkit_postgres::PostgresConfig;
 pub use lockkit_redis as redis;
 #[cfg(feature = "redis")]
 pub use lockkit_redis::RedisConfig;
+/// The Redlock backend, for its options.
+#[cfg(feature = "redlock")]
+pub use lockkit_redlock as redlock;
+#[cfg(feature = "redlock")]
+pub use lockkit_redlock::RedlockConfig;
 /// The ZooKeeper backend, for its options and its node layout.
 #[cfg(feature = "zk")]
 pub use lockkit_zk as zk;
@@ -106,6 +111,15 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
             lockkit_redis::RedisBackend::from_config(&config.url, &config.namespace, &config.redis)
                 .await?,
         ),
+        #[cfg(feature = "redlock")]
+        Scheme::Redlock => Arc::new(
+            lockkit_redlock::RedlockBackend::from_config(
+                &config.url,
+                &config.namespace,
+                &config.redlock,
+            )
+            .await?,
+        ),
         #[cfg(feature = "postgres")]
         Scheme::Postgres => Arc::new(
             lockkit_postgres::PostgresBackend::from_config(
@@ -124,6 +138,8 @@ pub async fn connect(config: impl Into<LockConfig>) -> Result<Locker> {
         Scheme::Zk => Arc::new(
             lockkit_zk::ZkBackend::from_config(&config.url, &config.namespace, &config.zk).await?,
         ),
+        // Reached only in builds without every backend (`is_compiled_in` above).
+        #[allow(unreachable_patterns)]
         other => return Err(other.not_compiled_in()),
     };
     check_backend(&config, backend.as_ref())?;

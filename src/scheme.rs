@@ -83,13 +83,7 @@ impl Scheme {
 
     /// Whether this build can connect to this scheme.
     pub fn is_compiled_in(self) -> bool {
-        // Network backends join with their own crates; until one lands, its
-        // feature name is reserved and the scheme reports it is missing.
-        let shipped = matches!(
-            self,
-            Self::Memory | Self::Redis | Self::Postgres | Self::Etcd | Self::Zk
-        );
-        shipped && feature_enabled(self)
+        feature_enabled(self)
     }
 
     /// The scheme of `url`, or a [`Config`](ErrorKind::Config) error listing the known ones.
@@ -141,15 +135,11 @@ impl Scheme {
     pub(crate) fn not_compiled_in(self) -> Error {
         let name = self.backend_name();
         let feature = self.feature().unwrap_or(name);
-        let message = if feature_enabled(self) {
-            format!(
-                "backend {name} is not available in this version of lockkit: \
-                 feature `{feature}` is reserved for it, and its crate has not shipped yet"
-            )
-        } else {
-            format!("backend {name} is not compiled in: enable feature `{feature}` of lockkit")
-        };
-        Error::new(ErrorKind::Config, "lockkit", message)
+        Error::new(
+            ErrorKind::Config,
+            "lockkit",
+            format!("backend {name} is not compiled in: enable feature `{feature}` of lockkit"),
+        )
     }
 
     fn listing(schemes: impl Iterator<Item = Scheme>) -> String {

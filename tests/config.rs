@@ -252,6 +252,7 @@ fn the_postgres_section_parses_and_refuses_by_name() {
 /// A section of a backend this build does not include is accepted and kept
 /// as written (one file serves builds with different features); `Debug`
 /// shows its keys, never its values; an unknown section is still refused.
+#[cfg(not(feature = "redlock"))]
 #[test]
 fn a_section_of_a_backend_not_built_in_is_kept_raw() {
     let config = LockConfig::from_toml(
@@ -310,6 +311,34 @@ fn the_etcd_section_parses_and_refuses_by_name() {
     })
     .unwrap();
     assert_eq!(config.etcd.session_ttl, Duration::from_secs(20));
+}
+
+#[cfg(feature = "redlock")]
+#[test]
+fn the_redlock_section_parses_and_refuses_by_name() {
+    let config = LockConfig::from_toml(
+        r#"
+        url = "redlock://h1:7001,h2:7002,h3:7003"
+        [redlock]
+        node_timeout = "20ms"
+        drift_factor = 0.02
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.redlock.node_timeout, Duration::from_millis(20));
+    assert_eq!(config.redlock.drift_factor, 0.02);
+    assert_eq!(config.redlock.retry_jitter, Duration::from_millis(2));
+    let message = refusal(LockConfig::from_toml(
+        "url = \"redlock://h\"\n[redlock]\nretry_delay = \"10ms\"\n",
+    ));
+    assert!(message.contains("retry_delay"), "{message}");
+    let config = LockConfig::from_vars(|name| match name {
+        "LOCKKIT_URL" => Some("redlock://h1,h2,h3".into()),
+        "LOCKKIT_REDLOCK_NODE_TIMEOUT" => Some("30ms".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(config.redlock.node_timeout, Duration::from_millis(30));
 }
 
 #[cfg(feature = "zk")]

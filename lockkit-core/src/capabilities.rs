@@ -104,8 +104,12 @@ pub struct Capabilities {
     pub min_ttl: Duration,
     /// The longest TTL the backend honours; longer ones are refused.
     pub max_ttl: Duration,
-    /// Clock drift allowance the backend subtracts from every validity window.
+    /// Clock drift allowance the backend subtracts from every validity
+    /// window, beside [`drift_ppm`](Self::drift_ppm); see [`drift_for`](Self::drift_for).
     pub drift: Duration,
+    /// A further allowance proportional to the TTL, in millionths of it
+    /// (Redlock's drift factor: 0.01 is 10,000). 0 for most backends.
+    pub drift_ppm: u32,
     /// Whether the server expires this backend's sessions after a timeout
     /// (a ZooKeeper session, an etcd lease): its session grants then carry
     /// the session's bound (see [`SessionSignal::confirm`](crate::SessionSignal::confirm)),
@@ -135,8 +139,17 @@ impl Capabilities {
             min_ttl: Duration::from_millis(1),
             max_ttl: Duration::from_secs(365 * 24 * 60 * 60),
             drift: Duration::ZERO,
+            drift_ppm: 0,
             session_timeout: false,
         }
+    }
+
+    /// The drift allowance of a grant for `ttl`: [`drift`](Self::drift)
+    /// plus [`drift_ppm`](Self::drift_ppm) millionths of `ttl`. A TTL
+    /// grant's validity ends no earlier than its request's send + `ttl` −
+    /// this.
+    pub fn drift_for(&self, ttl: Duration) -> Duration {
+        self.drift + ttl.mul_f64(f64::from(self.drift_ppm) / 1e6)
     }
 
     /// Refuses a TTL this backend cannot honour — zero, below

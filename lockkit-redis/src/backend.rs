@@ -10,8 +10,6 @@ use lockkit_core::{
     FencingGuarantee, FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result,
     SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, ProtocolVersion};
 
 use crate::error::{from_redis, unexpected_reply, BACKEND};
 use crate::keys::LockKeys;
@@ -49,66 +47,6 @@ struct Inner {
     capabilities: Capabilities,
 }
 
-/// Refuses the parts of a URL the driver would silently ignore, and
-/// `#insecure`: a user who wrote them meant something lockkit would not do.
-fn check_url(url: &str) -> Result<()> {
-    let refuse = |why: String| {
-        Err(Error::new(
-            ErrorKind::Config,
-            BACKEND,
-            format!("url: {why}"),
-        ))
-    };
-    // What does not parse is left to the driver, whose error says so.
-    let Some(parsed) = redis::parse_redis_url(url) else {
-        return Ok(());
-    };
-    let socket = parsed.scheme().ends_with("unix");
-    if socket && (!parsed.username().is_empty() || parsed.password().is_some()) {
-        return refuse(
-            "a Unix-socket URL takes its user and password as ?user=…&pass=…; the driver \
-             would ignore the user:password@ part and connect as the default user"
-                .to_owned(),
-        );
-    }
-    if parsed.fragment() == Some("insecure") {
-        return refuse(
-            "#insecure (TLS without checking the server's certificate) is not supported: \
-             anyone on the path could answer for the server"
-                .to_owned(),
-        );
-    }
-    let known: &[&str] = if socket {
-        &["db", "user", "pass", "protocol"]
-    } else {
-        &["protocol"]
-    };
-    let mut after_secret = false;
-    for (key, _) in parsed.query_pairs() {
-        if known.contains(&key.as_ref()) {
-            after_secret = key == "pass";
-            continue;
-        }
-        if after_secret {
-            return refuse(
-                "the parameter after `pass` is not one the driver reads (not shown: it may be \
-                 part of the password); percent-encode `&` in it as %26"
-                    .to_owned(),
-            );
-        }
-        let hint = if key == "db" {
-            " (a redis:// URL names its database in the path: redis://host:6379/3)"
-        } else {
-            ""
-        };
-        return refuse(format!(
-            "unknown parameter `{key}`{hint}; this form reads {}",
-            known.join(", ")
-        ));
-    }
-    Ok(())
-}
-
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
@@ -136,44 +74,7 @@ impl RedisBackend {
     /// cannot work (the message names the field) and
     /// [`Unavailable`](ErrorKind::Unavailable) if the server cannot be reached.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self> {
-        options.validate()?;
-        check_url(url)?;
-        let info = url.into_connection_info().map_err(|error| {
-            Error::new(
-                ErrorKind::Config,
-                BACKEND,
-                format!(
-                    "url: {error}; expected redis://[user:password@]host[:port][/db] (or \
-                     rediss://, valkey://, valkeys://) or redis+unix:///path/redis.sock[?db=0] \
-                     (or unix://, valkey+unix://)"
-                ),
-            )
-        })?;
-        let server = info.addr().to_string();
-        let user = info
-            .redis_settings()
-            .username()
-            .unwrap_or("default")
-            .to_owned();
-        let client =
-            Client::open(info.clone()).map_err(|error| from_redis(&server, "url", error))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            // Fail fast while the server is down; the next command tries again.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let connection = ConnectionManager::new_with_config(client, config.clone())
-            .await
-            .map_err(|error| from_redis(&server, "connect", error))?;
-        let subscriber = info.clone().set_redis_settings(
-            info.redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3),
-        );
-        let subscriber =
-            Client::open(subscriber).map_err(|error| from_redis(&server, "url", error))?;
+        let node = Node::connect(url, options.clone()).await?;
         let channel = format!(
             "{}:grants:{}",
             options.namespace,
@@ -188,27 +89,16 @@ impl RedisBackend {
         );
         capabilities.drift = DRIFT;
         capabilities.min_ttl = DRIFT * 2;
+        let user = node.user().to_owned();
         let backend = Self {
             inner: Arc::new(Inner {
-                node: Node::new(connection, server.clone(), options.clone()),
-                waiters: Mutex::new(Some(Arc::new(Waiters::new(
-                    subscriber,
-                    server.clone(),
-                    // Rides out a restart; a longer outage ends its
-                    // reconnect attempts until the next waiter pings.
-                    config
-                        .set_number_of_retries(10)
-                        .set_max_delay(Duration::from_secs(1)),
-                    channel,
-                    options.connect_timeout + options.response_timeout,
-                )))),
+                waiters: Mutex::new(Some(Arc::new(Waiters::new(node.subscriber(), channel)))),
+                node,
                 background: Background::new(),
                 options,
                 capabilities,
             }),
         };
-        backend.inner.node.ping().await?;
-        backend.inner.node.check_server().await?;
         backend.check_rights(&user).await?;
         Ok(backend)
     }

@@ -60,6 +60,12 @@ impl LockKeys {
         &self.buffer[self.ends[2]..self.ends[3]]
     }
 
+    /// `<ns>:{<name>}:released`: the channel a Redlock release is announced
+    /// on, for the waiters of this lock (a channel, not a key).
+    pub fn released_channel(&self) -> String {
+        format!("{}:released", self.lock())
+    }
+
     /// The keys in the order every script takes them (`KEYS[1..=4]`).
     pub fn all(&self) -> [&str; 4] {
         [self.lock(), self.fence(), self.queue(), self.waiters()]

@@ -143,6 +143,7 @@ pub mod keys;
 pub mod node;
 mod options;
 pub mod scripts;
+pub mod subscriber;
 mod waiters;
 
 pub use backend::RedisBackend;

@@ -11,20 +11,27 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use lockkit_core::{repeat, Error, ErrorKind, Result, REPEAT_FOR};
-use redis::aio::ConnectionManager;
-use redis::FromRedisValue;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion};
 
 use crate::error::{from_redis, unexpected_reply, BACKEND};
 use crate::keys::LockKeys;
 use crate::options::RedisOptions;
 use crate::scripts::{OwnerCheck, ScriptCall, Scripts};
+use crate::subscriber::Subscriber;
 
 /// One Redis server and its command connection, which reconnects by itself.
 pub struct Node {
     /// `None` once closed.
     connection: Mutex<Option<ConnectionManager>>,
     server: String,
+    /// The user the URL names (`default` if none).
+    user: String,
     options: RedisOptions,
+    /// The same server over RESP3, for a [`Subscriber`].
+    subscriber_client: Client,
+    /// The command connection's settings, for a subscriber's.
+    config: ConnectionManagerConfig,
 }
 
 impl fmt::Debug for Node {
@@ -36,16 +43,112 @@ impl fmt::Debug for Node {
 }
 
 impl Node {
-    /// A node over `connection` to `server` (its address, as in messages).
-    pub(crate) fn new(
-        connection: ConnectionManager,
-        server: String,
-        options: RedisOptions,
-    ) -> Self {
-        Self {
+    /// Connects to `url` and checks the server: it answers (`PING`), and
+    /// passes [`check_server`](Self::check_server). See
+    /// [`RedisBackend::connect`](crate::RedisBackend::connect) for the URL
+    /// forms; the rights of the user are the caller's to check, by doing
+    /// what it will do.
+    ///
+    /// Fails with [`Config`](ErrorKind::Config) for a URL or options that
+    /// cannot work (the message names the field) and
+    /// [`Unavailable`](ErrorKind::Unavailable) if the server cannot be reached.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self> {
+        options.validate()?;
+        check_url(url)?;
+        let info = url.into_connection_info().map_err(|error| {
+            Error::new(
+                ErrorKind::Config,
+                BACKEND,
+                format!(
+                    "url: {error}; expected redis://[user:password@]host[:port][/db] (or \
+                     rediss://, valkey://, valkeys://) or redis+unix:///path/redis.sock[?db=0] \
+                     (or unix://, valkey+unix://)"
+                ),
+            )
+        })?;
+        let server = info.addr().to_string();
+        let user = info
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_owned();
+        let client =
+            Client::open(info.clone()).map_err(|error| from_redis(&server, "url", error))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            // Fail fast while the server is down; the next command tries again.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
+        let connection = ConnectionManager::new_with_config(client, config.clone())
+            .await
+            .map_err(|error| from_redis(&server, "connect", error))?;
+        let subscriber = info.clone().set_redis_settings(
+            info.redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3),
+        );
+        let subscriber_client =
+            Client::open(subscriber).map_err(|error| from_redis(&server, "url", error))?;
+        let node = Self {
             connection: Mutex::new(Some(connection)),
             server,
+            user,
             options,
+            subscriber_client,
+            config,
+        };
+        node.ping().await?;
+        node.check_server().await?;
+        Ok(node)
+    }
+
+    /// A subscriber connection to this server (opened at its first use),
+    /// which rides out a restart; a longer outage ends its reconnect
+    /// attempts until a listener pings.
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber::new(
+            self.subscriber_client.clone(),
+            self.server.clone(),
+            self.config
+                .clone()
+                .set_number_of_retries(10)
+                .set_max_delay(Duration::from_secs(1)),
+            self.options.connect_timeout + self.options.response_timeout,
+        )
+    }
+
+    /// The user the URL names (`default` if none).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The options this node was connected with.
+    pub fn options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// The server's `run_id` (`INFO server`): a random id each server
+    /// process picks at start, the same whatever address reached it.
+    /// `None` if this user may not run `INFO`.
+    pub async fn run_id(&self) -> Result<Option<String>> {
+        let mut connection = self.connection()?;
+        match redis::cmd("INFO")
+            .arg("server")
+            .query_async::<String>(&mut connection)
+            .await
+        {
+            Ok(info) => Ok(info
+                .lines()
+                .find_map(|line| line.strip_prefix("run_id:"))
+                .map(|id| id.trim().to_owned())),
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(from_redis(&self.server, "INFO server", error)),
         }
     }
 
@@ -185,15 +288,14 @@ impl Node {
         invocation: &ScriptCall<'_>,
         what: &Operation<'_>,
     ) -> Result<(T, Option<u32>)> {
-        let mut connection = self.connection()?;
-        let server = &self.server;
         let replicas = self.options.min_replicas;
         if replicas == 0 {
+            let mut connection = self.connection()?;
             return invocation
                 .invoke_async(&mut connection)
                 .await
                 .map(|reply| (reply, None))
-                .map_err(|error| from_redis(server, what, error));
+                .map_err(|error| from_redis(&self.server, what, error));
         }
         let timeout = self.options.replica_timeout.as_millis().max(1) as u64;
         let mut pipeline = redis::pipe();
@@ -202,7 +304,23 @@ impl Node {
             .cmd("WAIT")
             .arg(replicas)
             .arg(timeout);
-        let mut reply = pipeline.query_async::<(T, u32)>(&mut connection).await;
+        self.run_pipeline::<(T, u32)>(invocation, &pipeline, what)
+            .await
+            .map(|(reply, acknowledged)| (reply, Some(acknowledged)))
+    }
+
+    /// Sends `pipeline`, which runs `invocation`'s script: after a
+    /// `NOSCRIPT` (a restarted or flushed server) the script is loaded and
+    /// the pipeline sent again.
+    pub async fn run_pipeline<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptCall<'_>,
+        pipeline: &Pipeline,
+        what: &Operation<'_>,
+    ) -> Result<T> {
+        let mut connection = self.connection()?;
+        let server = &self.server;
+        let mut reply = pipeline.query_async::<T>(&mut connection).await;
         if reply.as_ref().is_err_and(|error| {
             error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
         }) {
@@ -212,9 +330,66 @@ impl Node {
                 .map_err(|error| from_redis(server, what, error))?;
             reply = pipeline.query_async(&mut connection).await;
         }
-        reply
-            .map(|(reply, acknowledged)| (reply, Some(acknowledged)))
-            .map_err(|error| from_redis(server, what, error))
+        reply.map_err(|error| from_redis(server, what, error))
+    }
+
+    /// Sends a pipeline of plain commands (no script): one round trip.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        pipeline: &Pipeline,
+        what: &Operation<'_>,
+    ) -> Result<T> {
+        let mut connection = self.connection()?;
+        pipeline
+            .query_async::<T>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.server, what, error))
+    }
+
+    /// Runs the owner-checked release script and, in the same round trip,
+    /// publishes an empty message on `channel`, for waiters that retry when
+    /// a lock may have come free (Redlock's). Replies the script's code.
+    pub async fn release_announced(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        channel: &str,
+        what: &Operation<'_>,
+    ) -> Result<i64> {
+        let release = Scripts::get().release(keys, owner);
+        let mut pipeline = Pipeline::with_capacity(2);
+        pipeline
+            .add_command(release.cmd().clone())
+            .cmd("PUBLISH")
+            .arg(channel)
+            .arg("")
+            .ignore();
+        self.run_pipeline::<(i64,)>(&release, &pipeline, what)
+            .await
+            .map(|(code,)| code)
+    }
+
+    /// Deletes every key of a lock, its fence included: for a probe lock
+    /// of the caller's own, never for a lock in use.
+    pub async fn delete(&self, keys: &LockKeys) -> Result<()> {
+        let mut connection = self.connection()?;
+        redis::cmd("DEL")
+            .arg(&keys.all()[..])
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.server, Operation("delete", keys), error))
+    }
+
+    /// Raises the lock's fence to at least `token`; replies the fence after.
+    pub async fn raise_fence(&self, keys: &LockKeys, token: u64) -> Result<u64> {
+        let mut connection = self.connection()?;
+        let what = Operation("write the fencing token back for", keys);
+        let fence = Scripts::get()
+            .raise_fence(keys, token)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.server, &what, error))?;
+        u64::try_from(fence).map_err(|_| unexpected_reply(&self.server, &what, fence))
     }
 
     /// Fails a write that fewer than `min_replicas` replicas acknowledged;
@@ -295,6 +470,66 @@ impl Node {
     }
 }
 
+/// Refuses the parts of a URL the driver would silently ignore, and
+/// `#insecure`: a user who wrote them meant something lockkit would not do.
+fn check_url(url: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::new(
+            ErrorKind::Config,
+            BACKEND,
+            format!("url: {why}"),
+        ))
+    };
+    // What does not parse is left to the driver, whose error says so.
+    let Some(parsed) = redis::parse_redis_url(url) else {
+        return Ok(());
+    };
+    let socket = parsed.scheme().ends_with("unix");
+    if socket && (!parsed.username().is_empty() || parsed.password().is_some()) {
+        return refuse(
+            "a Unix-socket URL takes its user and password as ?user=…&pass=…; the driver \
+             would ignore the user:password@ part and connect as the default user"
+                .to_owned(),
+        );
+    }
+    if parsed.fragment() == Some("insecure") {
+        return refuse(
+            "#insecure (TLS without checking the server's certificate) is not supported: \
+             anyone on the path could answer for the server"
+                .to_owned(),
+        );
+    }
+    let known: &[&str] = if socket {
+        &["db", "user", "pass", "protocol"]
+    } else {
+        &["protocol"]
+    };
+    let mut after_secret = false;
+    for (key, _) in parsed.query_pairs() {
+        if known.contains(&key.as_ref()) {
+            after_secret = key == "pass";
+            continue;
+        }
+        if after_secret {
+            return refuse(
+                "the parameter after `pass` is not one the driver reads (not shown: it may be \
+                 part of the password); percent-encode `&` in it as %26"
+                    .to_owned(),
+            );
+        }
+        let hint = if key == "db" {
+            " (a redis:// URL names its database in the path: redis://host:6379/3)"
+        } else {
+            ""
+        };
+        return refuse(format!(
+            "unknown parameter `{key}`{hint}; this form reads {}",
+            known.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// What a write that too few replicas acknowledged leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GiveBack {
@@ -315,13 +550,14 @@ impl fmt::Display for Operation<'_> {
 }
 
 /// The lock's name, recovered from its key for messages.
-pub(crate) fn lock_name(keys: &LockKeys) -> &str {
+pub fn lock_name(keys: &LockKeys) -> &str {
     let lock = keys.lock();
     let start = lock.find('{').map_or(0, |open| open + 1);
     &lock[start..lock.len().saturating_sub(1)]
 }
 
-pub(crate) fn millis(duration: Duration) -> u64 {
-    // Round up: a sub-millisecond TTL must not become PX 0 (an error).
+/// A TTL in milliseconds, as `PX` and `PEXPIRE` take it: rounded up, so a
+/// sub-millisecond TTL never becomes `PX 0` (an error).
+pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }

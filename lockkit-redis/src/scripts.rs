@@ -176,6 +176,18 @@ if redis.call('EXISTS', KEYS[3]) == 0 then settle() end
 return 0
 "#;
 
+/// ARGV: token. Raises the fence to at least `token` (Redlock writes a
+/// grant's token back onto a majority this way). Returns the fence after.
+const RAISE_FENCE: &str = r#"
+local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
+local token = tonumber(ARGV[1])
+if fence < token then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return token
+end
+return fence
+"#;
+
 /// The uncontended acquire, without a script: `SET <lock> <owner> NX PX
 /// <ttl_ms>` and `INCRBY <fence> 2`, pipelined. Decode the reply with
 /// [`FastReply::decode`].
@@ -245,6 +257,7 @@ pub struct Scripts {
     extend: Script,
     release: Script,
     leave: Script,
+    raise_fence: Script,
 }
 
 /// What the acquire script asks of the queue when the lock is held.
@@ -265,6 +278,7 @@ impl Scripts {
             extend: Script::new(EXTEND),
             release: Script::new(&format!("{RELEASE}{PRELUDE}{RELEASE_HANDOVER}")),
             leave: Script::new(&format!("{PRELUDE}{LEAVE}")),
+            raise_fence: Script::new(RAISE_FENCE),
         })
     }
 
@@ -310,6 +324,13 @@ impl Scripts {
     pub fn release<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptCall<'a> {
         let mut call = ScriptCall::new(&self.release, &keys.all(), 1);
         call.cmd.arg(owner);
+        call
+    }
+
+    /// Raises the lock's fence to at least `token`; replies the fence after.
+    pub fn raise_fence<'a>(&'a self, keys: &LockKeys, token: u64) -> ScriptCall<'a> {
+        let mut call = ScriptCall::new(&self.raise_fence, &[keys.fence()], 1);
+        call.cmd.arg(token);
         call
     }
 

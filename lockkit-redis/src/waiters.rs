@@ -1,28 +1,23 @@
-//! The one subscriber connection of a backend, and the waiters it wakes.
+//! The waiters of one backend, woken by hand-overs on its own channel.
 //!
 //! Each backend instance listens on a channel of its own,
 //! `<namespace>:grants:<random id>`, which its waiters name when they take
 //! a place in a lock's queue. A release that hands the lock to one of them
 //! publishes `<owner>:<token>` there, so the message reaches only this
 //! client and wakes only the waiter it names — no herd, however many
-//! clients wait on the same name. The channel is subscribed once, on a RESP3
-//! connection opened at connect, which reconnects and re-subscribes by
-//! itself; a message lost meanwhile costs the waiter one backstop period,
-//! never the grant.
+//! clients wait on the same name. The channel is subscribed once, at
+//! connect, on the backend's [`Subscriber`]; a message lost while it
+//! reconnects costs the waiter one backstop period, never the grant.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
-use std::time::Duration;
-
-use lockkit_core::{Error, ErrorKind, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, PushInfo, PushKind, Value};
+use lockkit_core::Result;
 use tokio::sync::{Notify, OnceCell};
 
-use crate::error::{from_redis, BACKEND};
 use crate::scripts::Handover;
+use crate::subscriber::{lock, Listening, Subscriber};
 
 type Mailboxes = Mutex<HashMap<String, Arc<Mailbox>>>;
 
@@ -34,45 +29,23 @@ struct Mailbox {
     wake: Notify,
 }
 
+#[derive(Debug)]
 pub(crate) struct Waiters {
-    client: Client,
-    server: String,
-    config: ConnectionManagerConfig,
+    subscriber: Subscriber,
     channel: String,
-    /// How long opening and subscribing may take.
-    open_timeout: Duration,
-    /// The subscribed connection, once opened.
-    connection: OnceCell<ConnectionManager>,
+    /// The channel's subscription, once made.
+    listening: OnceCell<Listening>,
     /// Owner token (hex) → its waiter's mailbox.
     mailboxes: Arc<Mailboxes>,
 }
 
-impl std::fmt::Debug for Waiters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiters")
-            .field("server", &self.server)
-            .field("channel", &self.channel)
-            .field("subscribed", &self.connection.initialized())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Waiters {
-    /// Waiters listening on `channel` over `client`, which must speak RESP3.
-    pub(crate) fn new(
-        client: Client,
-        server: String,
-        config: ConnectionManagerConfig,
-        channel: String,
-        open_timeout: Duration,
-    ) -> Self {
+    /// Waiters listening on `channel` of `subscriber`.
+    pub(crate) fn new(subscriber: Subscriber, channel: String) -> Self {
         Self {
-            client,
-            server,
-            config,
+            subscriber,
             channel,
-            open_timeout,
-            connection: OnceCell::new(),
+            listening: OnceCell::new(),
             mailboxes: Arc::default(),
         }
     }
@@ -94,70 +67,37 @@ impl Waiters {
             owner: owner.to_owned(),
             mailbox,
         };
-        let connection = self.subscribe().await?;
-        ping_in_background(connection.clone());
+        self.subscribe().await?.ping_in_background();
         Ok(listener)
     }
 
-    /// The subscribed connection: opened and subscribed on the first call
-    /// (at connect, which so learns whether the user may subscribe), shared
-    /// after.
-    pub(crate) async fn subscribe(&self) -> Result<&ConnectionManager> {
-        let open = self.connection.get_or_try_init(|| async {
-            let mailboxes = Arc::downgrade(&self.mailboxes);
-            let config = self
-                .config
-                .clone()
-                .set_automatic_resubscription()
-                .set_push_sender(move |push: PushInfo| deliver(&mailboxes, push));
-            let mut connection =
-                ConnectionManager::new_with_config(self.client.clone(), config).await?;
-            connection.subscribe(&self.channel).await?;
-            Ok(connection)
-        });
-        match tokio::time::timeout(self.open_timeout, open).await {
-            Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(error)) => Err(from_redis(&self.server, "subscribe to hand-overs", error)),
-            Err(_) => Err(Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                format!(
-                    "{}: subscribe to hand-overs: no connection within {:?}",
-                    self.server, self.open_timeout
-                ),
-            )),
-        }
+    /// The channel's subscription: made on the first call (at connect,
+    /// which so learns whether the user may subscribe), kept after.
+    pub(crate) async fn subscribe(&self) -> Result<&Listening> {
+        self.listening
+            .get_or_try_init(|| {
+                let mailboxes = Arc::downgrade(&self.mailboxes);
+                self.subscriber.listen(
+                    &self.channel,
+                    Arc::new(move |payload: &[u8]| {
+                        if let Some(mailboxes) = mailboxes.upgrade() {
+                            deliver(&mailboxes, payload);
+                        }
+                    }),
+                )
+            })
+            .await
     }
-}
-
-/// The subscriber sends no commands of its own once subscribed, so nothing
-/// would notice that its reconnect attempts gave up during a long outage. A
-/// ping per new waiter does: a failed one starts a new reconnect, which
-/// subscribes again. The waiter does not wait for it; until then its
-/// backstop timer serves it.
-fn ping_in_background(mut connection: ConnectionManager) {
-    tokio::spawn(async move {
-        let _ = redis::cmd("PING").query_async::<()>(&mut connection).await;
-    });
 }
 
 /// Wakes the waiter a hand-over names. Runs on the connection's reader.
-fn deliver(mailboxes: &Weak<Mailboxes>, push: PushInfo) -> std::result::Result<(), ()> {
-    if push.kind != PushKind::Message {
-        return Ok(());
-    }
-    let Some(mailboxes) = mailboxes.upgrade() else {
-        return Err(());
-    };
-    if let [_, Value::BulkString(payload)] = push.data.as_slice() {
-        if let Some(handover) = Handover::decode(payload) {
-            if let Some(mailbox) = lock(&mailboxes).get(handover.owner) {
-                mailbox.token.store(handover.token, Ordering::Release);
-                mailbox.wake.notify_one();
-            }
+fn deliver(mailboxes: &Mailboxes, payload: &[u8]) {
+    if let Some(handover) = Handover::decode(payload) {
+        if let Some(mailbox) = lock(mailboxes).get(handover.owner) {
+            mailbox.token.store(handover.token, Ordering::Release);
+            mailbox.wake.notify_one();
         }
     }
-    Ok(())
 }
 
 /// One waiter's registration; dropping it stops listening.
@@ -193,12 +133,4 @@ impl Drop for Listener {
     fn drop(&mut self) {
         lock(&self.mailboxes).remove(&self.owner);
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked
-/// (every critical section here is a single map operation).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

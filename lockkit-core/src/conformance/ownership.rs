@@ -130,7 +130,7 @@ pub async fn extend_after_expiry_is_not_held(target: &impl Target) {
         "error does not say the lease {why}: {error}"
     );
     // The server-side key outlives the local bound by the drift allowance.
-    tokio::time::sleep(capabilities.drift * 2 + Duration::from_millis(20)).await;
+    tokio::time::sleep(capabilities.drift_for(timing.ttl) * 2 + Duration::from_millis(20)).await;
     expect_error(
         locks.backend().extend(&claim, timing.ttl).await,
         ErrorKind::NotHeld,

@@ -66,7 +66,7 @@ pub async fn validity_is_measured_from_request_send(target: &impl Target) {
                 "validity measured from after the reply"
             );
             assert!(
-                bound >= before + ttl - capabilities.drift,
+                bound >= before + ttl - capabilities.drift_for(ttl),
                 "validity shorter than ttl − drift"
             );
             assert!(lease.remaining().unwrap() <= ttl);

@@ -52,7 +52,7 @@ pub async fn waiter_acquires_promptly_after_release(target: &impl Target) {
             valid_until <= granted_at + timing.long_ttl,
             "a waited-for grant's validity runs past its reply + ttl"
         );
-        let drift = holder.capabilities().drift;
+        let drift = holder.capabilities().drift_for(timing.long_ttl);
         assert!(
             valid_until >= waiting_began + timing.long_ttl - drift,
             "a waited-for grant's validity starts before the wait did"

@@ -1,0 +1,1018 @@
+//! [`RedlockBackend`]: the distlock algorithm over N independent nodes.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lockkit_core::{
+    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
+    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass,
+    Undo, Wait, WaitMode, REPEAT_FOR,
+};
+use lockkit_redis::keys::LockKeys;
+use lockkit_redis::node::{lock_name, millis, Node, Operation};
+use lockkit_redis::scripts::{self, OwnerCheck, Scripts};
+use lockkit_redis::subscriber::{Listening, Subscriber};
+use tokio::sync::watch;
+
+use crate::options::{RedlockConfig, RedlockOptions, DRIFT_FLOOR, TTL_PER_NODE_TIMEOUT};
+use crate::quorum::{finish, Reply, Round};
+use crate::url::node_urls;
+use crate::BACKEND;
+
+/// The longest a waiter waits without an announcement before it tries
+/// again: a lost announcement (a node restarted, a subscriber
+/// reconnecting) costs at most this.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// Locks held on a majority of independent Redis servers.
+///
+/// Cheap to share: clone the [`Locker`](lockkit_core::Locker) holding it.
+/// Each node has one command connection and one subscriber connection.
+#[derive(Clone)]
+pub struct RedlockBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    members: Vec<Arc<Member>>,
+    /// N/2 + 1.
+    quorum: usize,
+    /// The nodes, as errors name them (`h1:7001,h2:7002,…`).
+    servers: String,
+    options: RedlockOptions,
+    capabilities: Capabilities,
+    /// Where late grants are given back and tokens written back.
+    background: Background,
+    closed: AtomicBool,
+}
+
+/// One node: its commands and its subscriber.
+struct Member {
+    node: Node,
+    /// `None` once closed.
+    subscriber: Mutex<Option<Arc<Subscriber>>>,
+}
+
+impl Member {
+    fn subscriber(&self) -> Option<Arc<Subscriber>> {
+        self.subscriber
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl fmt::Debug for RedlockBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockBackend")
+            .field("servers", &self.inner.servers)
+            .field("quorum", &self.inner.quorum)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One node's answer to an acquire: `SET NX PX`, `INCRBY` of the fence and
+/// `PTTL`, in one round trip.
+#[derive(Debug)]
+enum Vote {
+    /// Set; the node's fence after its increment.
+    Granted(u64),
+    /// Held by another owner, for this long (ms) if it has a TTL; the
+    /// node's fence after its increment.
+    Refused { fence: u64, pttl: Option<u64> },
+    /// No answer, or an error.
+    Failed(Error),
+}
+
+/// How many attempts in a row may find too few nodes answering before an
+/// acquire fails `Unavailable`: a node that is down fails at once, but a
+/// reply late under load should not fail a whole acquire.
+const UNAVAILABLE_TRIES: u32 = 3;
+
+/// What a grant's keys hold on the nodes: the lease's owner token and the
+/// number of the attempt that won, `<owner hex>.<attempt>`. Each attempt
+/// sets a value of its own, so giving back an earlier attempt's late grant
+/// (owner-checked) never removes a later attempt's. Carried in the grant's
+/// handle to extend and release.
+#[derive(Debug, Clone)]
+struct Holding(Arc<str>);
+
+impl Holding {
+    /// The value of `claim`'s grant. A claim without this backend's handle,
+    /// or with another owner's, gets a value no attempt ever sets (attempts
+    /// count from 1), so it holds nothing.
+    fn of(claim: &Claim) -> Arc<str> {
+        let owner = claim.owner.to_hex();
+        match claim.handle::<Holding>() {
+            Some(Holding(value))
+                if value
+                    .strip_prefix(owner.as_str())
+                    .is_some_and(|attempt| attempt.starts_with('.')) =>
+            {
+                value.clone()
+            }
+            _ => Arc::from(format!("{owner}.0")),
+        }
+    }
+}
+
+/// How an acquire attempt ended.
+enum Attempt {
+    Granted(Grant),
+    /// A majority refused: another owner holds the lock; retry no later
+    /// than this (when enough of its keys expire).
+    Held(Duration),
+    /// Neither a majority for this owner nor against it (votes split
+    /// between waiters, or a grant too late to use): retry soon.
+    Split,
+    /// Too many nodes failed for any majority.
+    Unavailable(Error),
+}
+
+impl RedlockBackend {
+    /// Connects to `url` (`redlock://h1:7001,h2:7002,h3:7003`) with the default options.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, RedlockOptions::new()).await
+    }
+
+    /// Connects with a configuration's namespace and `[redlock]` section,
+    /// as the `lockkit` facade does.
+    pub async fn from_config(url: &str, namespace: &str, config: &RedlockConfig) -> Result<Self> {
+        Self::connect_with(url, RedlockOptions::from_config(namespace, config)).await
+    }
+
+    /// Connects to every member of `url`
+    /// (`redlock://[user:password@]host[:port],…`) and checks them; see
+    /// [`connect_nodes`](Self::connect_nodes).
+    pub async fn connect_with(url: &str, options: RedlockOptions) -> Result<Self> {
+        options.validate()?;
+        Self::connect_nodes(&node_urls(url)?, options).await
+    }
+
+    /// Connects to each node by its own Redis URL (any form
+    /// `lockkit-redis` takes: `redis://`, `rediss://` for TLS, a Unix
+    /// socket) and refuses a set of nodes that would not be a Redlock:
+    ///
+    /// - fewer than 3 nodes;
+    /// - one server twice, by address or by its `run_id` (two names for one
+    ///   server would fake a majority);
+    /// - a replica (of another node or of anything: a node must be a
+    ///   primary that keeps its own keys);
+    /// - a node that fails `lockkit-redis`' checks (a cluster node, an
+    ///   evicting `maxmemory-policy`) or whose user may not run the
+    ///   commands of every step.
+    ///
+    /// Every node must answer at connect, so that each is checked; once
+    /// connected, up to N − (N/2 + 1) may fail at any time.
+    ///
+    /// Fails with [`Config`](ErrorKind::Config) naming the node and what is
+    /// wrong, or [`Unavailable`](ErrorKind::Unavailable) if a node cannot
+    /// be reached.
+    pub async fn connect_nodes(urls: &[impl AsRef<str>], options: RedlockOptions) -> Result<Self> {
+        options.validate()?;
+        let config = |why: String| Error::new(ErrorKind::Config, BACKEND, why);
+        if urls.len() < 3 {
+            return Err(config(format!(
+                "url: a Redlock needs at least 3 independent nodes (5 tolerate 2 failures), \
+                 got {}",
+                urls.len()
+            )));
+        }
+        let connects = urls
+            .iter()
+            .map(|url| Node::connect(url.as_ref(), options.node()));
+        let nodes = futures_util::future::join_all(connects).await;
+        let mut members = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let node = node?;
+            if let Some(same) = members
+                .iter()
+                .find(|member: &&Arc<Member>| member.node.server() == node.server())
+            {
+                return Err(config(format!(
+                    "url: node {} is named twice: two names for one server would fake a \
+                     majority",
+                    same.node.server()
+                )));
+            }
+            members.push(Arc::new(Member {
+                subscriber: Mutex::new(Some(Arc::new(node.subscriber()))),
+                node,
+            }));
+        }
+        let mut run_ids: Vec<(String, &str)> = Vec::with_capacity(members.len());
+        for member in &members {
+            let Some(run_id) = member.node.run_id().await? else {
+                tracing::warn!(
+                    server = member.node.server(),
+                    "this user may not run INFO: whether two nodes are one server is unchecked"
+                );
+                continue;
+            };
+            if let Some((_, other)) = run_ids.iter().find(|(id, _)| *id == run_id) {
+                return Err(config(format!(
+                    "url: nodes {other} and {} are one server (run_id {run_id}): two names for \
+                     one server would fake a majority",
+                    member.node.server()
+                )));
+            }
+            run_ids.push((run_id, member.node.server()));
+        }
+        let quorum = members.len() / 2 + 1;
+        let servers = members
+            .iter()
+            .map(|member| member.node.server())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut capabilities = Capabilities::new(
+            SafetyClass::Efficiency,
+            FencingGuarantee::BestEffort,
+            LeaseModel::Ttl,
+            WaitMode::Notify,
+            Fairness::Unordered,
+        );
+        capabilities.drift = DRIFT_FLOOR;
+        // In millionths, rounded up: the allowance is never less than asked.
+        capabilities.drift_ppm = (options.drift_factor * 1e6).ceil() as u32;
+        capabilities.min_ttl = options.node_timeout * TTL_PER_NODE_TIMEOUT;
+        let backend = Self {
+            inner: Arc::new(Inner {
+                members,
+                quorum,
+                servers,
+                options,
+                capabilities,
+                background: Background::new(),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        for member in &backend.inner.members {
+            backend.check_rights(member).await?;
+        }
+        Ok(backend)
+    }
+
+    /// Runs every step once on a probe lock of `member`'s, whose keys are
+    /// deleted after, and subscribes once: a user whose ACL lacks a command,
+    /// a key pattern or a channel is refused now, not at the first contended
+    /// acquire.
+    async fn check_rights(&self, member: &Member) -> Result<()> {
+        let node = &member.node;
+        let probe = format!("lockkit-connect-check:{}", OwnerToken::generate()?.to_hex());
+        let keys = node.keys(&probe);
+        let owner = OwnerToken::generate()?.to_hex();
+        let what = Operation("check the lock commands on", &keys);
+        let outcome = async {
+            if let Vote::Failed(error) = vote(node, &keys, &owner, 10_000).await {
+                return Err(error);
+            }
+            node.raise_fence(&keys, 2).await?;
+            node.run::<i64>(&Scripts::get().extend(&keys, &owner, 10_000), &what)
+                .await?;
+            node.release_announced(&keys, &owner, &keys.released_channel(), &what)
+                .await?;
+            if let Some(subscriber) = member.subscriber() {
+                let listening = subscriber
+                    .listen(&keys.released_channel(), Arc::new(|_: &[u8]| {}))
+                    .await?;
+                drop(listening);
+            }
+            Ok(())
+        }
+        .await;
+        let cleaned = node.delete(&keys).await;
+        outcome.and(cleaned).map_err(|error| {
+            if error.kind() == ErrorKind::Config {
+                Error::new(
+                    ErrorKind::Config,
+                    BACKEND,
+                    format!(
+                        "{}; lockkit-redlock needs, on every node, keys `{ns}:*` and channels \
+                         `{ns}:*` with +@connection +@scripting +info +get +set +del +exists \
+                         +incrby +pexpire +pttl +publish +subscribe +unsubscribe",
+                        error.message(),
+                        ns = self.inner.options.namespace
+                    ),
+                )
+            } else {
+                error
+            }
+        })
+    }
+
+    /// The nodes' addresses, as errors name them.
+    pub fn servers(&self) -> &str {
+        &self.inner.servers
+    }
+
+    /// How many nodes make a majority: N/2 + 1.
+    pub fn quorum(&self) -> usize {
+        self.inner.quorum
+    }
+
+    /// The options this backend was connected with.
+    pub fn options(&self) -> &RedlockOptions {
+        &self.inner.options
+    }
+
+    fn nodes(&self) -> usize {
+        self.inner.members.len()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed(BACKEND).at(&self.inner.servers));
+        }
+        Ok(())
+    }
+
+    /// One request per node, each `request(node)`, tagged with its index.
+    fn ask<T, F, Fut>(&self, request: F) -> Vec<Reply<T>>
+    where
+        F: Fn(Arc<Member>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        self.inner
+            .members
+            .iter()
+            .enumerate()
+            .map(|(index, member)| {
+                let reply = request(member.clone());
+                Box::pin(async move { (index, reply.await) }) as Reply<T>
+            })
+            .collect()
+    }
+
+    /// One acquire attempt: every node at once, resolved on a majority.
+    async fn attempt(&self, keys: &Arc<LockKeys>, owner: &Arc<str>, ttl: Duration) -> Attempt {
+        let (nodes, quorum) = (self.nodes(), self.inner.quorum);
+        let ttl_ms = millis(ttl);
+        let sent = Instant::now();
+        let requests = self.ask(|member| {
+            let (keys, owner) = (keys.clone(), owner.clone());
+            async move { vote(&member.node, &keys, &owner, ttl_ms).await }
+        });
+        let valid_until = sent + ttl.saturating_sub(self.inner.options.drift(ttl));
+        let round = Round::gather(
+            nodes,
+            requests,
+            (sent, self.inner.options.node_timeout, valid_until),
+            |answers| {
+                let granted = count(answers, |vote| matches!(vote, Vote::Granted(_)));
+                let against = count(answers, |vote| !matches!(vote, Vote::Granted(_)));
+                granted >= quorum || against > nodes - quorum
+            },
+        )
+        .await;
+        let granted = round.count(|vote| matches!(vote, Vote::Granted(_)));
+        if granted >= quorum && Instant::now() < valid_until {
+            let token = round
+                .answers
+                .iter()
+                .flatten()
+                .filter_map(|vote| match vote {
+                    Vote::Granted(fence) => Some(*fence),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            return match self
+                .write_back(keys, owner, round, token, valid_until)
+                .await
+            {
+                Ok(grant) => Attempt::Granted(grant),
+                Err(()) => Attempt::Split,
+            };
+        }
+        let failed = round.count(|vote| matches!(vote, Vote::Failed(_))) + round.pending.len();
+        let refused: Vec<Option<u64>> = round
+            .answers
+            .iter()
+            .flatten()
+            .filter_map(|vote| match vote {
+                Vote::Refused { pttl, .. } => Some(*pttl),
+                _ => None,
+            })
+            .collect();
+        let mut round = round;
+        let unavailable =
+            (failed > nodes - quorum).then(|| self.unavailable("acquire", keys, &round));
+        if unavailable.is_some() && !round.pending.is_empty() {
+            // The acquire may try again: the late replies get one more
+            // node timeout, so the next attempt does not meet this one's
+            // late grants still being given back.
+            let more = Instant::now() + self.inner.options.node_timeout;
+            while let Ok(Some((index, vote))) =
+                tokio::time::timeout_at(more.into(), round.pending.next()).await
+            {
+                round.answers[index] = Some(vote);
+            }
+        }
+        // Nothing is kept: give back every grant, now where it answered
+        // (this owner's next attempt must not meet its own key), in the
+        // background where the answer is still to come.
+        let answered: Vec<usize> = (0..nodes)
+            .filter(|&index| {
+                matches!(
+                    round.answers[index],
+                    Some(Vote::Granted(_) | Vote::Failed(_))
+                )
+            })
+            .collect();
+        self.give_back_pending(keys, owner, round.pending);
+        self.give_back(keys, owner, &answered).await;
+        if let Some(error) = unavailable {
+            return Attempt::Unavailable(error);
+        }
+        if refused.len() < quorum {
+            return Attempt::Split;
+        }
+        // The lock frees when enough of the holder's keys expire for a
+        // majority: the k-th shortest remaining TTL of the refusals.
+        let mut expiries: Vec<u64> = refused
+            .iter()
+            .map(|pttl| pttl.unwrap_or(u64::MAX))
+            .collect();
+        expiries.sort_unstable();
+        let must_free = quorum.saturating_sub(nodes - refused.len()).max(1);
+        let backstop = expiries
+            .get(must_free - 1)
+            .map_or(BACKSTOP, |ms| Duration::from_millis(ms.saturating_add(1)));
+        Attempt::Held(backstop.min(BACKSTOP))
+    }
+
+    /// Makes `token` safe to report: a majority of the nodes granted must
+    /// hold a fence at least this high. Nodes that answered the token
+    /// itself already do; the others granted are raised (one more round,
+    /// only when fewer than a majority returned it). Everything else —
+    /// nodes that refused with a lower fence, and the replies still to come
+    /// — is settled in the background.
+    async fn write_back(
+        &self,
+        keys: &Arc<LockKeys>,
+        owner: &Arc<str>,
+        round: Round<Vote>,
+        token: u64,
+        valid_until: Instant,
+    ) -> std::result::Result<Grant, ()> {
+        let (nodes, quorum) = (self.nodes(), self.inner.quorum);
+        let Round { answers, pending } = round;
+        let at_token = answers
+            .iter()
+            .filter(|vote| matches!(vote, Some(Vote::Granted(fence)) if *fence >= token))
+            .count();
+        let below = |wanted: fn(&Vote) -> bool| -> Vec<usize> {
+            (0..nodes)
+                .filter(|&index| match &answers[index] {
+                    Some(vote @ (Vote::Granted(fence) | Vote::Refused { fence, .. })) => {
+                        *fence < token && wanted(vote)
+                    }
+                    _ => false,
+                })
+                .collect()
+        };
+        let granted_below = below(|vote| matches!(vote, Vote::Granted(_)));
+        let refused_below = below(|vote| matches!(vote, Vote::Refused { .. }));
+        self.settle_in_background(keys, owner, token, pending, refused_below);
+        if at_token < quorum {
+            let members = &self.inner.members;
+            let requests = granted_below.iter().map(|&index| {
+                let (member, keys) = (members[index].clone(), keys.clone());
+                Box::pin(async move { (index, member.node.raise_fence(&keys, token).await) })
+                    as Reply<Result<u64>>
+            });
+            let needed = quorum - at_token;
+            let timing = (Instant::now(), self.inner.options.node_timeout, valid_until);
+            let raised = Round::gather(nodes, requests, timing, |answers| {
+                count(answers, |fence| fence.as_ref().is_ok_and(|f| *f >= token)) >= needed
+            })
+            .await;
+            let done = raised.count(|fence| fence.as_ref().is_ok_and(|f| *f >= token));
+            if done < needed || Instant::now() >= valid_until {
+                let granted: Vec<usize> = (0..nodes)
+                    .filter(|&index| matches!(answers[index], Some(Vote::Granted(_))))
+                    .collect();
+                self.give_back(keys, owner, &granted).await;
+                return Err(());
+            }
+        }
+        let token = FencingToken::new(token).ok_or(())?;
+        Ok(Grant::new(token, Some(valid_until)))
+    }
+
+    /// The background part of a grant: the stragglers' late grants are
+    /// given back (and their fences raised), and every node known to be
+    /// below the token is raised to it, so a later majority meets it even
+    /// where it does not meet a node that granted this one.
+    fn settle_in_background(
+        &self,
+        keys: &Arc<LockKeys>,
+        owner: &Arc<str>,
+        token: u64,
+        pending: futures_util::stream::FuturesUnordered<Reply<Vote>>,
+        below: Vec<usize>,
+    ) {
+        if pending.is_empty() && below.is_empty() {
+            return;
+        }
+        let (backend, keys, owner) = (self.clone(), keys.clone(), owner.clone());
+        self.in_background("late grants expire at their TTL", async move {
+            let raise = |index: usize| {
+                let member = backend.inner.members[index].clone();
+                let keys = keys.clone();
+                async move {
+                    if let Err(error) = member.node.raise_fence(&keys, token).await {
+                        tracing::debug!(%error, "writing a fencing token back failed");
+                    }
+                }
+            };
+            futures_util::future::join_all(below.into_iter().map(raise)).await;
+            finish(pending, |index, vote| {
+                let (backend, keys, owner) = (&backend, &keys, &owner);
+                async move {
+                    match vote {
+                        Vote::Refused { fence, .. } if fence >= token => {}
+                        Vote::Refused { .. } => raise(index).await,
+                        Vote::Granted(_) | Vote::Failed(_) => {
+                            backend.give_back(keys, owner, &[index]).await;
+                            raise(index).await;
+                        }
+                    }
+                }
+            })
+            .await;
+        });
+    }
+
+    /// Runs `work` on the backend's background; without a runtime, logs
+    /// what lapses instead.
+    fn in_background(
+        &self,
+        lapses: &'static str,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        if !self.inner.background.spawn(work) {
+            tracing::debug!("no runtime reachable for background work: {lapses}");
+        }
+    }
+
+    /// Releases `owner`'s key on the nodes `indexes` (owner-checked, so
+    /// harmless where it holds none), announcing it to waiters.
+    async fn give_back(&self, keys: &LockKeys, owner: &str, indexes: &[usize]) {
+        let channel = keys.released_channel();
+        let what = Operation("give back", keys);
+        let releases = indexes.iter().map(|&index| {
+            self.inner.members[index]
+                .node
+                .release_announced(keys, owner, &channel, &what)
+        });
+        for outcome in futures_util::future::join_all(releases).await {
+            if let Err(error) = outcome {
+                tracing::debug!(%error, "giving back a grant failed; it expires at its TTL");
+            }
+        }
+    }
+
+    /// Gives back, in the background, whatever the replies still to come granted.
+    fn give_back_pending(
+        &self,
+        keys: &Arc<LockKeys>,
+        owner: &Arc<str>,
+        pending: futures_util::stream::FuturesUnordered<Reply<Vote>>,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let (backend, keys, owner) = (self.clone(), keys.clone(), owner.clone());
+        self.in_background("late grants expire at their TTL", async move {
+            finish(pending, |index, vote| {
+                let (backend, keys, owner) = (&backend, &keys, &owner);
+                async move {
+                    if !matches!(vote, Vote::Refused { .. }) {
+                        backend.give_back(keys, owner, &[index]).await;
+                    }
+                }
+            })
+            .await;
+        });
+    }
+
+    /// `Unavailable`, naming every node that failed or did not answer.
+    fn unavailable<T: NodeAnswer>(&self, action: &str, keys: &LockKeys, round: &Round<T>) -> Error {
+        let failures: Vec<String> = round
+            .answers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, answer)| {
+                let server = self.inner.members[index].node.server();
+                match answer {
+                    None => Some(format!(
+                        "{server}: no answer within {:?}",
+                        self.inner.options.node_timeout
+                    )),
+                    Some(answer) => answer.failure().map(|error| error.to_string()),
+                }
+            })
+            .collect();
+        Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!(
+                "{action} `{}`: {} of {} nodes failed, and a majority needs {}: {}",
+                lock_name(keys),
+                failures.len(),
+                self.nodes(),
+                self.inner.quorum,
+                failures.join("; ")
+            ),
+        )
+        .at(&self.inner.servers)
+    }
+
+    /// Starts listening for releases of `keys`' lock on every node that
+    /// answers within the node timeout; returns the listeners and the
+    /// receiver their announcements reach.
+    async fn listen(&self, keys: &LockKeys) -> (Vec<Listening>, watch::Receiver<u64>) {
+        let (announce, announced) = watch::channel(0u64);
+        let announce = Arc::new(announce);
+        let channel = keys.released_channel();
+        let listens = self.inner.members.iter().filter_map(|member| {
+            let subscriber = member.subscriber()?;
+            let announce = announce.clone();
+            let channel = channel.clone();
+            Some(async move {
+                let route = Arc::new(move |_: &[u8]| announce.send_modify(|count| *count += 1));
+                subscriber.listen(&channel, route).await
+            })
+        });
+        let listening = tokio::time::timeout(
+            self.inner.options.node_timeout,
+            futures_util::future::join_all(listens),
+        )
+        .await
+        .map(|outcomes| outcomes.into_iter().filter_map(Result::ok).collect())
+        .unwrap_or_default();
+        (listening, announced)
+    }
+
+    /// A random pause in `[0, bound]`: waiters woken together spread out.
+    fn jitter(bound: Duration) -> Duration {
+        bound.mul_f64(fastrand::f64())
+    }
+
+    fn contended(&self, keys: &LockKeys) -> Error {
+        Error::contended(
+            BACKEND,
+            "acquire",
+            lock_name(keys),
+            "another owner holds it on a majority of nodes, or the votes split",
+        )
+        .at(&self.inner.servers)
+    }
+
+    /// Acquires, waiting as the request says. Each attempt's value is
+    /// left in `current` before it is sent, for the acquire's undo step.
+    async fn acquire_waiting(
+        &self,
+        keys: &Arc<LockKeys>,
+        current: &Mutex<Arc<str>>,
+        request: &AcquireRequest,
+    ) -> Result<Grant> {
+        let owner = request.owner.to_hex();
+        let mut waiting: Option<(Vec<Listening>, watch::Receiver<u64>)> = None;
+        let mut contended = false;
+        let mut unavailable = 0;
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            if let Some((_, announced)) = &mut waiting {
+                announced.borrow_and_update();
+            }
+            let value: Arc<str> = Arc::from(format!("{owner}.{attempt}"));
+            *current.lock().unwrap_or_else(PoisonError::into_inner) = value.clone();
+            let deadline = match request.wait {
+                Wait::No => None,
+                Wait::Until(deadline) => Some(deadline),
+                Wait::Forever => None,
+            };
+            let pause = match self.attempt(keys, &value, request.ttl).await {
+                Attempt::Granted(grant) => {
+                    return Ok(Grant {
+                        contended,
+                        handle: Some(GrantHandle::new(Holding(value))),
+                        ..grant
+                    })
+                }
+                Attempt::Unavailable(error) => {
+                    unavailable += 1;
+                    let wake = Instant::now() + Self::jitter(self.inner.options.node_timeout);
+                    if unavailable >= UNAVAILABLE_TRIES
+                        || deadline.is_some_and(|deadline| wake >= deadline)
+                    {
+                        return Err(error);
+                    }
+                    tracing::debug!(%error, "too few nodes answered; trying again");
+                    tokio::time::sleep_until(wake.into()).await;
+                    continue;
+                }
+                Attempt::Held(backstop) => Some(backstop),
+                Attempt::Split => None,
+            };
+            unavailable = 0;
+            contended = true;
+            if request.wait == Wait::No {
+                return Err(self.contended(keys));
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(Error::timeout(
+                    BACKEND,
+                    "acquire",
+                    lock_name(keys),
+                    "another owner kept it on a majority of nodes",
+                )
+                .at(&self.inner.servers));
+            }
+            let Some((listening, announced)) = &mut waiting else {
+                // Listen first, then try again at once: a release between
+                // the attempt and the subscription is not missed.
+                waiting = Some(self.listen(keys).await);
+                continue;
+            };
+            let jitter = self.inner.options.retry_jitter;
+            let (wake, jitter) = match pause {
+                // The holder's keys expire, unless an announcement comes first.
+                Some(backstop) => (Instant::now() + backstop, Self::jitter(jitter)),
+                // Votes split: back off at random, announcement or not.
+                None => (Instant::now() + Self::jitter(jitter * 4), Duration::ZERO),
+            };
+            let wake = deadline.map_or(wake, |deadline| wake.min(deadline));
+            tokio::select! {
+                changed = announced.changed(), if pause.is_some() => {
+                    if changed.is_ok() && !jitter.is_zero() {
+                        tokio::time::sleep(jitter).await;
+                    }
+                }
+                () = tokio::time::sleep_until(wake.into()) => {
+                    // No announcement while the holder's keys ran out, or
+                    // a subscriber lost its connection: a ping finds out.
+                    if pause.is_some() {
+                        for listening in listening.iter() {
+                            listening.ping_in_background();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the round counts of an answer.
+trait NodeAnswer {
+    /// The error of a node that failed.
+    fn failure(&self) -> Option<&Error>;
+}
+
+impl NodeAnswer for Vote {
+    fn failure(&self) -> Option<&Error> {
+        match self {
+            Vote::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl<T> NodeAnswer for Result<T> {
+    fn failure(&self) -> Option<&Error> {
+        self.as_ref().err()
+    }
+}
+
+/// How many answers satisfy `test`.
+fn count<T>(answers: &[Option<T>], test: impl Fn(&T) -> bool) -> usize {
+    answers
+        .iter()
+        .flatten()
+        .filter(|answer| test(answer))
+        .count()
+}
+
+/// One node's vote: [`scripts::fast_acquire`]'s `SET NX PX` and `INCRBY`,
+/// and `PTTL` of the lock, in one round trip.
+async fn vote(node: &Node, keys: &LockKeys, owner: &str, ttl_ms: u64) -> Vote {
+    let mut pipeline = scripts::fast_acquire(keys, owner, ttl_ms);
+    pipeline.cmd("PTTL").arg(keys.lock());
+    let what = Operation("acquire", keys);
+    match node
+        .query::<(Option<String>, i64, i64)>(&pipeline, &what)
+        .await
+    {
+        Ok((set, fence, pttl)) => match u64::try_from(fence) {
+            Ok(fence) if fence > 0 && set.is_some() => Vote::Granted(fence),
+            Ok(fence) if fence > 0 => Vote::Refused {
+                fence,
+                pttl: u64::try_from(pttl).ok(),
+            },
+            _ => Vote::Failed(Error::new(
+                ErrorKind::Backend,
+                BACKEND,
+                format!(
+                    "{}: {what}: unexpected fence {fence}; is another program writing to this \
+                     namespace?",
+                    node.server()
+                ),
+            )),
+        },
+        Err(error) => Vote::Failed(error),
+    }
+}
+
+#[async_trait]
+impl LockBackend for RedlockBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any await, or an error, leaves no grant
+    /// beyond what an [`Undo`] clears: in the background it releases this
+    /// owner's key on every node (owner-checked, so harmless where it holds
+    /// none). Where no runtime is reachable, a grant expires at its TTL.
+    async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
+        self.check_open()?;
+        self.inner.background.capture();
+        let keys = Arc::new(self.inner.members[0].node.keys(request.name.as_str()));
+        // The attempt under way; earlier ones gave back what they were granted.
+        let current = Mutex::new(Arc::from(""));
+        let abandon = Undo::new(
+            &self.inner.background,
+            (self, &keys, &current),
+            |(backend, keys, current): (&Self, &Arc<LockKeys>, &Mutex<Arc<str>>)| {
+                let (backend, keys) = (backend.clone(), keys.clone());
+                let value = current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                async move {
+                    let all: Vec<usize> = (0..backend.nodes()).collect();
+                    backend.give_back(&keys, &value, &all).await;
+                }
+            },
+            |_| {
+                tracing::debug!(
+                    "abandoned acquire with no runtime reachable; a grant expires at its TTL"
+                )
+            },
+        );
+        let granted = self.acquire_waiting(&keys, &current, &request).await;
+        // A refusal gave back what it was granted already.
+        if granted.is_ok()
+            || granted.as_ref().is_err_and(|error| {
+                matches!(error.kind(), ErrorKind::Contended | ErrorKind::Timeout)
+            })
+        {
+            abandon.disarm();
+        }
+        granted
+    }
+
+    async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {
+        self.check_open()?;
+        let (nodes, quorum) = (self.nodes(), self.inner.quorum);
+        let keys = Arc::new(self.inner.members[0].node.keys(claim.name.as_str()));
+        let owner = Holding::of(claim);
+        let ttl_ms = millis(ttl);
+        let sent = Instant::now();
+        let valid_until = sent + ttl.saturating_sub(self.inner.options.drift(ttl));
+        let requests = self.ask(|member| {
+            let (keys, owner) = (keys.clone(), owner.clone());
+            async move {
+                let what = Operation("extend", &keys);
+                let invocation = Scripts::get().extend(&keys, &owner, ttl_ms);
+                member
+                    .node
+                    .run::<i64>(&invocation, &what)
+                    .await
+                    .map(|(code, _)| code)
+            }
+        });
+        let done = |code: &Result<i64>| matches!(code, Ok(code) if OwnerCheck::decode(*code) == Some(OwnerCheck::Done));
+        let round = Round::gather(
+            nodes,
+            requests,
+            (sent, self.inner.options.node_timeout, valid_until),
+            |answers| {
+                count(answers, done) >= quorum
+                    || count(answers, |code| !done(code)) > nodes - quorum
+            },
+        )
+        .await;
+        let extended = round.count(done);
+        if extended >= quorum && Instant::now() < valid_until {
+            return Ok(Some(valid_until));
+        }
+        let failed = round.count(Result::is_err) + round.pending.len();
+        if extended + failed < quorum {
+            return Err(Error::not_held(
+                BACKEND,
+                "extend",
+                claim.name.as_str(),
+                format!(
+                    "it expired: {extended} of {nodes} nodes still had it, and a majority needs \
+                     {quorum}"
+                ),
+            )
+            .at(&self.inner.servers));
+        }
+        Err(self.unavailable("extend", &keys, &round))
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<()> {
+        self.check_open()?;
+        let (nodes, quorum) = (self.nodes(), self.inner.quorum);
+        let keys = Arc::new(self.inner.members[0].node.keys(claim.name.as_str()));
+        let owner = Holding::of(claim);
+        let channel: Arc<str> = Arc::from(keys.released_channel());
+        let sent = Instant::now();
+        let requests = self.ask(|member| {
+            let (keys, owner, channel) = (keys.clone(), owner.clone(), channel.clone());
+            async move {
+                let what = Operation("release", &keys);
+                member
+                    .node
+                    .release_announced(&keys, &owner, &channel, &what)
+                    .await
+            }
+        });
+        let done = |code: &Result<i64>| matches!(code, Ok(code) if OwnerCheck::decode(*code) == Some(OwnerCheck::Done));
+        let mut round = Round::gather(
+            nodes,
+            requests,
+            (sent, self.inner.options.node_timeout, sent + REPEAT_FOR),
+            |answers| count(answers, done) >= quorum || answers.iter().all(Option::is_some),
+        )
+        .await;
+        let released = round.count(done);
+        let failed = round.count(Result::is_err) + round.pending.len();
+        // The rest still runs: a node slow to answer is released too.
+        let pending = std::mem::take(&mut round.pending);
+        if !pending.is_empty() {
+            self.in_background(
+                "slow nodes keep the key until its TTL",
+                finish(pending, |_, _| async {}),
+            );
+        }
+        if released >= quorum || (released + failed >= quorum && failed < quorum) {
+            // Where it held a majority, no majority holds it now: the
+            // nodes that failed keep its key at most until its TTL.
+            return Ok(());
+        }
+        if released + failed < quorum {
+            return Err(Error::not_held(
+                BACKEND,
+                "release",
+                claim.name.as_str(),
+                format!(
+                    "it expired: {released} of {nodes} nodes still had it, and a majority needs \
+                     {quorum}"
+                ),
+            )
+            .at(&self.inner.servers));
+        }
+        Err(self.unavailable("release", &keys, &round))
+    }
+
+    /// Refuses every later call, lets late grants be given back (for up to
+    /// [`REPEAT_FOR`]), then drops every node's connections. Keys of leases
+    /// not released through a [`Locker`](lockkit_core::Locker) expire at
+    /// their TTL.
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        for member in &self.inner.members {
+            member
+                .subscriber
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+        if !self.inner.background.settle(REPEAT_FOR).await {
+            tracing::warn!(
+                servers = self.inner.servers,
+                "close: late grants still being given back; closing anyway"
+            );
+        }
+        for member in &self.inner.members {
+            member.node.close();
+        }
+        Ok(())
+    }
+}
