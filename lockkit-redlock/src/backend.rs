@@ -363,9 +363,12 @@ impl RedlockBackend {
             requests,
             (sent, self.inner.options.node_timeout, valid_until),
             |answers| {
-                let granted = count(answers, |vote| matches!(vote, Vote::Granted(_)));
-                let against = count(answers, |vote| !matches!(vote, Vote::Granted(_)));
-                granted >= quorum || against > nodes - quorum
+                // Known: this owner's majority, another's, too many nodes
+                // failed for any — or every node answered.
+                count(answers, |vote| matches!(vote, Vote::Granted(_))) >= quorum
+                    || count(answers, |vote| matches!(vote, Vote::Refused { .. })) >= quorum
+                    || count(answers, |vote| matches!(vote, Vote::Failed(_))) > nodes - quorum
+                    || answers.iter().all(Option::is_some)
             },
         )
         .await;
@@ -400,8 +403,8 @@ impl RedlockBackend {
             })
             .collect();
         let mut round = round;
-        let unavailable =
-            (failed > nodes - quorum).then(|| self.unavailable("acquire", keys, &round));
+        let unavailable = (failed > nodes - quorum && refused.len() < quorum)
+            .then(|| self.unavailable("acquire", keys, &round));
         if unavailable.is_some() && !round.pending.is_empty() {
             // The acquire may try again: the late replies get one more
             // node timeout, so the next attempt does not meet this one's
@@ -603,7 +606,16 @@ impl RedlockBackend {
     }
 
     /// `Unavailable`, naming every node that failed or did not answer.
-    fn unavailable<T: NodeAnswer>(&self, action: &str, keys: &LockKeys, round: &Round<T>) -> Error {
+    fn unavailable<T: NodeAnswer + Send + 'static>(
+        &self,
+        action: &str,
+        keys: &LockKeys,
+        round: &Round<T>,
+    ) -> Error {
+        // Nodes still to answer failed too, unless the errors alone decided
+        // (the answers of the others were then not awaited).
+        let errors = round.count(|answer| answer.failure().is_some());
+        let name_pending = errors <= self.nodes() - self.inner.quorum;
         let failures: Vec<String> = round
             .answers
             .iter()
@@ -611,10 +623,11 @@ impl RedlockBackend {
             .filter_map(|(index, answer)| {
                 let server = self.inner.members[index].node.server();
                 match answer {
-                    None => Some(format!(
+                    None if name_pending => Some(format!(
                         "{server}: no answer within {:?}",
                         self.inner.options.node_timeout
                     )),
+                    None => None,
                     Some(answer) => answer.failure().map(|error| error.to_string()),
                 }
             })
