@@ -4,8 +4,9 @@
 //! plain advisory-lock loop), measured in the same process and run.
 //!
 //! ```text
-//! cargo run -p lockkit-bench --release -- [--backend memory|redis|postgres|etcd|zk|all]
-//!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL]
+//! cargo run -p lockkit-bench --release -- [--backend memory|redis|redlock|postgres|etcd|zk|all]
+//!     [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--redlock-urls URL,URL,…]
+//!     [--postgres-url URL]
 //!     [--etcd-url etcd://h1:2379,h2:2379,…] [--zk-url zk://h1:2181,h2:2182,…]
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! table and writes the rows as JSON under `target/bench/`.
 
 mod etcd;
+mod redlock;
 mod report;
 mod subjects;
 mod workloads;
@@ -24,24 +26,26 @@ use std::process::ExitCode;
 use lockkit::{LockConfig, Locker, OwnerToken};
 
 use crate::etcd::{EtcdLockRpc, RawEtcd};
+use crate::redlock::RawRedlock;
 use crate::report::Row;
 use crate::subjects::{Lockkit, RawPostgres, RawRedis, Rslock, Service};
 use crate::workloads::{Counts, Workload};
 use crate::zk::{RawZk, ZkDriverLock};
 
-const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|postgres|etcd|zk|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--postgres-url URL] [--etcd-url URL] [--zk-url URL]";
+const USAGE: &str = "usage: lockkit-bench [--backend memory|redis|redlock|postgres|etcd|zk|all] [--workload w1|w2|w3|all] [--quick] [--redis-url URL] [--redlock-urls redis://h:p,redis://h:p,…] [--postgres-url URL] [--etcd-url URL] [--zk-url URL]";
 
 struct Plan {
     backends: Vec<&'static str>,
     workloads: Vec<Workload>,
     counts: Counts,
     redis_url: Option<String>,
+    redlock_urls: Option<String>,
     postgres_url: Option<String>,
     etcd_url: Option<String>,
     zk_url: Option<String>,
 }
 
-const BACKENDS: [&str; 5] = ["memory", "redis", "postgres", "etcd", "zk"];
+const BACKENDS: [&str; 6] = ["memory", "redis", "redlock", "postgres", "etcd", "zk"];
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
     let mut plan = Plan {
@@ -49,6 +53,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
         workloads: Workload::ALL.to_vec(),
         counts: Counts { divisor: 1 },
         redis_url: std::env::var("LOCKKIT_TEST_REDIS_URL").ok(),
+        redlock_urls: std::env::var("LOCKKIT_TEST_REDLOCK_URLS").ok(),
         postgres_url: std::env::var("LOCKKIT_TEST_POSTGRES_URL").ok(),
         // scripts/services lists the members as http:// endpoints.
         etcd_url: std::env::var("LOCKKIT_TEST_ETCD_ENDPOINTS")
@@ -68,7 +73,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
                         Some(backend) => vec![*backend],
                         None => {
                             return Err(format!(
-                        "--backend: unknown backend `{other}` (memory, redis, postgres, etcd, zk, all)"
+                        "--backend: unknown backend `{other}` (memory, redis, redlock, postgres, etcd, zk, all)"
                     ))
                         }
                     },
@@ -89,6 +94,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
             }
             "--quick" => plan.counts = Counts { divisor: 10 },
             "--redis-url" => plan.redis_url = Some(value("--redis-url")?),
+            "--redlock-urls" => plan.redlock_urls = Some(value("--redlock-urls")?),
             "--postgres-url" => plan.postgres_url = Some(value("--postgres-url")?),
             "--etcd-url" => plan.etcd_url = Some(value("--etcd-url")?),
             "--zk-url" => plan.zk_url = Some(value("--zk-url")?),
@@ -170,7 +176,7 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                 peers.push((
                     "rslock",
                     Box::new(Rslock {
-                        url: url.clone(),
+                        urls: vec![url.clone()],
                         namespace: namespace.clone(),
                     }),
                 ));
@@ -178,6 +184,33 @@ async fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                 (
                     Lockkit::at(url.clone(), &namespace),
                     Some(Box::new(raw(false))),
+                )
+            }
+            "redlock" => {
+                let Some(urls) = plan.redlock_urls.clone() else {
+                    skip("redlock", "LOCKKIT_TEST_REDLOCK_URLS", "--redlock-urls")?;
+                    continue;
+                };
+                let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+                let members = urls
+                    .iter()
+                    .map(|url| url.trim_start_matches("redis://"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                peers.push((
+                    "rslock",
+                    Box::new(Rslock {
+                        urls: urls.clone(),
+                        namespace: namespace.clone(),
+                    }),
+                ));
+                let raw = RawRedlock {
+                    urls,
+                    namespace: namespace.clone(),
+                };
+                (
+                    Lockkit::at(format!("redlock://{members}"), &namespace),
+                    Some(Box::new(raw)),
                 )
             }
             "postgres" => {

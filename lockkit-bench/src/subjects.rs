@@ -383,18 +383,20 @@ impl Subject for RawPostgresClient {
     }
 }
 
-/// rslock 0.10 — the Redlock crate users pick — on one Redis node, with its
-/// defaults: a try is one `SET NX PX`, a release a compare-and-delete
-/// script; waiting (W2) retries up to 3 times 0–200 ms apart, in a loop.
+/// rslock 0.10 — the Redlock crate users pick — on one Redis node (the
+/// redis backend's peer) or on the five Redlock nodes, with its defaults: a
+/// try is one `SET NX PX` per node, a release a compare-and-delete script
+/// per node, waiting for every node; waiting (W2) retries up to 3 times
+/// 0–200 ms apart, in a loop.
 pub(crate) struct Rslock {
-    pub(crate) url: String,
+    pub(crate) urls: Vec<String>,
     pub(crate) namespace: String,
 }
 
 #[async_trait]
 impl Service for Rslock {
     async fn client(&self) -> Outcome<Arc<dyn Subject>> {
-        let manager = rslock::LockManager::new(vec![self.url.clone()]);
+        let manager = rslock::LockManager::new(self.urls.clone());
         Ok(Arc::new(RslockClient {
             manager,
             namespace: self.namespace.clone(),

@@ -66,6 +66,13 @@ impl LockKeys {
         format!("{}:released", self.lock())
     }
 
+    /// `<ns>:{<name>}:watched`: set, with a TTL, while Redlock waiters listen
+    /// on [`released_channel`](Self::released_channel); a release announces
+    /// itself only then.
+    pub fn watched(&self) -> String {
+        format!("{}:watched", self.lock())
+    }
+
     /// The keys in the order every script takes them (`KEYS[1..=4]`).
     pub fn all(&self) -> [&str; 4] {
         [self.lock(), self.fence(), self.queue(), self.waiters()]

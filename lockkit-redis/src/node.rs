@@ -346,27 +346,20 @@ impl Node {
             .map_err(|error| from_redis(&self.server, what, error))
     }
 
-    /// Runs the owner-checked release script and, in the same round trip,
-    /// publishes an empty message on `channel`, for waiters that retry when
-    /// a lock may have come free (Redlock's). Replies the script's code.
+    /// Runs [`Scripts::release_announced`]: the owner-checked release that
+    /// tells waiters watching the lock (Redlock's). Replies its code.
     pub async fn release_announced(
         &self,
         keys: &LockKeys,
         owner: &str,
-        channel: &str,
         what: &Operation<'_>,
     ) -> Result<i64> {
-        let release = Scripts::get().release(keys, owner);
-        let mut pipeline = Pipeline::with_capacity(2);
-        pipeline
-            .add_command(release.cmd().clone())
-            .cmd("PUBLISH")
-            .arg(channel)
-            .arg("")
-            .ignore();
-        self.run_pipeline::<(i64,)>(&release, &pipeline, what)
+        let mut connection = self.connection()?;
+        Scripts::get()
+            .release_announced(keys, owner)
+            .invoke_async::<i64>(&mut connection)
             .await
-            .map(|(code,)| code)
+            .map_err(|error| from_redis(&self.server, what, error))
     }
 
     /// Deletes every key of a lock, its fence included: for a probe lock

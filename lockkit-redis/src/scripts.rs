@@ -176,6 +176,21 @@ if redis.call('EXISTS', KEYS[3]) == 0 then settle() end
 return 0
 "#;
 
+/// KEYS: lock, watched marker. ARGV: owner, channel. Deletes the lock if
+/// `owner` holds it and, if waiters watch (the marker exists), publishes an
+/// empty message on `channel`. Returns 1 (released), 0 (the lock is free)
+/// or -1 (another owner holds it). No queue: Redlock's waiters retry.
+const RELEASE_ANNOUNCED: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  if holder then return -1 end
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], '') end
+return 1
+"#;
+
 /// ARGV: token. Raises the fence to at least `token` (Redlock writes a
 /// grant's token back onto a majority this way). Returns the fence after.
 const RAISE_FENCE: &str = r#"
@@ -258,6 +273,7 @@ pub struct Scripts {
     release: Script,
     leave: Script,
     raise_fence: Script,
+    release_announced: Script,
 }
 
 /// What the acquire script asks of the queue when the lock is held.
@@ -279,6 +295,7 @@ impl Scripts {
             release: Script::new(&format!("{RELEASE}{PRELUDE}{RELEASE_HANDOVER}")),
             leave: Script::new(&format!("{PRELUDE}{LEAVE}")),
             raise_fence: Script::new(RAISE_FENCE),
+            release_announced: Script::new(RELEASE_ANNOUNCED),
         })
     }
 
@@ -324,6 +341,16 @@ impl Scripts {
     pub fn release<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptCall<'a> {
         let mut call = ScriptCall::new(&self.release, &keys.all(), 1);
         call.cmd.arg(owner);
+        call
+    }
+
+    /// Releases the lock if `owner` holds it, and tells the waiters that
+    /// watch it on [`LockKeys::released_channel`]; replies an
+    /// [`OwnerCheck`] code. For Redlock: the lock's queue is not touched.
+    pub fn release_announced<'a>(&'a self, keys: &LockKeys, owner: &str) -> ScriptCall<'a> {
+        let watched = keys.watched();
+        let mut call = ScriptCall::new(&self.release_announced, &[keys.lock(), &watched], 2);
+        call.cmd.arg(owner).arg(keys.released_channel());
         call
     }
 

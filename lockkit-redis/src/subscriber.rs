@@ -6,8 +6,10 @@
 //! name, for releases. Both go through this: one RESP3 connection per
 //! server, opened once, which reconnects and subscribes again by itself.
 //! A channel is subscribed while anyone listens to it and unsubscribed
-//! after the last listener leaves; subscribing and unsubscribing go out
-//! one at a time, so they reach the server in the order they were decided.
+//! [`LINGER`] after the last listener left, unless another came meanwhile
+//! (a client that waits for one name again and again subscribes once);
+//! subscribing and unsubscribing go out one at a time, so they reach the
+//! server in the order they were decided.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -21,6 +23,9 @@ use redis::{Client, PushInfo, PushKind, Value};
 use tokio::sync::OnceCell;
 
 use crate::error::{from_redis, BACKEND};
+
+/// How long a channel stays subscribed after its last listener left.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// What a listener does with a message's payload. It runs on the
 /// connection's reader: it must not block.
@@ -243,6 +248,7 @@ impl Drop for Listening {
             std::mem::take(&mut self.channel),
         );
         runtime.spawn(async move {
+            tokio::time::sleep(LINGER).await;
             let mut subscribed = subscribed.lock().await;
             // A listener that came meanwhile keeps the channel.
             if lock(&routes).contains_key(&channel) || !subscribed.contains(&channel) {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lockkit_core::{
     AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
     FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass,
@@ -27,6 +27,11 @@ use crate::BACKEND;
 /// again: a lost announcement (a node restarted, a subscriber
 /// reconnecting) costs at most this.
 const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// How long a waiter's mark on a lock lasts: releases announce themselves
+/// while it does. A waiter renews it at every attempt, at least once per
+/// [`BACKSTOP`].
+const WATCHED: Duration = Duration::from_secs(3);
 
 /// Locks held on a majority of independent Redis servers.
 ///
@@ -93,6 +98,10 @@ enum Vote {
 /// acquire fails `Unavailable`: a node that is down fails at once, but a
 /// reply late under load should not fail a whole acquire.
 const UNAVAILABLE_TRIES: u32 = 3;
+
+/// After this many `retry_jitter`s of waiting, a waiter woken by a release
+/// tries again at once instead of after a random pause.
+const PATIENT_JITTERS: u32 = 8;
 
 /// What a grant's keys hold on the nodes: the lease's owner token and the
 /// number of the attempt that won, `<owner hex>.<attempt>`. Each attempt
@@ -268,14 +277,13 @@ impl RedlockBackend {
         let owner = OwnerToken::generate()?.to_hex();
         let what = Operation("check the lock commands on", &keys);
         let outcome = async {
-            if let Vote::Failed(error) = vote(node, &keys, &owner, 10_000).await {
+            if let Vote::Failed(error) = vote(node, &keys, &owner, 10_000, true).await {
                 return Err(error);
             }
             node.raise_fence(&keys, 2).await?;
             node.run::<i64>(&Scripts::get().extend(&keys, &owner, 10_000), &what)
                 .await?;
-            node.release_announced(&keys, &owner, &keys.released_channel(), &what)
-                .await?;
+            node.release_announced(&keys, &owner, &what).await?;
             if let Some(subscriber) = member.subscriber() {
                 let listening = subscriber
                     .listen(&keys.released_channel(), Arc::new(|_: &[u8]| {}))
@@ -331,8 +339,9 @@ impl RedlockBackend {
         Ok(())
     }
 
-    /// One request per node, each `request(node)`, tagged with its index.
-    fn ask<T, F, Fut>(&self, request: F) -> Vec<Reply<T>>
+    /// One request per node but those in `asked`, each `request(node)`,
+    /// tagged with its index.
+    fn ask<T, F, Fut>(&self, asked: &[usize], request: F) -> Vec<Reply<T>>
     where
         F: Fn(Arc<Member>) -> Fut,
         Fut: std::future::Future<Output = T> + Send + 'static,
@@ -341,6 +350,7 @@ impl RedlockBackend {
             .members
             .iter()
             .enumerate()
+            .filter(|(index, _)| !asked.contains(index))
             .map(|(index, member)| {
                 let reply = request(member.clone());
                 Box::pin(async move { (index, reply.await) }) as Reply<T>
@@ -348,18 +358,70 @@ impl RedlockBackend {
             .collect()
     }
 
+    /// The node a waiter's retry asks first for lock `keys`: one per name,
+    /// spread over the nodes.
+    fn first_node(&self, keys: &LockKeys) -> usize {
+        // FNV-1a: any fixed spread will do, the same in every client.
+        let hash = keys
+            .lock()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        (hash % self.nodes() as u64) as usize
+    }
+
     /// One acquire attempt: every node at once, resolved on a majority.
-    async fn attempt(&self, keys: &Arc<LockKeys>, owner: &Arc<str>, ttl: Duration) -> Attempt {
+    ///
+    /// A waiter's retry (`probe`) asks the lock's first node alone first,
+    /// and the others only once it granted: of waiters woken together, the
+    /// one that wins the first node goes on to the others, and the rest
+    /// learn that the lock is taken again from one command rather than
+    /// five (and split no votes among them).
+    async fn attempt(
+        &self,
+        keys: &Arc<LockKeys>,
+        owner: &Arc<str>,
+        ttl: Duration,
+        watch: bool,
+        probe: bool,
+    ) -> Attempt {
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
         let ttl_ms = millis(ttl);
         let sent = Instant::now();
-        let requests = self.ask(|member| {
+        let mut known = Round::unanswered(nodes);
+        let mut asked = Vec::new();
+        if probe {
+            let first = self.first_node(keys);
+            let node = &self.inner.members[first].node;
+            let first_vote = vote(node, keys, owner, ttl_ms, watch);
+            match tokio::time::timeout(self.inner.options.node_timeout, first_vote).await {
+                Ok(Vote::Refused { pttl, .. }) => return Attempt::Held(backstop(&[pttl], 1)),
+                Ok(answer) => {
+                    known[first] = Some(answer);
+                    asked.push(first);
+                }
+                Err(_) => {
+                    // Its vote may still land: given back behind it.
+                    let pending = std::iter::once(Box::pin(async move {
+                        (
+                            first,
+                            Vote::Failed(Error::new(ErrorKind::Unavailable, BACKEND, "")),
+                        )
+                    }) as Reply<Vote>)
+                    .collect();
+                    self.give_back_pending(keys, owner, pending);
+                    return Attempt::Split;
+                }
+            }
+        }
+        let requests = self.ask(&asked, |member| {
             let (keys, owner) = (keys.clone(), owner.clone());
-            async move { vote(&member.node, &keys, &owner, ttl_ms).await }
+            async move { vote(&member.node, &keys, &owner, ttl_ms, watch).await }
         });
         let valid_until = sent + ttl.saturating_sub(self.inner.options.drift(ttl));
         let round = Round::gather(
-            nodes,
+            known,
             requests,
             (sent, self.inner.options.node_timeout, valid_until),
             |answers| {
@@ -435,18 +497,8 @@ impl RedlockBackend {
         if refused.len() < quorum {
             return Attempt::Split;
         }
-        // The lock frees when enough of the holder's keys expire for a
-        // majority: the k-th shortest remaining TTL of the refusals.
-        let mut expiries: Vec<u64> = refused
-            .iter()
-            .map(|pttl| pttl.unwrap_or(u64::MAX))
-            .collect();
-        expiries.sort_unstable();
         let must_free = quorum.saturating_sub(nodes - refused.len()).max(1);
-        let backstop = expiries
-            .get(must_free - 1)
-            .map_or(BACKSTOP, |ms| Duration::from_millis(ms.saturating_add(1)));
-        Attempt::Held(backstop.min(BACKSTOP))
+        Attempt::Held(backstop(&refused, must_free))
     }
 
     /// Makes `token` safe to report: a majority of the nodes granted must
@@ -464,7 +516,14 @@ impl RedlockBackend {
         valid_until: Instant,
     ) -> std::result::Result<Grant, ()> {
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
-        let Round { answers, pending } = round;
+        let Round {
+            mut answers,
+            mut pending,
+        } = round;
+        // Replies already in: settled here rather than in the background.
+        while let Some(Some((index, vote))) = pending.next().now_or_never() {
+            answers[index] = Some(vote);
+        }
         let at_token = answers
             .iter()
             .filter(|vote| matches!(vote, Some(Vote::Granted(fence)) if *fence >= token))
@@ -491,7 +550,7 @@ impl RedlockBackend {
             });
             let needed = quorum - at_token;
             let timing = (Instant::now(), self.inner.options.node_timeout, valid_until);
-            let raised = Round::gather(nodes, requests, timing, |answers| {
+            let raised = Round::gather(Round::unanswered(nodes), requests, timing, |answers| {
                 count(answers, |fence| fence.as_ref().is_ok_and(|f| *f >= token)) >= needed
             })
             .await;
@@ -567,12 +626,11 @@ impl RedlockBackend {
     /// Releases `owner`'s key on the nodes `indexes` (owner-checked, so
     /// harmless where it holds none), announcing it to waiters.
     async fn give_back(&self, keys: &LockKeys, owner: &str, indexes: &[usize]) {
-        let channel = keys.released_channel();
         let what = Operation("give back", keys);
         let releases = indexes.iter().map(|&index| {
             self.inner.members[index]
                 .node
-                .release_announced(keys, owner, &channel, &what)
+                .release_announced(keys, owner, &what)
         });
         for outcome in futures_util::future::join_all(releases).await {
             if let Err(error) = outcome {
@@ -697,10 +755,13 @@ impl RedlockBackend {
         request: &AcquireRequest,
     ) -> Result<Grant> {
         let owner = request.owner.to_hex();
+        let started = Instant::now();
         let mut waiting: Option<(Vec<Listening>, watch::Receiver<u64>)> = None;
         let mut contended = false;
         let mut unavailable = 0;
         let mut attempt = 0u64;
+        // Whether an announcement woke this waiter: its retry probes first.
+        let mut woken = false;
         loop {
             attempt += 1;
             if let Some((_, announced)) = &mut waiting {
@@ -713,7 +774,9 @@ impl RedlockBackend {
                 Wait::Until(deadline) => Some(deadline),
                 Wait::Forever => None,
             };
-            let pause = match self.attempt(keys, &value, request.ttl).await {
+            let watch = waiting.is_some();
+            let probe = std::mem::take(&mut woken);
+            let pause = match self.attempt(keys, &value, request.ttl, watch, probe).await {
                 Attempt::Granted(grant) => {
                     return Ok(Grant {
                         contended,
@@ -757,8 +820,12 @@ impl RedlockBackend {
                 continue;
             };
             let jitter = self.inner.options.retry_jitter;
+            // A waiter that has waited a while goes at once when woken;
+            // newer ones draw a pause, so the oldest tend to win.
+            let patient = started.elapsed() >= jitter * PATIENT_JITTERS;
             let (wake, jitter) = match pause {
                 // The holder's keys expire, unless an announcement comes first.
+                Some(backstop) if patient => (Instant::now() + backstop, Duration::ZERO),
                 Some(backstop) => (Instant::now() + backstop, Self::jitter(jitter)),
                 // Votes split: back off at random, announcement or not.
                 None => (Instant::now() + Self::jitter(jitter * 4), Duration::ZERO),
@@ -766,7 +833,8 @@ impl RedlockBackend {
             let wake = deadline.map_or(wake, |deadline| wake.min(deadline));
             tokio::select! {
                 changed = announced.changed(), if pause.is_some() => {
-                    if changed.is_ok() && !jitter.is_zero() {
+                    woken = changed.is_ok();
+                    if woken && !jitter.is_zero() {
                         tokio::time::sleep(jitter).await;
                     }
                 }
@@ -805,6 +873,21 @@ impl<T> NodeAnswer for Result<T> {
     }
 }
 
+/// When to try again at the latest after refusals with these remaining
+/// TTLs (ms), of which `must_free` must run out for a majority: the
+/// `must_free`-th shortest, and never later than [`BACKSTOP`].
+fn backstop(refusals: &[Option<u64>], must_free: usize) -> Duration {
+    let mut expiries: Vec<u64> = refusals
+        .iter()
+        .map(|pttl| pttl.unwrap_or(u64::MAX))
+        .collect();
+    expiries.sort_unstable();
+    expiries
+        .get(must_free.max(1) - 1)
+        .map_or(BACKSTOP, |ms| Duration::from_millis(ms.saturating_add(1)))
+        .min(BACKSTOP)
+}
+
 /// How many answers satisfy `test`.
 fn count<T>(answers: &[Option<T>], test: impl Fn(&T) -> bool) -> usize {
     answers
@@ -815,15 +898,31 @@ fn count<T>(answers: &[Option<T>], test: impl Fn(&T) -> bool) -> usize {
 }
 
 /// One node's vote: [`scripts::fast_acquire`]'s `SET NX PX` and `INCRBY`,
-/// and `PTTL` of the lock, in one round trip.
-async fn vote(node: &Node, keys: &LockKeys, owner: &str, ttl_ms: u64) -> Vote {
+/// in one round trip. A waiter's vote (`watch`) also reads the lock's
+/// `PTTL` (when to try again at the latest) and marks the lock watched for
+/// [`WATCHED`], so releases announce themselves.
+async fn vote(node: &Node, keys: &LockKeys, owner: &str, ttl_ms: u64, watch: bool) -> Vote {
     let mut pipeline = scripts::fast_acquire(keys, owner, ttl_ms);
-    pipeline.cmd("PTTL").arg(keys.lock());
+    if watch {
+        pipeline.cmd("PTTL").arg(keys.lock());
+        pipeline
+            .cmd("SET")
+            .arg(keys.watched())
+            .arg(1)
+            .arg("PX")
+            .arg(millis(WATCHED))
+            .ignore();
+    }
     let what = Operation("acquire", keys);
-    match node
-        .query::<(Option<String>, i64, i64)>(&pipeline, &what)
-        .await
-    {
+    let reply = if watch {
+        node.query::<(Option<String>, i64, i64)>(&pipeline, &what)
+            .await
+    } else {
+        node.query::<(Option<String>, i64)>(&pipeline, &what)
+            .await
+            .map(|(set, fence)| (set, fence, -1))
+    };
+    match reply {
         Ok((set, fence, pttl)) => match u64::try_from(fence) {
             Ok(fence) if fence > 0 && set.is_some() => Vote::Granted(fence),
             Ok(fence) if fence > 0 => Vote::Refused {
@@ -906,7 +1005,7 @@ impl LockBackend for RedlockBackend {
         let ttl_ms = millis(ttl);
         let sent = Instant::now();
         let valid_until = sent + ttl.saturating_sub(self.inner.options.drift(ttl));
-        let requests = self.ask(|member| {
+        let requests = self.ask(&[], |member| {
             let (keys, owner) = (keys.clone(), owner.clone());
             async move {
                 let what = Operation("extend", &keys);
@@ -920,7 +1019,7 @@ impl LockBackend for RedlockBackend {
         });
         let done = |code: &Result<i64>| matches!(code, Ok(code) if OwnerCheck::decode(*code) == Some(OwnerCheck::Done));
         let round = Round::gather(
-            nodes,
+            Round::unanswered(nodes),
             requests,
             (sent, self.inner.options.node_timeout, valid_until),
             |answers| {
@@ -954,21 +1053,17 @@ impl LockBackend for RedlockBackend {
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
         let keys = Arc::new(self.inner.members[0].node.keys(claim.name.as_str()));
         let owner = Holding::of(claim);
-        let channel: Arc<str> = Arc::from(keys.released_channel());
         let sent = Instant::now();
-        let requests = self.ask(|member| {
-            let (keys, owner, channel) = (keys.clone(), owner.clone(), channel.clone());
+        let requests = self.ask(&[], |member| {
+            let (keys, owner) = (keys.clone(), owner.clone());
             async move {
                 let what = Operation("release", &keys);
-                member
-                    .node
-                    .release_announced(&keys, &owner, &channel, &what)
-                    .await
+                member.node.release_announced(&keys, &owner, &what).await
             }
         });
         let done = |code: &Result<i64>| matches!(code, Ok(code) if OwnerCheck::decode(*code) == Some(OwnerCheck::Done));
         let mut round = Round::gather(
-            nodes,
+            Round::unanswered(nodes),
             requests,
             (sent, self.inner.options.node_timeout, sent + REPEAT_FOR),
             |answers| count(answers, done) >= quorum || answers.iter().all(Option::is_some),
@@ -977,13 +1072,9 @@ impl LockBackend for RedlockBackend {
         let released = round.count(done);
         let failed = round.count(Result::is_err) + round.pending.len();
         // The rest still runs: a node slow to answer is released too.
-        let pending = std::mem::take(&mut round.pending);
-        if !pending.is_empty() {
-            self.in_background(
-                "slow nodes keep the key until its TTL",
-                finish(pending, |_, _| async {}),
-            );
-        }
+        // Every node was sent its release (the round polled each request
+        // once); the replies of the slow ones are not needed.
+        drop(std::mem::take(&mut round.pending));
         if released >= quorum || (released + failed >= quorum && failed < quorum) {
             // Where it held a majority, no majority holds it now: the
             // nodes that failed keep its key at most until its TTL.

@@ -19,8 +19,13 @@ pub(crate) struct Round<T> {
 }
 
 impl<T: Send + 'static> Round<T> {
+    /// No answers yet from any of `nodes`.
+    pub(crate) fn unanswered(nodes: usize) -> Vec<Option<T>> {
+        (0..nodes).map(|_| None).collect()
+    }
+
     /// Sends one request per node (each future is one node's request,
-    /// already tagged), and gathers answers until `decided` says the
+    /// already tagged; `answers` holds those known already), and gathers answers until `decided` says the
     /// outcome is known, or a node's time is up: `patience` after the first
     /// answer came (or after `sent`, while none has), and never past `end`.
     ///
@@ -29,13 +34,13 @@ impl<T: Send + 'static> Round<T> {
     /// a loaded machine) does not count every node as failed: a node is
     /// late when it answers `patience` after the fastest one.
     pub(crate) async fn gather(
-        nodes: usize,
+        answers: Vec<Option<T>>,
         requests: impl IntoIterator<Item = Reply<T>>,
         (sent, patience, end): (Instant, Duration, Instant),
         decided: impl Fn(&[Option<T>]) -> bool,
     ) -> Self {
         let mut round = Self {
-            answers: (0..nodes).map(|_| None).collect(),
+            answers,
             pending: requests.into_iter().collect(),
         };
         let timer = tokio::time::sleep_until((sent + patience).min(end).into());
