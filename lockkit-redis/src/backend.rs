@@ -16,6 +16,7 @@ use crate::keys::LockKeys;
 use crate::node::{lock_name, millis, GiveBack, Node, Operation};
 use crate::options::{RedisConfig, RedisOptions, QUEUE_PLACE};
 use crate::scripts::{self, AcquireReply, FastReply, QueueMode, Scripts};
+use crate::subscriber::Subscriber;
 use crate::waiters::Waiters;
 
 /// Allowance for the server's clock running faster than ours, subtracted
@@ -92,7 +93,10 @@ impl RedisBackend {
         let user = node.user().to_owned();
         let backend = Self {
             inner: Arc::new(Inner {
-                waiters: Mutex::new(Some(Arc::new(Waiters::new(node.subscriber(), channel)))),
+                waiters: Mutex::new(Some(Arc::new(Waiters::new(
+                    Arc::new(node.subscriber()),
+                    channel,
+                )))),
                 node,
                 background: Background::new(),
                 options,
@@ -249,6 +253,23 @@ impl RedisBackend {
                  the first contended acquire: {grant}"
             ),
         )
+    }
+
+    /// The server, and its command connection: for Redlock, which runs its
+    /// own steps on it beside this backend's.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// The subscriber connection to the server (its hand-over channel
+    /// subscribed), to listen on more channels; `None` once closed.
+    pub fn subscriber(&self) -> Option<Arc<Subscriber>> {
+        let waiters = self
+            .inner
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        waiters.as_ref().map(|waiters| waiters.subscriber().clone())
     }
 
     /// The server's address, as in error messages.

@@ -31,7 +31,7 @@ struct Mailbox {
 
 #[derive(Debug)]
 pub(crate) struct Waiters {
-    subscriber: Subscriber,
+    subscriber: Arc<Subscriber>,
     channel: String,
     /// The channel's subscription, once made.
     listening: OnceCell<Listening>,
@@ -41,13 +41,18 @@ pub(crate) struct Waiters {
 
 impl Waiters {
     /// Waiters listening on `channel` of `subscriber`.
-    pub(crate) fn new(subscriber: Subscriber, channel: String) -> Self {
+    pub(crate) fn new(subscriber: Arc<Subscriber>, channel: String) -> Self {
         Self {
             subscriber,
             channel,
             listening: OnceCell::new(),
             mailboxes: Arc::default(),
         }
+    }
+
+    /// The subscriber the channel is subscribed on.
+    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.subscriber
     }
 
     /// The channel hand-overs to this backend's waiters are published on.

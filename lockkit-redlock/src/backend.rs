@@ -16,6 +16,7 @@ use lockkit_redis::keys::LockKeys;
 use lockkit_redis::node::{lock_name, millis, Node, Operation};
 use lockkit_redis::scripts::{self, OwnerCheck, Scripts};
 use lockkit_redis::subscriber::{Listening, Subscriber};
+use lockkit_redis::RedisBackend;
 use tokio::sync::watch;
 
 use crate::options::{RedlockConfig, RedlockOptions, DRIFT_FLOOR, TTL_PER_NODE_TIMEOUT};
@@ -55,19 +56,20 @@ struct Inner {
     closed: AtomicBool,
 }
 
-/// One node: its commands and its subscriber.
+/// One node: a single-Redis backend on it, whose fair queue is the gate
+/// of the locks whose first node this is, and whose command and subscriber
+/// connections the Redlock steps share.
 struct Member {
-    node: Node,
-    /// `None` once closed.
-    subscriber: Mutex<Option<Arc<Subscriber>>>,
+    gate: RedisBackend,
 }
 
 impl Member {
+    fn node(&self) -> &Node {
+        self.gate.node()
+    }
+
     fn subscriber(&self) -> Option<Arc<Subscriber>> {
-        self.subscriber
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.gate.subscriber()
     }
 }
 
@@ -87,6 +89,9 @@ impl fmt::Debug for RedlockBackend {
 enum Vote {
     /// Set; the node's fence after its increment.
     Granted(u64),
+    /// Set, but waiters are in line for the lock at its gate: a newcomer
+    /// gives its grants back and joins the line.
+    Queued,
     /// Held by another owner, for this long (ms) if it has a TTL; the
     /// node's fence after its increment.
     Refused { fence: u64, pttl: Option<u64> },
@@ -98,6 +103,11 @@ enum Vote {
 /// acquire fails `Unavailable`: a node that is down fails at once, but a
 /// reply late under load should not fail a whole acquire.
 const UNAVAILABLE_TRIES: u32 = 3;
+
+/// How long the waiter at the front holds the gate unless it renews it
+/// (it does at least once per [`BACKSTOP`]): a waiter that dies holds the
+/// line up for at most this long.
+const GATE_TTL: Duration = Duration::from_secs(3);
 
 /// After this many `retry_jitter`s of waiting, a waiter woken by a release
 /// tries again at once instead of after a random pause.
@@ -130,6 +140,49 @@ impl Holding {
     }
 }
 
+/// The front of a lock's line: the gate held by one waiter, given up
+/// (in the background) when dropped.
+struct GateHold {
+    backend: RedlockBackend,
+    member: Arc<Member>,
+    /// `None` once given up.
+    claim: Option<Claim>,
+    /// When the gate's TTL last restarted.
+    renewed: Instant,
+}
+
+impl GateHold {
+    /// Restarts the gate's TTL if a third of it has passed.
+    async fn renew(&mut self) {
+        let Some(claim) = &self.claim else { return };
+        if self.renewed.elapsed() < GATE_TTL / 3 {
+            return;
+        }
+        let sent = Instant::now();
+        match self.member.gate.extend(claim, GATE_TTL).await {
+            Ok(_) => self.renewed = sent,
+            // Lost: the next in line may try beside this waiter, which is
+            // only less orderly.
+            Err(error) => tracing::debug!(%error, "renewing the lock's gate failed"),
+        }
+    }
+}
+
+impl Drop for GateHold {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        let member = self.member.clone();
+        self.backend
+            .in_background("the lock's gate expires at its TTL", async move {
+                if let Err(error) = member.gate.release(&claim).await {
+                    tracing::debug!(%error, "giving up the lock's gate failed; it expires");
+                }
+            });
+    }
+}
+
 /// How an acquire attempt ended.
 enum Attempt {
     Granted(Grant),
@@ -141,6 +194,9 @@ enum Attempt {
     Split,
     /// Too many nodes failed for any majority.
     Unavailable(Error),
+    /// Waiters are in line at the lock's gate: everything granted was given
+    /// back, and this acquire joins the line.
+    Queued,
 }
 
 impl RedlockBackend {
@@ -194,31 +250,28 @@ impl RedlockBackend {
         }
         let connects = urls
             .iter()
-            .map(|url| Node::connect(url.as_ref(), options.node()));
-        let nodes = futures_util::future::join_all(connects).await;
-        let mut members = Vec::with_capacity(nodes.len());
-        for node in nodes {
-            let node = node?;
+            .map(|url| RedisBackend::connect(url.as_ref(), options.gate()));
+        let gates = futures_util::future::join_all(connects).await;
+        let mut members = Vec::with_capacity(gates.len());
+        for gate in gates {
+            let gate = gate?;
             if let Some(same) = members
                 .iter()
-                .find(|member: &&Arc<Member>| member.node.server() == node.server())
+                .find(|member: &&Arc<Member>| member.gate.server() == gate.server())
             {
                 return Err(config(format!(
                     "url: node {} is named twice: two names for one server would fake a \
                      majority",
-                    same.node.server()
+                    same.gate.server()
                 )));
             }
-            members.push(Arc::new(Member {
-                subscriber: Mutex::new(Some(Arc::new(node.subscriber()))),
-                node,
-            }));
+            members.push(Arc::new(Member { gate }));
         }
         let mut run_ids: Vec<(String, &str)> = Vec::with_capacity(members.len());
         for member in &members {
-            let Some(run_id) = member.node.run_id().await? else {
+            let Some(run_id) = member.node().run_id().await? else {
                 tracing::warn!(
-                    server = member.node.server(),
+                    server = member.node().server(),
                     "this user may not run INFO: whether two nodes are one server is unchecked"
                 );
                 continue;
@@ -227,15 +280,15 @@ impl RedlockBackend {
                 return Err(config(format!(
                     "url: nodes {other} and {} are one server (run_id {run_id}): two names for \
                      one server would fake a majority",
-                    member.node.server()
+                    member.node().server()
                 )));
             }
-            run_ids.push((run_id, member.node.server()));
+            run_ids.push((run_id, member.node().server()));
         }
         let quorum = members.len() / 2 + 1;
         let servers = members
             .iter()
-            .map(|member| member.node.server())
+            .map(|member| member.node().server())
             .collect::<Vec<_>>()
             .join(",");
         let mut capabilities = Capabilities::new(
@@ -271,14 +324,16 @@ impl RedlockBackend {
     /// a key pattern or a channel is refused now, not at the first contended
     /// acquire.
     async fn check_rights(&self, member: &Member) -> Result<()> {
-        let node = &member.node;
+        let node = member.node();
         let probe = format!("lockkit-connect-check:{}", OwnerToken::generate()?.to_hex());
-        let keys = node.keys(&probe);
+        let keys = LockKeys::new(&self.inner.options.namespace, &probe);
         let owner = OwnerToken::generate()?.to_hex();
         let what = Operation("check the lock commands on", &keys);
         let outcome = async {
-            if let Vote::Failed(error) = vote(node, &keys, &owner, 10_000, true).await {
-                return Err(error);
+            for ask in [Ask::Gate(self.gate_key(&keys)), Ask::Watch] {
+                if let Vote::Failed(error) = vote(node, &keys, &owner, 10_000, &ask).await {
+                    return Err(error);
+                }
             }
             node.raise_fence(&keys, 2).await?;
             node.run::<i64>(&Scripts::get().extend(&keys, &owner, 10_000), &what)
@@ -358,8 +413,59 @@ impl RedlockBackend {
             .collect()
     }
 
+    /// The key of the lock's gate, which exists while waiters are in line:
+    /// the lock key of the gate's namespace, `<namespace>:gate:{<name>}`.
+    fn gate_key(&self, keys: &LockKeys) -> Arc<str> {
+        let namespace = &self.inner.options.namespace;
+        let braced = &keys.lock()[namespace.len() + 1..];
+        Arc::from(format!("{}:{braced}", self.inner.options.gate_namespace()))
+    }
+
+    /// Takes this waiter's place in the line of lock `name` at its gate —
+    /// the fair queue of the single-Redis backend on the lock's first node —
+    /// and waits for its turn, within the request's wait. `None` if the
+    /// gate's node fails: the waiter then tries without a line.
+    async fn enter_gate(
+        &self,
+        keys: &LockKeys,
+        request: &AcquireRequest,
+    ) -> Result<Option<GateHold>> {
+        let member = self.inner.members[self.first_node(keys)].clone();
+        let owner = OwnerToken::generate()?;
+        let asked = AcquireRequest {
+            name: request.name.clone(),
+            owner,
+            ttl: GATE_TTL,
+            wait: request.wait,
+        };
+        match member.gate.acquire(asked).await {
+            Ok(grant) => Ok(Some(GateHold {
+                backend: self.clone(),
+                member,
+                claim: Some(Claim {
+                    name: request.name.clone(),
+                    owner,
+                    token: grant.token,
+                    handle: grant.handle,
+                }),
+                renewed: Instant::now(),
+            })),
+            Err(error) if error.kind() == ErrorKind::Timeout => Err(Error::timeout(
+                BACKEND,
+                "acquire",
+                lock_name(keys),
+                "waiters ahead of it, or another owner, kept it",
+            )
+            .at(&self.inner.servers)),
+            Err(error) => {
+                tracing::debug!(%error, "the lock's gate failed; waiting without a line");
+                Ok(None)
+            }
+        }
+    }
+
     /// The node a waiter's retry asks first for lock `keys`: one per name,
-    /// spread over the nodes.
+    /// spread over the nodes; its single-Redis backend is the lock's gate.
     fn first_node(&self, keys: &LockKeys) -> usize {
         // FNV-1a: any fixed spread will do, the same in every client.
         let hash = keys
@@ -383,18 +489,21 @@ impl RedlockBackend {
         keys: &Arc<LockKeys>,
         owner: &Arc<str>,
         ttl: Duration,
-        watch: bool,
-        probe: bool,
+        kind: Kind,
     ) -> Attempt {
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
         let ttl_ms = millis(ttl);
         let sent = Instant::now();
         let mut known = Round::unanswered(nodes);
         let mut asked = Vec::new();
-        if probe {
-            let first = self.first_node(keys);
-            let node = &self.inner.members[first].node;
-            let first_vote = vote(node, keys, owner, ttl_ms, watch);
+        let first = self.first_node(keys);
+        let ask = match kind {
+            Kind::Newcomer => Ask::Grant,
+            Kind::Waiter | Kind::Woken | Kind::Gated => Ask::Watch,
+        };
+        if kind == Kind::Woken {
+            let node = self.inner.members[first].node();
+            let first_vote = vote(node, keys, owner, ttl_ms, &ask);
             match tokio::time::timeout(self.inner.options.node_timeout, first_vote).await {
                 Ok(Vote::Refused { pttl, .. }) => return Attempt::Held(backstop(&[pttl], 1)),
                 Ok(answer) => {
@@ -415,9 +524,16 @@ impl RedlockBackend {
                 }
             }
         }
+        // A newcomer asks the gate node whether waiters are in line.
+        let gate = (kind == Kind::Newcomer).then(|| self.gate_key(keys));
+        let members = &self.inner.members;
         let requests = self.ask(&asked, |member| {
             let (keys, owner) = (keys.clone(), owner.clone());
-            async move { vote(&member.node, &keys, &owner, ttl_ms, watch).await }
+            let ask = match &gate {
+                Some(gate) if Arc::ptr_eq(&member, &members[first]) => Ask::Gate(gate.clone()),
+                _ => ask.clone(),
+            };
+            async move { vote(member.node(), &keys, &owner, ttl_ms, &ask).await }
         });
         let valid_until = sent + ttl.saturating_sub(self.inner.options.drift(ttl));
         let round = Round::gather(
@@ -427,7 +543,9 @@ impl RedlockBackend {
             |answers| {
                 // Known: this owner's majority, another's, too many nodes
                 // failed for any — or every node answered.
-                count(answers, |vote| matches!(vote, Vote::Granted(_))) >= quorum
+                count(answers, |vote| {
+                    matches!(vote, Vote::Granted(_) | Vote::Queued)
+                }) >= quorum
                     || count(answers, |vote| matches!(vote, Vote::Refused { .. })) >= quorum
                     || count(answers, |vote| matches!(vote, Vote::Failed(_))) > nodes - quorum
                     || answers.iter().all(Option::is_some)
@@ -435,7 +553,8 @@ impl RedlockBackend {
         )
         .await;
         let granted = round.count(|vote| matches!(vote, Vote::Granted(_)));
-        if granted >= quorum && Instant::now() < valid_until {
+        let queued = round.count(|vote| matches!(vote, Vote::Queued)) > 0;
+        if granted >= quorum && !queued && Instant::now() < valid_until {
             let token = round
                 .answers
                 .iter()
@@ -485,12 +604,15 @@ impl RedlockBackend {
             .filter(|&index| {
                 matches!(
                     round.answers[index],
-                    Some(Vote::Granted(_) | Vote::Failed(_))
+                    Some(Vote::Granted(_) | Vote::Queued | Vote::Failed(_))
                 )
             })
             .collect();
         self.give_back_pending(keys, owner, round.pending);
         self.give_back(keys, owner, &answered).await;
+        if queued {
+            return Attempt::Queued;
+        }
         if let Some(error) = unavailable {
             return Attempt::Unavailable(error);
         }
@@ -545,7 +667,7 @@ impl RedlockBackend {
             let members = &self.inner.members;
             let requests = granted_below.iter().map(|&index| {
                 let (member, keys) = (members[index].clone(), keys.clone());
-                Box::pin(async move { (index, member.node.raise_fence(&keys, token).await) })
+                Box::pin(async move { (index, member.node().raise_fence(&keys, token).await) })
                     as Reply<Result<u64>>
             });
             let needed = quorum - at_token;
@@ -588,7 +710,7 @@ impl RedlockBackend {
                 let member = backend.inner.members[index].clone();
                 let keys = keys.clone();
                 async move {
-                    if let Err(error) = member.node.raise_fence(&keys, token).await {
+                    if let Err(error) = member.node().raise_fence(&keys, token).await {
                         tracing::debug!(%error, "writing a fencing token back failed");
                     }
                 }
@@ -600,7 +722,7 @@ impl RedlockBackend {
                     match vote {
                         Vote::Refused { fence, .. } if fence >= token => {}
                         Vote::Refused { .. } => raise(index).await,
-                        Vote::Granted(_) | Vote::Failed(_) => {
+                        Vote::Granted(_) | Vote::Queued | Vote::Failed(_) => {
                             backend.give_back(keys, owner, &[index]).await;
                             raise(index).await;
                         }
@@ -629,7 +751,7 @@ impl RedlockBackend {
         let what = Operation("give back", keys);
         let releases = indexes.iter().map(|&index| {
             self.inner.members[index]
-                .node
+                .node()
                 .release_announced(keys, owner, &what)
         });
         for outcome in futures_util::future::join_all(releases).await {
@@ -679,7 +801,7 @@ impl RedlockBackend {
             .iter()
             .enumerate()
             .filter_map(|(index, answer)| {
-                let server = self.inner.members[index].node.server();
+                let server = self.inner.members[index].node().server();
                 match answer {
                     None if name_pending => Some(format!(
                         "{server}: no answer within {:?}",
@@ -748,6 +870,14 @@ impl RedlockBackend {
 
     /// Acquires, waiting as the request says. Each attempt's value is
     /// left in `current` before it is sent, for the acquire's undo step.
+    ///
+    /// A newcomer that finds the lock held, or waiters in line, takes its
+    /// place in the line at the lock's gate and waits there without trying;
+    /// the waiter at the front tries whenever a release is announced (and
+    /// when the holder's keys run out), and gives up the gate once it holds
+    /// the lock, which hands the front to the next in line. Where the
+    /// gate's node fails, waiters try without a line: when woken, after a
+    /// random pause, asking the lock's first node first.
     async fn acquire_waiting(
         &self,
         keys: &Arc<LockKeys>,
@@ -756,11 +886,16 @@ impl RedlockBackend {
     ) -> Result<Grant> {
         let owner = request.owner.to_hex();
         let started = Instant::now();
+        let deadline = match request.wait {
+            Wait::Until(deadline) => Some(deadline),
+            Wait::No | Wait::Forever => None,
+        };
         let mut waiting: Option<(Vec<Listening>, watch::Receiver<u64>)> = None;
+        let mut gate: Option<GateHold> = None;
         let mut contended = false;
         let mut unavailable = 0;
         let mut attempt = 0u64;
-        // Whether an announcement woke this waiter: its retry probes first.
+        // Whether an announcement woke this waiter.
         let mut woken = false;
         loop {
             attempt += 1;
@@ -769,20 +904,21 @@ impl RedlockBackend {
             }
             let value: Arc<str> = Arc::from(format!("{owner}.{attempt}"));
             *current.lock().unwrap_or_else(PoisonError::into_inner) = value.clone();
-            let deadline = match request.wait {
-                Wait::No => None,
-                Wait::Until(deadline) => Some(deadline),
-                Wait::Forever => None,
+            let kind = match (&waiting, &gate, std::mem::take(&mut woken)) {
+                (None, None, _) => Kind::Newcomer,
+                (_, Some(_), _) => Kind::Gated,
+                (Some(_), None, false) => Kind::Waiter,
+                (Some(_), None, true) => Kind::Woken,
             };
-            let watch = waiting.is_some();
-            let probe = std::mem::take(&mut woken);
-            let pause = match self.attempt(keys, &value, request.ttl, watch, probe).await {
+            let pause = match self.attempt(keys, &value, request.ttl, kind).await {
                 Attempt::Granted(grant) => {
+                    // The gate, if held, goes to the next in line.
+                    drop(gate);
                     return Ok(Grant {
                         contended,
                         handle: Some(GrantHandle::new(Holding(value))),
                         ..grant
-                    })
+                    });
                 }
                 Attempt::Unavailable(error) => {
                     unavailable += 1;
@@ -797,6 +933,7 @@ impl RedlockBackend {
                     continue;
                 }
                 Attempt::Held(backstop) => Some(backstop),
+                Attempt::Queued => Some(BACKSTOP),
                 Attempt::Split => None,
             };
             unavailable = 0;
@@ -814,18 +951,23 @@ impl RedlockBackend {
                 .at(&self.inner.servers));
             }
             let Some((listening, announced)) = &mut waiting else {
-                // Listen first, then try again at once: a release between
-                // the attempt and the subscription is not missed.
+                // Into the line first (waiting there without trying), then
+                // listen, then try again at once: a release between the
+                // attempt and the subscription is not missed.
+                gate = self.enter_gate(keys, request).await?;
                 waiting = Some(self.listen(keys).await);
                 continue;
             };
+            if let Some(gate) = &mut gate {
+                gate.renew().await;
+            }
             let jitter = self.inner.options.retry_jitter;
-            // A waiter that has waited a while goes at once when woken;
-            // newer ones draw a pause, so the oldest tend to win.
-            let patient = started.elapsed() >= jitter * PATIENT_JITTERS;
+            // Alone at the front, or a waiter that has waited a while: at
+            // once when woken. Newer waiters without a line draw a pause.
+            let at_once = gate.is_some() || started.elapsed() >= jitter * PATIENT_JITTERS;
             let (wake, jitter) = match pause {
                 // The holder's keys expire, unless an announcement comes first.
-                Some(backstop) if patient => (Instant::now() + backstop, Duration::ZERO),
+                Some(backstop) if at_once => (Instant::now() + backstop, Duration::ZERO),
                 Some(backstop) => (Instant::now() + backstop, Self::jitter(jitter)),
                 // Votes split: back off at random, announcement or not.
                 None => (Instant::now() + Self::jitter(jitter * 4), Duration::ZERO),
@@ -897,37 +1039,76 @@ fn count<T>(answers: &[Option<T>], test: impl Fn(&T) -> bool) -> usize {
         .count()
 }
 
+/// Who makes an attempt, which decides what it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An acquire's first attempt: it gives way if waiters are in line.
+    Newcomer,
+    /// A waiter that has not yet heard a release.
+    Waiter,
+    /// A waiter woken by a release's announcement: it asks the lock's first
+    /// node alone first.
+    Woken,
+    /// The waiter at the front of the line: the only one trying.
+    Gated,
+}
+
+/// What a vote asks of a node beside the grant.
+#[derive(Debug, Clone)]
+enum Ask {
+    /// Nothing more.
+    Grant,
+    /// A waiter's vote: the lock's `PTTL` (when to try again at the
+    /// latest), and a mark that the lock is watched for [`WATCHED`], so
+    /// releases announce themselves.
+    Watch,
+    /// A newcomer's vote at the lock's gate node: whether waiters are in
+    /// line (this key of the gate exists).
+    Gate(Arc<str>),
+}
+
 /// One node's vote: [`scripts::fast_acquire`]'s `SET NX PX` and `INCRBY`,
-/// in one round trip. A waiter's vote (`watch`) also reads the lock's
-/// `PTTL` (when to try again at the latest) and marks the lock watched for
-/// [`WATCHED`], so releases announce themselves.
-async fn vote(node: &Node, keys: &LockKeys, owner: &str, ttl_ms: u64, watch: bool) -> Vote {
+/// and what `ask` adds, in one round trip.
+async fn vote(node: &Node, keys: &LockKeys, owner: &str, ttl_ms: u64, ask: &Ask) -> Vote {
     let mut pipeline = scripts::fast_acquire(keys, owner, ttl_ms);
-    if watch {
-        pipeline.cmd("PTTL").arg(keys.lock());
-        pipeline
-            .cmd("SET")
-            .arg(keys.watched())
-            .arg(1)
-            .arg("PX")
-            .arg(millis(WATCHED))
-            .ignore();
+    match ask {
+        Ask::Grant => {}
+        Ask::Watch => {
+            pipeline.cmd("PTTL").arg(keys.lock());
+            pipeline
+                .cmd("SET")
+                .arg(keys.watched())
+                .arg(1)
+                .arg("PX")
+                .arg(millis(WATCHED))
+                .ignore();
+        }
+        Ask::Gate(gate) => {
+            pipeline.cmd("EXISTS").arg(&**gate);
+        }
     }
     let what = Operation("acquire", keys);
-    let reply = if watch {
-        node.query::<(Option<String>, i64, i64)>(&pipeline, &what)
+    let reply = match ask {
+        Ask::Grant => node
+            .query::<(Option<String>, i64)>(&pipeline, &what)
             .await
-    } else {
-        node.query::<(Option<String>, i64)>(&pipeline, &what)
-            .await
-            .map(|(set, fence)| (set, fence, -1))
+            .map(|(set, fence)| (set, fence, -1)),
+        Ask::Watch | Ask::Gate(_) => {
+            node.query::<(Option<String>, i64, i64)>(&pipeline, &what)
+                .await
+        }
     };
+    let queued = |third: i64| matches!(ask, Ask::Gate(_)) && third == 1;
     match reply {
-        Ok((set, fence, pttl)) => match u64::try_from(fence) {
+        Ok((set, fence, third)) => match u64::try_from(fence) {
+            Ok(fence) if fence > 0 && set.is_some() && queued(third) => Vote::Queued,
             Ok(fence) if fence > 0 && set.is_some() => Vote::Granted(fence),
             Ok(fence) if fence > 0 => Vote::Refused {
                 fence,
-                pttl: u64::try_from(pttl).ok(),
+                pttl: match ask {
+                    Ask::Watch => u64::try_from(third).ok(),
+                    _ => None,
+                },
             },
             _ => Vote::Failed(Error::new(
                 ErrorKind::Backend,
@@ -962,7 +1143,10 @@ impl LockBackend for RedlockBackend {
     async fn acquire(&self, request: AcquireRequest) -> Result<Grant> {
         self.check_open()?;
         self.inner.background.capture();
-        let keys = Arc::new(self.inner.members[0].node.keys(request.name.as_str()));
+        let keys = Arc::new(LockKeys::new(
+            &self.inner.options.namespace,
+            request.name.as_str(),
+        ));
         // The attempt under way; earlier ones gave back what they were granted.
         let current = Mutex::new(Arc::from(""));
         let abandon = Undo::new(
@@ -1000,7 +1184,10 @@ impl LockBackend for RedlockBackend {
     async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {
         self.check_open()?;
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
-        let keys = Arc::new(self.inner.members[0].node.keys(claim.name.as_str()));
+        let keys = Arc::new(LockKeys::new(
+            &self.inner.options.namespace,
+            claim.name.as_str(),
+        ));
         let owner = Holding::of(claim);
         let ttl_ms = millis(ttl);
         let sent = Instant::now();
@@ -1011,7 +1198,7 @@ impl LockBackend for RedlockBackend {
                 let what = Operation("extend", &keys);
                 let invocation = Scripts::get().extend(&keys, &owner, ttl_ms);
                 member
-                    .node
+                    .node()
                     .run::<i64>(&invocation, &what)
                     .await
                     .map(|(code, _)| code)
@@ -1051,14 +1238,17 @@ impl LockBackend for RedlockBackend {
     async fn release(&self, claim: &Claim) -> Result<()> {
         self.check_open()?;
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
-        let keys = Arc::new(self.inner.members[0].node.keys(claim.name.as_str()));
+        let keys = Arc::new(LockKeys::new(
+            &self.inner.options.namespace,
+            claim.name.as_str(),
+        ));
         let owner = Holding::of(claim);
         let sent = Instant::now();
         let requests = self.ask(&[], |member| {
             let (keys, owner) = (keys.clone(), owner.clone());
             async move {
                 let what = Operation("release", &keys);
-                member.node.release_announced(&keys, &owner, &what).await
+                member.node().release_announced(&keys, &owner, &what).await
             }
         });
         let done = |code: &Result<i64>| matches!(code, Ok(code) if OwnerCheck::decode(*code) == Some(OwnerCheck::Done));
@@ -1101,13 +1291,6 @@ impl LockBackend for RedlockBackend {
     /// their TTL.
     async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
-        for member in &self.inner.members {
-            member
-                .subscriber
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-        }
         if !self.inner.background.settle(REPEAT_FOR).await {
             tracing::warn!(
                 servers = self.inner.servers,
@@ -1115,7 +1298,7 @@ impl LockBackend for RedlockBackend {
             );
         }
         for member in &self.inner.members {
-            member.node.close();
+            member.gate.close().await?;
         }
         Ok(())
     }

@@ -171,13 +171,19 @@ impl RedlockOptions {
         DRIFT_FLOOR + ttl.mul_f64(self.drift_factor)
     }
 
-    /// The settings of each node's connection.
-    pub(crate) fn node(&self) -> RedisOptions {
+    /// The settings of each node's single-Redis backend, whose fair queue
+    /// is the waiters' gate: its keys live under `<namespace>:gate`.
+    pub(crate) fn gate(&self) -> RedisOptions {
         RedisOptions::new()
-            .namespace(&self.namespace)
+            .namespace(self.gate_namespace())
             .connect_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
             .allow_eviction(self.allow_eviction)
+    }
+
+    /// The namespace of the gates' keys.
+    pub(crate) fn gate_namespace(&self) -> String {
+        format!("{}:gate", self.namespace)
     }
 
     /// Checks every field; a refusal is a `Config` error naming the field.
