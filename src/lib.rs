@@ -20,7 +20,9 @@
 //!
 //! Which backend to choose:
 //! 1. The protected work is idempotent or de-duplicated → an efficiency
-//!    lock (Redis) is enough.
+//!    lock (Redis) is enough; Redlock (a majority of independent Redis
+//!    servers) if it must survive one server's loss without a consensus
+//!    system.
 //! 2. The work lives in PostgreSQL → a transaction-scoped advisory lock:
 //!    the lock and the work commit together.
 //! 3. Otherwise → make the work idempotent if at all possible; else a

@@ -200,7 +200,7 @@ impl fmt::Debug for Listening {
 }
 
 impl Listening {
-    /// A new [`PING`] on the subscriber connection, in the background.
+    /// A new `PING` on the subscriber connection, in the background.
     ///
     /// A subscribed connection sends no commands of its own, so nothing
     /// would notice that its reconnect attempts gave up during a long

@@ -89,8 +89,8 @@ impl fmt::Debug for RedlockBackend {
 enum Vote {
     /// Set; the node's fence after its increment.
     Granted(u64),
-    /// Set, but waiters are in line for the lock at its gate: a newcomer
-    /// gives its grants back and joins the line.
+    /// Waiters are in line for the lock at its gate (this node may have
+    /// granted too): a newcomer gives its grants back and joins the line.
     Queued,
     /// Held by another owner, for this long (ms) if it has a TTL; the
     /// node's fence after its increment.
@@ -541,11 +541,14 @@ impl RedlockBackend {
             requests,
             (sent, self.inner.options.node_timeout, valid_until),
             |answers| {
-                // Known: this owner's majority, another's, too many nodes
-                // failed for any — or every node answered.
+                // Known: this owner's majority (for a newcomer, once the
+                // gate said whether waiters are in line), another's, too
+                // many nodes failed for any — or every node answered.
+                let gate_heard = gate.is_none() || answers[first].is_some();
                 count(answers, |vote| {
                     matches!(vote, Vote::Granted(_) | Vote::Queued)
                 }) >= quorum
+                    && gate_heard
                     || count(answers, |vote| matches!(vote, Vote::Refused { .. })) >= quorum
                     || count(answers, |vote| matches!(vote, Vote::Failed(_))) > nodes - quorum
                     || answers.iter().all(Option::is_some)
@@ -689,10 +692,13 @@ impl RedlockBackend {
         Ok(Grant::new(token, Some(valid_until)))
     }
 
-    /// The background part of a grant: the stragglers' late grants are
-    /// given back (and their fences raised), and every node known to be
-    /// below the token is raised to it, so a later majority meets it even
-    /// where it does not meet a node that granted this one.
+    /// The background part of a grant: every node known to be below the
+    /// token is raised to it, so a later majority meets it even where it
+    /// does not meet a node that granted this one; so is each straggler
+    /// that answers below it. A straggler's grant that comes within the
+    /// node timeout is kept — the lease holds that node too, and its
+    /// release and extensions reach every node — and a later one, which
+    /// the acquire counted as failed, is given back.
     fn settle_in_background(
         &self,
         keys: &Arc<LockKeys>,
@@ -705,6 +711,7 @@ impl RedlockBackend {
             return;
         }
         let (backend, keys, owner) = (self.clone(), keys.clone(), owner.clone());
+        let late_after = Instant::now() + self.inner.options.node_timeout;
         self.in_background("late grants expire at their TTL", async move {
             let raise = |index: usize| {
                 let member = backend.inner.members[index].clone();
@@ -719,13 +726,21 @@ impl RedlockBackend {
             finish(pending, |index, vote| {
                 let (backend, keys, owner) = (&backend, &keys, &owner);
                 async move {
-                    match vote {
-                        Vote::Refused { fence, .. } if fence >= token => {}
-                        Vote::Refused { .. } => raise(index).await,
-                        Vote::Granted(_) | Vote::Queued | Vote::Failed(_) => {
+                    let late = Instant::now() >= late_after;
+                    let below = match vote {
+                        Vote::Refused { fence, .. } => fence < token,
+                        Vote::Granted(fence) if !late => fence < token,
+                        Vote::Granted(fence) => {
                             backend.give_back(keys, owner, &[index]).await;
-                            raise(index).await;
+                            fence < token
                         }
+                        Vote::Queued | Vote::Failed(_) => {
+                            backend.give_back(keys, owner, &[index]).await;
+                            true
+                        }
+                    };
+                    if below {
+                        raise(index).await;
                     }
                 }
             })
@@ -1101,7 +1116,8 @@ async fn vote(node: &Node, keys: &LockKeys, owner: &str, ttl_ms: u64, ask: &Ask)
     let queued = |third: i64| matches!(ask, Ask::Gate(_)) && third == 1;
     match reply {
         Ok((set, fence, third)) => match u64::try_from(fence) {
-            Ok(fence) if fence > 0 && set.is_some() && queued(third) => Vote::Queued,
+            // Waiters in line: a newcomer gives way whatever this node said.
+            Ok(fence) if fence > 0 && queued(third) => Vote::Queued,
             Ok(fence) if fence > 0 && set.is_some() => Vote::Granted(fence),
             Ok(fence) if fence > 0 => Vote::Refused {
                 fence,

@@ -13,6 +13,11 @@ use crate::BACKEND;
 /// lease must still be worth having after both.
 pub const TTL_PER_NODE_TIMEOUT: u32 = 5;
 
+/// The shortest `node_timeout` accepted: Redis keeps TTLs in
+/// milliseconds, and the shortest TTL (5 node timeouts) must leave a
+/// validity beyond the drift allowance.
+pub const MIN_NODE_TIMEOUT: Duration = Duration::from_millis(2);
+
 /// The fixed part of the drift allowance, beside `drift_factor` × TTL (the
 /// distlock spec's "+ 2 milliseconds", for Redis' millisecond expiry).
 pub const DRIFT_FLOOR: Duration = Duration::from_millis(2);
@@ -118,10 +123,12 @@ impl RedlockOptions {
     }
 
     /// How long an acquire, extension or release waits for each node's
-    /// answer (default 50 ms): a node that has not answered by then counts
-    /// as failed for this call, so a paused or unreachable node costs each
-    /// call at most this much. The distlock spec asks for a timeout much
-    /// shorter than the TTL; TTLs under 5 × this are refused.
+    /// answer (default 50 ms, at least [`MIN_NODE_TIMEOUT`]), counted from
+    /// the first node's answer (from the send while none has answered): a
+    /// node that has not answered by then counts as failed for this call,
+    /// so a paused or unreachable node costs each call at most about this
+    /// much. The distlock spec asks for a timeout much shorter than the
+    /// TTL; TTLs under 5 × this are refused.
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
         self
@@ -196,6 +203,13 @@ impl RedlockOptions {
                 self.namespace
             ));
         }
+        if self.namespace.ends_with(":gate") {
+            return refuse(format!(
+                "namespace `{}` ends in `:gate`: its keys would be the gates of namespace `{}`",
+                self.namespace,
+                &self.namespace[..self.namespace.len() - ":gate".len()]
+            ));
+        }
         lockkit_core::check_timeouts(
             &[
                 ("node_timeout", self.node_timeout),
@@ -204,6 +218,14 @@ impl RedlockOptions {
             ],
             BACKEND,
         )?;
+        if self.node_timeout < MIN_NODE_TIMEOUT {
+            return refuse(format!(
+                "node_timeout must be at least {MIN_NODE_TIMEOUT:?}, got {:?}: Redis keeps TTLs \
+                 in milliseconds, and the shortest TTL (5 × node_timeout) must outlast the \
+                 drift allowance",
+                self.node_timeout
+            ));
+        }
         if self.node_timeout > self.response_timeout {
             return refuse(format!(
                 "node_timeout ({:?}) must not be longer than response_timeout ({:?}), which \
@@ -242,6 +264,11 @@ mod tests {
         let cases = [
             (RedlockOptions::new().namespace(""), "namespace"),
             (RedlockOptions::new().namespace("a{b"), "namespace"),
+            (RedlockOptions::new().namespace("app:gate"), "namespace"),
+            (
+                RedlockOptions::new().node_timeout(Duration::from_micros(1500)),
+                "node_timeout",
+            ),
             (
                 RedlockOptions::new().node_timeout(Duration::ZERO),
                 "node_timeout",

@@ -60,6 +60,13 @@ pub fn node_urls(url: &str) -> Result<Vec<String>> {
             Some((host, port)) => !host.is_empty() && !port.contains(']'),
             None => false,
         };
+        if has_port && address.ends_with(':') {
+            return refuse(format!(
+                "member {} (`{address}`) has an empty port; write the port, or leave out the \
+                 `:` for 6379",
+                index + 1
+            ));
+        }
         let address = if has_port {
             address.to_owned()
         } else {
@@ -96,6 +103,7 @@ mod tests {
             ("redis://h1,h2,h3", "not redlock"),
             ("h1,h2,h3", "expected redlock://"),
             ("redlock://h1,,h3", "member 2 is empty"),
+            ("redlock://h1:,h2,h3", "empty port"),
             ("redlock://u:secret@h1/2,h2,h3", "has a path"),
             ("redlock://u:secret@h1,h2,h3?x=1", "no parameters"),
         ] {
