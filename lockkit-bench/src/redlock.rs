@@ -10,10 +10,10 @@ use futures_util::future::join_all;
 use lockkit_redis::keys::LockKeys;
 use lockkit_redis::scripts::{fast_acquire, Scripts};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Script};
+use redis::{AsyncConnectionConfig, Client, PushInfo, Script};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::subjects::{Outcome, Service, Subject, TTL};
+use crate::subjects::{next_release, Outcome, Service, Subject, TTL};
 
 /// Per client, one connection per node. W1 and W3: `SET NX PX` and
 /// `INCRBY` pipelined (lockkit's vote without its `PTTL`) on every node,
@@ -158,13 +158,7 @@ impl Subject for RawRedlockClient {
                 break;
             }
             self.release_all(&keys, &owner).await?;
-            // Woken by the next release message; the timeout is only a backstop.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(100), pushes.recv()).await {
-                    Ok(Some(push)) if push.kind != PushKind::Message => continue,
-                    _ => break,
-                }
-            }
+            next_release(&mut pushes).await;
         }
         let waited = started.elapsed();
         drop(pushes);

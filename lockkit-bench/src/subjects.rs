@@ -240,13 +240,7 @@ impl Subject for RawRedisClient {
             if set_nx(&mut connection, &key, &owner).await? {
                 break;
             }
-            // Woken by the next release message; the timeout is only a backstop.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(100), pushes.recv()).await {
-                    Ok(Some(push)) if push.kind != PushKind::Message => continue,
-                    _ => break,
-                }
-            }
+            next_release(&mut pushes).await;
         }
         let waited = started.elapsed();
         drop(pushes);
@@ -259,6 +253,16 @@ impl Subject for RawRedisClient {
             .await
             .map_err(|error| error.to_string())?;
         Ok(waited)
+    }
+}
+
+/// Waits for the next release message; the timeout is only a backstop.
+pub(crate) async fn next_release(pushes: &mut mpsc::UnboundedReceiver<PushInfo>) {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), pushes.recv()).await {
+            Ok(Some(push)) if push.kind != PushKind::Message => continue,
+            _ => break,
+        }
     }
 }
 

@@ -354,12 +354,26 @@ impl Node {
         owner: &str,
         what: &Operation<'_>,
     ) -> Result<i64> {
+        self.code_of(Scripts::get().release_announced(keys, owner), what)
+            .await
+    }
+
+    /// Runs a script that replies an integer code.
+    async fn code_of(&self, call: ScriptCall<'_>, what: &Operation<'_>) -> Result<i64> {
         let mut connection = self.connection()?;
-        Scripts::get()
-            .release_announced(keys, owner)
-            .invoke_async::<i64>(&mut connection)
+        call.invoke_async::<i64>(&mut connection)
             .await
             .map_err(|error| from_redis(&self.server, what, error))
+    }
+
+    /// Whether `key` exists (`EXISTS`).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        let mut connection = self.connection()?;
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<bool>(&mut connection)
+            .await
+            .map_err(|error| from_redis(&self.server, format!("EXISTS {key}"), error))
     }
 
     /// Deletes every key of a lock, its fence included: for a probe lock
@@ -375,13 +389,10 @@ impl Node {
 
     /// Raises the lock's fence to at least `token`; replies the fence after.
     pub async fn raise_fence(&self, keys: &LockKeys, token: u64) -> Result<u64> {
-        let mut connection = self.connection()?;
         let what = Operation("write the fencing token back for", keys);
-        let fence = Scripts::get()
-            .raise_fence(keys, token)
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map_err(|error| from_redis(&self.server, &what, error))?;
+        let fence = self
+            .code_of(Scripts::get().raise_fence(keys, token), &what)
+            .await?;
         u64::try_from(fence).map_err(|_| unexpected_reply(&self.server, &what, fence))
     }
 
@@ -431,23 +442,16 @@ impl Node {
         owner: &str,
         what: &Operation<'_>,
     ) -> Result<i64> {
-        let mut connection = self.connection()?;
-        Scripts::get()
-            .release(keys, owner)
-            .invoke_async::<i64>(&mut connection)
+        self.code_of(Scripts::get().release(keys, owner), what)
             .await
-            .map_err(|error| from_redis(&self.server, what, error))
     }
 
     /// Takes `owner` out of the queue and passes on a lock handed to it.
     pub async fn leave(&self, keys: &LockKeys, owner: &str) -> Result<()> {
-        let mut connection = self.connection()?;
-        Scripts::get()
-            .leave(keys, owner)
-            .invoke_async::<i64>(&mut connection)
+        let what = Operation("leave the queue of", keys);
+        self.code_of(Scripts::get().leave(keys, owner), &what)
             .await
             .map(drop)
-            .map_err(|error| from_redis(&self.server, Operation("leave the queue of", keys), error))
     }
 
     /// Maps the reply of an owner-checked script (release, extend) to a

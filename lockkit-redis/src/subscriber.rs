@@ -248,6 +248,8 @@ impl Drop for Listening {
             std::mem::take(&mut self.channel),
         );
         runtime.spawn(async move {
+            // A listener that comes back within LINGER (a client waiting
+            // for the same name again) finds the channel still subscribed.
             tokio::time::sleep(LINGER).await;
             let mut subscribed = subscribed.lock().await;
             // A listener that came meanwhile keeps the channel.

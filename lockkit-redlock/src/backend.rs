@@ -1,5 +1,6 @@
 //! [`RedlockBackend`]: the distlock algorithm over N independent nodes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,8 +10,8 @@ use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use lockkit_core::{
     AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, OwnerToken, Result, SafetyClass,
-    Undo, Wait, WaitMode, REPEAT_FOR,
+    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result,
+    SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
 };
 use lockkit_redis::keys::LockKeys;
 use lockkit_redis::node::{lock_name, millis, Node, Operation};
@@ -54,6 +55,9 @@ struct Inner {
     /// Where late grants are given back and tokens written back.
     background: Background,
     closed: AtomicBool,
+    /// Names this client waited for lately, and when: a new acquire of one
+    /// looks at its gate before it touches the lock's keys.
+    waited: Mutex<HashMap<String, Instant>>,
 }
 
 /// One node: a single-Redis backend on it, whose fair queue is the gate
@@ -311,6 +315,7 @@ impl RedlockBackend {
                 capabilities,
                 background: Background::new(),
                 closed: AtomicBool::new(false),
+                waited: Mutex::new(HashMap::new()),
             }),
         };
         for member in &backend.inner.members {
@@ -462,6 +467,43 @@ impl RedlockBackend {
                 Ok(None)
             }
         }
+    }
+
+    /// Whether this client waited for lock `name` within the last [`BACKSTOP`].
+    fn waited_lately(&self, name: &LockName) -> bool {
+        let waited = self
+            .inner
+            .waited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        waited
+            .get(name.as_str())
+            .is_some_and(|at| at.elapsed() < BACKSTOP)
+    }
+
+    /// Remembers that this client waited for lock `name`, forgetting names
+    /// not waited for within the last [`BACKSTOP`].
+    fn note_waited(&self, name: &LockName) {
+        let mut waited = self
+            .inner
+            .waited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        waited.retain(|_, at| at.elapsed() < BACKSTOP);
+        waited.insert(name.as_str().to_owned(), Instant::now());
+    }
+
+    /// Whether waiters are in line for lock `keys` (its gate is held), by
+    /// one `EXISTS` on the gate node; `false` if the node does not answer
+    /// within the node timeout.
+    async fn gate_in_use(&self, keys: &LockKeys) -> bool {
+        let node = self.inner.members[self.first_node(keys)].node();
+        let gate = self.gate_key(keys);
+        let asked = node.exists(&gate);
+        matches!(
+            tokio::time::timeout(self.inner.options.node_timeout, asked).await,
+            Ok(Ok(true))
+        )
     }
 
     /// The node a waiter's retry asks first for lock `keys`: one per name,
@@ -873,6 +915,21 @@ impl RedlockBackend {
         bound.mul_f64(fastrand::f64())
     }
 
+    /// `NotHeld` for a claim only `held_on` nodes still held: it expired.
+    fn expired(&self, action: &str, claim: &Claim, held_on: usize) -> Error {
+        Error::not_held(
+            BACKEND,
+            action,
+            claim.name.as_str(),
+            format!(
+                "it expired: {held_on} of {} nodes still had it, and a majority needs {}",
+                self.nodes(),
+                self.inner.quorum
+            ),
+        )
+        .at(&self.inner.servers)
+    }
+
     fn contended(&self, keys: &LockKeys) -> Error {
         Error::contended(
             BACKEND,
@@ -912,6 +969,18 @@ impl RedlockBackend {
         let mut attempt = 0u64;
         // Whether an announcement woke this waiter.
         let mut woken = false;
+        // A client that waited for this name lately (one that loops on a
+        // busy lock) looks at the gate first: when waiters are in line it
+        // joins them without setting keys that the one at the front would
+        // meet and have to wait out.
+        if request.wait != Wait::No
+            && self.waited_lately(&request.name)
+            && self.gate_in_use(keys).await
+        {
+            contended = true;
+            gate = self.enter_gate(keys, request).await?;
+            waiting = Some(self.listen(keys).await);
+        }
         loop {
             attempt += 1;
             if let Some((_, announced)) = &mut waiting {
@@ -929,6 +998,9 @@ impl RedlockBackend {
                 Attempt::Granted(grant) => {
                     // The gate, if held, goes to the next in line.
                     drop(gate);
+                    if contended {
+                        self.note_waited(&request.name);
+                    }
                     return Ok(Grant {
                         contended,
                         handle: Some(GrantHandle::new(Holding(value))),
@@ -949,6 +1021,10 @@ impl RedlockBackend {
                 }
                 Attempt::Held(backstop) => Some(backstop),
                 Attempt::Queued => Some(BACKSTOP),
+                // At the front of the line, a split is a newcomer's grants
+                // crossing this waiter's: the newcomer gives them back and
+                // announces it. Elsewhere waiters back off at random.
+                Attempt::Split if gate.is_some() => Some(self.inner.options.node_timeout),
                 Attempt::Split => None,
             };
             unavailable = 0;
@@ -1237,16 +1313,7 @@ impl LockBackend for RedlockBackend {
         }
         let failed = round.count(Result::is_err) + round.pending.len();
         if extended + failed < quorum {
-            return Err(Error::not_held(
-                BACKEND,
-                "extend",
-                claim.name.as_str(),
-                format!(
-                    "it expired: {extended} of {nodes} nodes still had it, and a majority needs \
-                     {quorum}"
-                ),
-            )
-            .at(&self.inner.servers));
+            return Err(self.expired("extend", claim, extended));
         }
         Err(self.unavailable("extend", &keys, &round))
     }
@@ -1287,16 +1354,7 @@ impl LockBackend for RedlockBackend {
             return Ok(());
         }
         if released + failed < quorum {
-            return Err(Error::not_held(
-                BACKEND,
-                "release",
-                claim.name.as_str(),
-                format!(
-                    "it expired: {released} of {nodes} nodes still had it, and a majority needs \
-                     {quorum}"
-                ),
-            )
-            .at(&self.inner.servers));
+            return Err(self.expired("release", claim, released));
         }
         Err(self.unavailable("release", &keys, &round))
     }
