@@ -58,8 +58,10 @@
 //! from their `PTTL`), and hands the front to the next once it holds the
 //! lock. A newcomer that finds waiters in line gives its grants back and
 //! joins the line, and `try_acquire` then fails `Contended`: nobody jumps
-//! the line while the gate node answers. Where it does not, waiters try
-//! without a line: when woken, after a random pause of up to
+//! the line while the gate node answers. Where it does not — refused at
+//! once, or silent for [`response_timeout`](RedlockOptions::response_timeout),
+//! which a paused gate node costs a waiter first — waiters try without a
+//! line: when woken, after a random pause of up to
 //! [`retry_jitter`](RedlockOptions::retry_jitter) (none for those that
 //! waited longest), asking the lock's first node alone first, so waiters
 //! woken together do not split the votes. Either way a waiter tries again
