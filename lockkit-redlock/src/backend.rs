@@ -554,14 +554,10 @@ impl RedlockBackend {
                 }
                 Err(_) => {
                     // Its vote may still land: given back behind it.
-                    let pending = std::iter::once(Box::pin(async move {
-                        (
-                            first,
-                            Vote::Failed(Error::new(ErrorKind::Unavailable, BACKEND, "")),
-                        )
-                    }) as Reply<Vote>)
-                    .collect();
-                    self.give_back_pending(keys, owner, pending);
+                    let (backend, keys, owner) = (self.clone(), keys.clone(), owner.clone());
+                    self.in_background("a late grant expires at its TTL", async move {
+                        backend.give_back(&keys, &owner, &[first]).await;
+                    });
                     return Attempt::Split;
                 }
             }
@@ -913,6 +909,12 @@ impl RedlockBackend {
     /// A random pause in `[0, bound]`: waiters woken together spread out.
     fn jitter(bound: Duration) -> Duration {
         bound.mul_f64(fastrand::f64())
+    }
+
+    /// The keys of `claim`'s lock and the value its grant set on the nodes.
+    fn claimed(&self, claim: &Claim) -> (Arc<LockKeys>, Arc<str>) {
+        let keys = LockKeys::new(&self.inner.options.namespace, claim.name.as_str());
+        (Arc::new(keys), Holding::of(claim))
     }
 
     /// `NotHeld` for a claim only `held_on` nodes still held: it expired.
@@ -1276,11 +1278,7 @@ impl LockBackend for RedlockBackend {
     async fn extend(&self, claim: &Claim, ttl: Duration) -> Result<Option<Instant>> {
         self.check_open()?;
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
-        let keys = Arc::new(LockKeys::new(
-            &self.inner.options.namespace,
-            claim.name.as_str(),
-        ));
-        let owner = Holding::of(claim);
+        let (keys, owner) = self.claimed(claim);
         let ttl_ms = millis(ttl);
         let sent = Instant::now();
         let valid_until = sent + ttl.saturating_sub(self.inner.options.drift(ttl));
@@ -1321,11 +1319,7 @@ impl LockBackend for RedlockBackend {
     async fn release(&self, claim: &Claim) -> Result<()> {
         self.check_open()?;
         let (nodes, quorum) = (self.nodes(), self.inner.quorum);
-        let keys = Arc::new(LockKeys::new(
-            &self.inner.options.namespace,
-            claim.name.as_str(),
-        ));
-        let owner = Holding::of(claim);
+        let (keys, owner) = self.claimed(claim);
         let sent = Instant::now();
         let requests = self.ask(&[], |member| {
             let (keys, owner) = (keys.clone(), owner.clone());
