@@ -10,8 +10,10 @@
 //! ([`Event::Releasing`]) or its lease reported Lost ([`Event::Lost`]),
 //! whichever came first — or until the history ends. Two such holds that
 //! intersect are an overlap. A write is *stale* when its writer's hold had
-//! ended by then, or another hold with a higher token had begun: the
-//! writer may believe it holds the lock, and the resource must refuse it.
+//! ended by then, or another client had been granted the lock after it:
+//! the writer may believe it holds the lock, and the resource must refuse
+//! it. A write that is not stale but refused is a holder's write refused:
+//! its token was below one accepted before (the tokens went backwards).
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +62,39 @@ pub enum Event {
         /// Whether the resource accepted it.
         accepted: bool,
     },
+    /// An acquire failed (the server was down, a timeout): the client
+    /// tries again.
+    Failed {
+        /// When, in ns of the monotonic clock.
+        at_ns: u64,
+        /// The client process.
+        client: u32,
+        /// The error, as the client printed it.
+        error: String,
+    },
+    /// The harness killed the client's process: every hold of it ends here.
+    Killed {
+        /// When, in ns of the monotonic clock.
+        at_ns: u64,
+        /// The client process.
+        client: u32,
+    },
+    /// The nemesis began its fault.
+    FaultStarted {
+        /// When, in ns of the monotonic clock.
+        at_ns: u64,
+        /// The scenario's name.
+        fault: String,
+        /// The client the fault aimed at, if it aimed at one (a paused or
+        /// killed client); otherwise the holder at `at_ns` is its victim.
+        victim: Option<u32>,
+    },
+    /// The nemesis healed its fault (equal to the start for a fault that is
+    /// one instant, a kill).
+    FaultEnded {
+        /// When, in ns of the monotonic clock.
+        at_ns: u64,
+    },
 }
 
 impl Event {
@@ -68,24 +103,44 @@ impl Event {
             Self::Granted { at_ns, .. }
             | Self::Releasing { at_ns, .. }
             | Self::Lost { at_ns, .. }
-            | Self::Write { at_ns, .. } => *at_ns,
+            | Self::Write { at_ns, .. }
+            | Self::Failed { at_ns, .. }
+            | Self::Killed { at_ns, .. }
+            | Self::FaultStarted { at_ns, .. }
+            | Self::FaultEnded { at_ns } => *at_ns,
         }
     }
 }
 
 /// What a history shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
     /// Grants.
     pub acquisitions: usize,
     /// Pairs of holds by different grants that intersect.
     pub overlaps: usize,
-    /// Writes by a holder whose hold had ended or been overtaken.
+    /// Writes by a holder whose hold had ended, or after another client's grant.
     pub stale_tried: usize,
     /// Stale writes the resource refused: fencing saved it.
     pub stale_rejected: usize,
     /// Stale writes the resource accepted: the lock and its fence failed.
     pub stale_accepted: usize,
+    /// Writes by a client that still held the lock, refused because a
+    /// higher token had been accepted before: the tokens went backwards.
+    pub valid_rejected: usize,
+    /// Acquires that failed with an error.
+    pub acquire_errors: usize,
+    /// From the fault's start to its victim's lease reporting Lost, in ms;
+    /// `None` without a fault, a victim, or a Lost.
+    pub lost_after_ms: Option<f64>,
+    /// From the fault's start to the next grant to another client, in ms.
+    pub regranted_after_ms: Option<f64>,
+    /// Grants per second before the fault (the whole run without one).
+    pub rate_before: Option<f64>,
+    /// Grants per second while the fault lasted (`None` for an instant).
+    pub rate_during: Option<f64>,
+    /// Grants per second after the fault healed, to the history's end.
+    pub rate_after: Option<f64>,
 }
 
 /// One hold: a grant, from its reply to its end.
@@ -145,7 +200,12 @@ pub fn check(events: &[Event]) -> Report {
                     hold.until = hold.until.min(at_ns);
                 }
             }
-            Event::Write { .. } => {}
+            Event::Killed { at_ns, client } => {
+                for hold in holds.iter_mut().filter(|hold| hold.client == client) {
+                    hold.until = hold.until.min(at_ns);
+                }
+            }
+            _ => {}
         }
     }
     let mut report = Report {
@@ -173,20 +233,97 @@ pub fn check(events: &[Event]) -> Report {
             .iter()
             .rev()
             .find(|hold| hold.client == client && hold.token == token && hold.from <= at_ns);
-        let ended = own.is_none_or(|hold| hold.until <= at_ns);
-        let overtaken = holds
-            .iter()
-            .any(|hold| hold.token > token && hold.from <= at_ns);
-        if ended || overtaken {
+        // Ended, or another client was granted after it: either way the
+        // lock had moved on, whatever the tokens say.
+        let stale = own.is_none_or(|own| {
+            own.until <= at_ns
+                || holds
+                    .iter()
+                    .any(|hold| hold.client != client && hold.from > own.from && hold.from <= at_ns)
+        });
+        if stale {
             report.stale_tried += 1;
             if accepted {
                 report.stale_accepted += 1;
             } else {
                 report.stale_rejected += 1;
             }
+        } else if !accepted {
+            report.valid_rejected += 1;
         }
     }
+    report.acquire_errors = events
+        .iter()
+        .filter(|event| matches!(event, Event::Failed { .. }))
+        .count();
+    fault_figures(&events, &holds, &mut report);
     report
+}
+
+/// The fault's figures: how soon its victim learned, how soon the lock
+/// moved on, and the grant rate around it.
+fn fault_figures(events: &[Event], holds: &[Hold], report: &mut Report) {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return;
+    };
+    let (first, last) = (first.at_ns(), last.at_ns());
+    let rate = |from: u64, until: u64| {
+        (until > from).then(|| {
+            let grants = holds
+                .iter()
+                .filter(|hold| hold.from >= from && hold.from < until)
+                .count();
+            grants as f64 / ((until - from) as f64 / 1e9)
+        })
+    };
+    let started = events.iter().find_map(|event| match event {
+        Event::FaultStarted { at_ns, victim, .. } => Some((*at_ns, *victim)),
+        _ => None,
+    });
+    let Some((start, victim)) = started else {
+        report.rate_before = rate(first, last);
+        return;
+    };
+    let end = events
+        .iter()
+        .find_map(|event| match event {
+            Event::FaultEnded { at_ns } if *at_ns >= start => Some(*at_ns),
+            _ => None,
+        })
+        .unwrap_or(last);
+    let ms = |later: u64| (later - start) as f64 / 1e6;
+    let victim = victim.or_else(|| {
+        holds
+            .iter()
+            .find(|hold| hold.from <= start && start < hold.until)
+            .map(|hold| hold.client)
+    });
+    if let Some(victim) = victim {
+        report.lost_after_ms = events.iter().find_map(|event| match event {
+            Event::Lost { at_ns, client, .. } if *client == victim && *at_ns >= start => {
+                Some(ms(*at_ns))
+            }
+            _ => None,
+        });
+    }
+    // After the victim's grant too: a fault may start before its victim
+    // is granted (the failover cuts the replica off first).
+    let victim_from = victim
+        .and_then(|victim| {
+            holds
+                .iter()
+                .filter(|hold| hold.client == victim && hold.from <= start.max(hold.from))
+                .find(|hold| hold.until > start)
+                .map(|hold| hold.from)
+        })
+        .unwrap_or(start);
+    report.regranted_after_ms = holds
+        .iter()
+        .find(|hold| hold.from >= start.max(victim_from) && Some(hold.client) != victim)
+        .map(|hold| ms(hold.from));
+    report.rate_before = rate(first, start);
+    report.rate_during = rate(start, end);
+    report.rate_after = rate(end, last);
 }
 
 #[cfg(test)]

@@ -1,0 +1,177 @@
+//! `lockkit-safety`: see the crate's README.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use lockkit_safety::plan::{Backend, Scenario};
+use lockkit_safety::report::{self, Machine};
+use lockkit_safety::run::{self, Outcome, Settings};
+use lockkit_safety::servers::{workspace, Servers};
+
+/// Measures, under real faults, how often each lockkit backend admits two
+/// holders and how often fencing saves the resource.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One backend under one scenario.
+    Run {
+        /// The backend.
+        #[arg(long, value_enum)]
+        backend: Backend,
+        /// The fault.
+        #[arg(long, value_enum, default_value = "none")]
+        scenario: Scenario,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Every backend under every scenario that applies to it, a table at
+    /// the end; with `--readme`, the table is written into the crate's README.
+    All {
+        /// Only these backends (repeatable); every backend without it.
+        #[arg(long, value_enum)]
+        backend: Vec<Backend>,
+        /// Only these scenarios (repeatable), where they apply.
+        #[arg(long, value_enum)]
+        scenario: Vec<Scenario>,
+        /// Write the table into lockkit-safety/README.md.
+        #[arg(long)]
+        readme: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A client process of a run (started by `run` and `all`).
+    #[command(hide = true)]
+    Client(lockkit_safety::client::ClientArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Client processes.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=50))]
+    clients: u32,
+    /// How long the clients run, the fault included (`20s`, `1m`).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The longest a client holds between its two writes.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    hold_max: Duration,
+    /// Where histories, client logs and reports go.
+    #[arg(long, default_value = "target/safety")]
+    out: PathBuf,
+}
+
+impl Common {
+    fn settings(&self) -> Settings {
+        Settings {
+            clients: self.clients,
+            duration: self.duration,
+            hold_max: self.hold_max,
+            out: self.out.clone(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Client(args) => lockkit_safety::client::run(args).await,
+        Command::Run {
+            backend,
+            scenario,
+            common,
+        } => run_one(backend, scenario, &common).await,
+        Command::All {
+            backend,
+            scenario,
+            readme,
+            common,
+        } => run_all(&backend, &scenario, readme, &common).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lockkit-safety: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_one(backend: Backend, scenario: Scenario, common: &Common) -> Result<(), String> {
+    let servers = Servers::find().await?;
+    let outcome = run::run(&servers, backend, scenario, &common.settings()).await?;
+    let machine = Machine::describe(&workspace());
+    print!("{}", report::markdown(&machine, std::slice::from_ref(&outcome)));
+    println!("history: {}", outcome.history.display());
+    Ok(())
+}
+
+async fn run_all(
+    backends: &[Backend],
+    scenarios: &[Scenario],
+    readme: bool,
+    common: &Common,
+) -> Result<(), String> {
+    let servers = Servers::find().await?;
+    let settings = common.settings();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut failures = Vec::new();
+    for backend in Backend::ALL {
+        if !backends.is_empty() && !backends.contains(&backend) {
+            continue;
+        }
+        for &scenario in backend.scenarios() {
+            if !scenarios.is_empty() && !scenarios.contains(&scenario) {
+                continue;
+            }
+            eprintln!("lockkit-safety: {backend} under {scenario} …");
+            match run::run(&servers, backend, scenario, &settings).await {
+                Ok(outcome) => {
+                    eprintln!(
+                        "lockkit-safety: {backend} under {scenario}: {} grants, {} overlaps, \
+                         {} stale writes accepted — promise {}",
+                        outcome.report.acquisitions,
+                        outcome.report.overlaps,
+                        outcome.report.stale_accepted,
+                        if outcome.kept { "kept" } else { "DIFFERS" }
+                    );
+                    outcomes.push(outcome);
+                }
+                Err(error) => {
+                    eprintln!("lockkit-safety: {backend} under {scenario} failed: {error}");
+                    failures.push(format!("{backend} under {scenario}: {error}"));
+                }
+            }
+        }
+    }
+    let machine = Machine::describe(&workspace());
+    let table = report::markdown(&machine, &outcomes);
+    let written = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))
+    };
+    written(settings.out.join("report.md"), &table)?;
+    written(settings.out.join("report.json"), &report::json(&machine, &outcomes))?;
+    print!("{table}");
+    if readme {
+        let path = workspace().join("lockkit-safety/README.md");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+        let text = report::replace_generated(&text, &table).ok_or_else(|| {
+            format!("{} has no `{}` … `{}` part", path.display(), report::BEGIN, report::END)
+        })?;
+        written(path, &text)?;
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} runs failed:\n{}", failures.len(), failures.join("\n")))
+    }
+}
