@@ -308,18 +308,16 @@ fn fault_figures(events: &[Event], holds: &[Hold], report: &mut Report) {
     }
     // After the victim's grant too: a fault may start before its victim
     // is granted (the failover cuts the replica off first).
-    let victim_from = victim
+    let since = victim
         .and_then(|victim| {
             holds
                 .iter()
-                .filter(|hold| hold.client == victim && hold.from <= start.max(hold.from))
-                .find(|hold| hold.until > start)
-                .map(|hold| hold.from)
+                .find(|hold| hold.client == victim && hold.until > start)
         })
-        .unwrap_or(start);
+        .map_or(start, |hold| hold.from.max(start));
     report.regranted_after_ms = holds
         .iter()
-        .find(|hold| hold.from >= start.max(victim_from) && Some(hold.client) != victim)
+        .find(|hold| hold.from >= since && Some(hold.client) != victim)
         .map(|hold| ms(hold.from));
     report.rate_before = rate(first, start);
     report.rate_during = rate(start, end);
@@ -375,13 +373,16 @@ mod tests {
             write(15, 2, 4, true),
             releasing(16, 2, 4),
         ];
+        let report = check(&history);
         assert_eq!(
-            check(&history),
+            report,
             Report {
                 acquisitions: 2,
+                rate_before: report.rate_before,
                 ..Report::default()
             }
         );
+        assert!(report.rate_before.is_some_and(|rate| rate > 0.0));
     }
 
     #[test]
@@ -430,6 +431,71 @@ mod tests {
             report.overlaps, 1,
             "client 1 never learned it lost the lock"
         );
+    }
+
+    #[test]
+    fn a_killed_clients_holds_end_at_its_kill() {
+        let mut history = vec![granted(10, 1, 2), granted(30, 2, 4), releasing(40, 2, 4)];
+        assert_eq!(check(&history).overlaps, 1, "without the kill it never ended");
+        history.push(Event::Killed {
+            at_ns: 20,
+            client: 1,
+        });
+        assert_eq!(check(&history).overlaps, 0);
+    }
+
+    #[test]
+    fn a_later_grant_makes_a_write_stale_whatever_the_tokens_say() {
+        // A failover's split brain: client 2 is granted a lower token
+        // while client 1 still holds; client 1's write after that is
+        // stale, and the resource took it; client 2's is its own, refused.
+        let history = [
+            granted(10, 1, 100),
+            write(11, 1, 100, true),
+            granted(20, 2, 98),
+            write(21, 1, 100, true),
+            write(22, 2, 98, false),
+            lost(30, 1, 100),
+            releasing(31, 2, 98),
+        ];
+        let report = check(&history);
+        assert_eq!(report.overlaps, 1);
+        assert_eq!((report.stale_tried, report.stale_accepted), (1, 1));
+        assert_eq!(report.valid_rejected, 1, "the tokens went backwards");
+    }
+
+    #[test]
+    fn the_fault_figures_time_the_victim_and_the_lock() {
+        const MS: u64 = 1_000_000;
+        let failed = Event::Failed {
+            at_ns: 1_500 * MS,
+            client: 3,
+            error: "down".to_owned(),
+        };
+        let history = [
+            granted(0, 1, 2),
+            releasing(500 * MS, 1, 2),
+            granted(1_000 * MS, 2, 4),
+            Event::FaultStarted {
+                at_ns: 1_000 * MS,
+                fault: "server-kill".to_owned(),
+                victim: None,
+            },
+            failed,
+            lost(1_250 * MS, 2, 4),
+            granted(1_600 * MS, 3, 6),
+            Event::FaultEnded { at_ns: 2_000 * MS },
+            releasing(2_500 * MS, 3, 6),
+            granted(2_500 * MS, 1, 8),
+            releasing(3_000 * MS, 1, 8),
+        ];
+        let report = check(&history);
+        assert_eq!(report.lost_after_ms, Some(250.0), "the holder at the start is the victim");
+        assert_eq!(report.regranted_after_ms, Some(600.0));
+        assert_eq!(report.acquire_errors, 1);
+        assert_eq!(report.rate_before, Some(1.0), "one grant in the first second");
+        assert_eq!(report.rate_during, Some(2.0), "two grants in the fault's second");
+        assert_eq!(report.rate_after, Some(1.0));
     }
 
     #[test]

@@ -111,7 +111,7 @@ async fn run_one(backend: Backend, scenario: Scenario, common: &Common) -> Resul
     let machine = Machine::describe(&workspace());
     print!("{}", report::markdown(&machine, std::slice::from_ref(&outcome)));
     println!("history: {}", outcome.history.display());
-    Ok(())
+    differing(std::slice::from_ref(&outcome))
 }
 
 async fn run_all(
@@ -170,8 +170,37 @@ async fn run_all(
         written(path, &text)?;
     }
     if failures.is_empty() {
-        Ok(())
+        differing(&outcomes)
     } else {
         Err(format!("{} runs failed:\n{}", failures.len(), failures.join("\n")))
+    }
+}
+
+/// An error naming every run whose result differs from its backend's
+/// promise: each is a bug in the backend or in its docs.
+fn differing(outcomes: &[Outcome]) -> Result<(), String> {
+    let differing: Vec<String> = outcomes
+        .iter()
+        .filter(|outcome| !outcome.kept)
+        .map(|outcome| {
+            format!(
+                "{} under {}: {} overlaps, {} stale writes accepted{} (history: {})",
+                outcome.backend,
+                outcome.scenario,
+                outcome.report.overlaps,
+                outcome.report.stale_accepted,
+                if outcome.leaked { ", the name leaked" } else { "" },
+                outcome.history.display()
+            )
+        })
+        .collect();
+    if differing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} runs differ from what their backend promises:\n{}",
+            differing.len(),
+            differing.join("\n")
+        ))
     }
 }

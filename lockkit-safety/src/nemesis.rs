@@ -26,6 +26,9 @@ const FIND: Duration = Duration::from_secs(20);
 /// (on the primary the replica no longer hears, then on the promoted replica).
 const FAILOVER_STEP: Duration = Duration::from_millis(1500);
 
+/// How long a killed server stays down.
+const SERVER_DOWN: Duration = Duration::from_secs(1);
+
 /// How long a jumped wall clock stays jumped, each way.
 const JUMP: Duration = Duration::from_secs(3);
 
@@ -74,6 +77,8 @@ impl Nemesis<'_> {
                 let victim = self.victim_in_long_turn(self.any_client(), FIND).await?;
                 self.started(Some(victim));
                 let killed = self.servers.services("kill", Some(server)).await;
+                // The fault: the server down a moment before it restarts.
+                tokio::time::sleep(SERVER_DOWN).await;
                 let started = self.servers.services("start", Some(server)).await;
                 self.ended();
                 killed.and(started).map(drop)
