@@ -162,7 +162,7 @@ impl Task {
                 }
             }
             let acquired = tokio::select! {
-                acquired = self.locks.acquire(&self.name, options.clone()) => acquired,
+                acquired = self.locks.acquire(&self.name, options) => acquired,
                 _ = stop.changed() => break,
             };
             let lease = match acquired {

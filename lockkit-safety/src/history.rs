@@ -436,7 +436,11 @@ mod tests {
     #[test]
     fn a_killed_clients_holds_end_at_its_kill() {
         let mut history = vec![granted(10, 1, 2), granted(30, 2, 4), releasing(40, 2, 4)];
-        assert_eq!(check(&history).overlaps, 1, "without the kill it never ended");
+        assert_eq!(
+            check(&history).overlaps,
+            1,
+            "without the kill it never ended"
+        );
         history.push(Event::Killed {
             at_ns: 20,
             client: 1,
@@ -490,11 +494,23 @@ mod tests {
             releasing(3_000 * MS, 1, 8),
         ];
         let report = check(&history);
-        assert_eq!(report.lost_after_ms, Some(250.0), "the holder at the start is the victim");
+        assert_eq!(
+            report.lost_after_ms,
+            Some(250.0),
+            "the holder at the start is the victim"
+        );
         assert_eq!(report.regranted_after_ms, Some(600.0));
         assert_eq!(report.acquire_errors, 1);
-        assert_eq!(report.rate_before, Some(1.0), "one grant in the first second");
-        assert_eq!(report.rate_during, Some(2.0), "two grants in the fault's second");
+        assert_eq!(
+            report.rate_before,
+            Some(1.0),
+            "one grant in the first second"
+        );
+        assert_eq!(
+            report.rate_during,
+            Some(2.0),
+            "two grants in the fault's second"
+        );
         assert_eq!(report.rate_after, Some(1.0));
     }
 

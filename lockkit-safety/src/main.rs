@@ -109,7 +109,10 @@ async fn run_one(backend: Backend, scenario: Scenario, common: &Common) -> Resul
     let servers = Servers::find().await?;
     let outcome = run::run(&servers, backend, scenario, &common.settings()).await?;
     let machine = Machine::describe(&workspace());
-    print!("{}", report::markdown(&machine, std::slice::from_ref(&outcome)));
+    print!(
+        "{}",
+        report::markdown(&machine, std::slice::from_ref(&outcome))
+    );
     println!("history: {}", outcome.history.display());
     differing(std::slice::from_ref(&outcome))
 }
@@ -158,21 +161,33 @@ async fn run_all(
         std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))
     };
     written(settings.out.join("report.md"), &table)?;
-    written(settings.out.join("report.json"), &report::json(&machine, &outcomes))?;
+    written(
+        settings.out.join("report.json"),
+        &report::json(&machine, &outcomes),
+    )?;
     print!("{table}");
     if readme {
         let path = workspace().join("lockkit-safety/README.md");
         let text = std::fs::read_to_string(&path)
             .map_err(|error| format!("{}: {error}", path.display()))?;
         let text = report::replace_generated(&text, &table).ok_or_else(|| {
-            format!("{} has no `{}` … `{}` part", path.display(), report::BEGIN, report::END)
+            format!(
+                "{} has no `{}` … `{}` part",
+                path.display(),
+                report::BEGIN,
+                report::END
+            )
         })?;
         written(path, &text)?;
     }
     if failures.is_empty() {
         differing(&outcomes)
     } else {
-        Err(format!("{} runs failed:\n{}", failures.len(), failures.join("\n")))
+        Err(format!(
+            "{} runs failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        ))
     }
 }
 
@@ -189,7 +204,11 @@ fn differing(outcomes: &[Outcome]) -> Result<(), String> {
                 outcome.scenario,
                 outcome.report.overlaps,
                 outcome.report.stale_accepted,
-                if outcome.leaked { ", the name leaked" } else { "" },
+                if outcome.leaked {
+                    ", the name leaked"
+                } else {
+                    ""
+                },
                 outcome.history.display()
             )
         })

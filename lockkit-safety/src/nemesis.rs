@@ -98,7 +98,11 @@ impl Nemesis<'_> {
             Scenario::Failover | Scenario::FailoverMinReplicas => self.failover().await,
             Scenario::MajorityRestart => self.majority_restart().await,
             Scenario::LeaderKill => {
-                let prefix = if self.backend == Backend::Etcd { "etcd-" } else { "zk-" };
+                let prefix = if self.backend == Backend::Etcd {
+                    "etcd-"
+                } else {
+                    "zk-"
+                };
                 let leader = self.servers.leader(prefix).await?;
                 let victim = self.victim_in_long_turn(self.any_client(), FIND).await?;
                 self.started(Some(victim));
@@ -193,7 +197,9 @@ impl Nemesis<'_> {
     /// primary rejoins as its replica — what Sentinel does.
     async fn failover(&mut self) -> Result<(), String> {
         let (primary, replica) = self.servers.failover_pair()?;
-        let clients = self.proxy.ok_or("the failover scenario runs behind its proxy")?;
+        let clients = self
+            .proxy
+            .ok_or("the failover scenario runs behind its proxy")?;
         let address = |server: &str| {
             server
                 .parse()
@@ -268,7 +274,9 @@ impl Nemesis<'_> {
 
     /// Every client's wall clock an hour ahead, then an hour behind.
     async fn clock_jump(&mut self) -> Result<(), String> {
-        let file = self.faketime.ok_or("the clock-jump scenario runs under libfaketime")?;
+        let file = self
+            .faketime
+            .ok_or("the clock-jump scenario runs under libfaketime")?;
         let set = |offset: &str| {
             std::fs::write(file, format!("{offset}\n"))
                 .map_err(|error| format!("{}: {error}", file.display()))
@@ -305,15 +313,17 @@ impl Nemesis<'_> {
         loop {
             {
                 let history = self.lock_history();
-                let granted = history[mark..]
-                    .iter()
-                    .any(|event| matches!(event, Event::Granted { client, .. } if *client == victim));
+                let granted = history[mark..].iter().any(
+                    |event| matches!(event, Event::Granted { client, .. } if *client == victim),
+                );
                 if granted && holder(&history) == Some(victim) {
                     return Ok(victim);
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("client {victim} did not hold the lock within {within:?}"));
+                return Err(format!(
+                    "client {victim} did not hold the lock within {within:?}"
+                ));
             }
             // Polled: the grant arrives through the client's events.
             tokio::time::sleep(Duration::from_millis(2)).await;

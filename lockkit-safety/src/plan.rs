@@ -162,8 +162,22 @@ impl Backend {
                 TerminateBackend,
                 ClockJump,
             ],
-            Self::Etcd => &[None, ClientPause, ClientKill, LeaderKill, MemberRestart, ClockJump],
-            Self::Zk => &[None, ClientPause, ClientKill, LeaderKill, SessionExpiry, ClockJump],
+            Self::Etcd => &[
+                None,
+                ClientPause,
+                ClientKill,
+                LeaderKill,
+                MemberRestart,
+                ClockJump,
+            ],
+            Self::Zk => &[
+                None,
+                ClientPause,
+                ClientKill,
+                LeaderKill,
+                SessionExpiry,
+                ClockJump,
+            ],
         }
     }
 

@@ -79,7 +79,9 @@ async fn serve(stream: TcpStream, fence: Arc<Mutex<Fence>>, history: Arc<Mutex<V
         };
         let accepted = {
             // One verdict at a time: the check and the record are one step.
-            let mut fence = fence.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut fence = fence
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let at_ns = now_ns();
             let accepted = request.token >= fence.highest;
             if accepted {

@@ -117,10 +117,7 @@ pub async fn run(
     let resource = Resource::start(Arc::clone(&history))
         .await
         .map_err(|error| format!("the fenced resource: {error}"))?;
-    let failover = matches!(
-        scenario,
-        Scenario::Failover | Scenario::FailoverMinReplicas
-    );
+    let failover = matches!(scenario, Scenario::Failover | Scenario::FailoverMinReplicas);
     let proxy = if failover {
         let (primary, _) = servers.failover_pair()?;
         let primary = primary
@@ -141,15 +138,23 @@ pub async fn run(
     let config = configuration(&url, backend, scenario);
     let config_path = settings.out.join(format!("{cell}.toml"));
     write(&config_path, &config)?;
-    let faketime = (scenario == Scenario::ClockJump)
-        .then(|| settings.out.join(format!("{cell}.faketime")));
+    let faketime =
+        (scenario == Scenario::ClockJump).then(|| settings.out.join(format!("{cell}.faketime")));
     if let Some(path) = &faketime {
         write(path, "+0\n")?;
     }
 
     let mut clients = Vec::new();
-    let processes = if backend == Backend::Memory { 1 } else { settings.clients };
-    let tasks = if backend == Backend::Memory { settings.clients } else { 1 };
+    let processes = if backend == Backend::Memory {
+        1
+    } else {
+        settings.clients
+    };
+    let tasks = if backend == Backend::Memory {
+        settings.clients
+    } else {
+        1
+    };
     for index in 0..processes {
         let first_id = index * tasks + 1;
         let spawn = ClientSpawn {
@@ -381,7 +386,10 @@ async fn stop(clients: &mut [ClientProcess]) {
         client.stdin = None;
     }
     for client in clients.iter_mut() {
-        if tokio::time::timeout(STOP, client.child.wait()).await.is_err() {
+        if tokio::time::timeout(STOP, client.child.wait())
+            .await
+            .is_err()
+        {
             eprintln!(
                 "lockkit-safety: client {} did not stop within {STOP:?}; killed",
                 client.first_id
@@ -413,7 +421,10 @@ async fn free_after(config: &str, lease_bound: Duration) -> Option<Duration> {
     };
     let free = loop {
         let wait = deadline.saturating_duration_since(Instant::now());
-        match locks.acquire(NAME, Acquire::ttl(lease_bound).wait(wait)).await {
+        match locks
+            .acquire(NAME, Acquire::ttl(lease_bound).wait(wait))
+            .await
+        {
             Ok(lease) => {
                 let free = started.elapsed();
                 let _ = lease.release().await;

@@ -37,7 +37,8 @@ impl Servers {
             }
             for line in String::from_utf8_lossy(&output.stdout).lines() {
                 if let Some((name, value)) = line.trim_start_matches("export ").split_once('=') {
-                    vars.entry(name.to_owned()).or_insert_with(|| value.to_owned());
+                    vars.entry(name.to_owned())
+                        .or_insert_with(|| value.to_owned());
                 }
             }
         }
@@ -82,7 +83,9 @@ impl Servers {
     /// The failover pair's primary and replica, as `127.0.0.1:port`.
     pub fn failover_pair(&self) -> Result<(String, String), String> {
         let pair = self.var("LOCKKIT_TEST_REDIS_FAILOVER")?;
-        let mut urls = pair.split(',').map(|url| url.trim_start_matches("redis://"));
+        let mut urls = pair
+            .split(',')
+            .map(|url| url.trim_start_matches("redis://"));
         match (urls.next(), urls.next()) {
             (Some(primary), Some(replica)) => Ok((primary.to_owned(), replica.to_owned())),
             _ => Err(format!(
