@@ -11,9 +11,15 @@
 //! whichever came first — or until the history ends. Two such holds that
 //! intersect are an overlap. A write is *stale* when its writer's hold had
 //! ended by then, or another client had been granted the lock after it:
-//! the writer may believe it holds the lock, and the resource must refuse
-//! it. A write that is not stale but refused is a holder's write refused:
-//! its token was below one accepted before (the tokens went backwards).
+//! the writer may believe it holds the lock. The fence can refuse a stale
+//! write only once it has seen the lock move on — accepted a write of a
+//! later grant. Before that, the stale write is *unseen*: accepted, and in
+//! token order it comes before the later holder's writes, harmlessly (a
+//! fence cannot know a grant nobody has written with). After that, a stale
+//! write accepted interleaves two holders' writes at the resource: the lock
+//! and its fence both failed. A write that is not stale but refused is a
+//! holder's write refused: its token was below one accepted before (the
+//! tokens went backwards).
 
 use serde::{Deserialize, Serialize};
 
@@ -119,11 +125,18 @@ pub struct Report {
     pub acquisitions: usize,
     /// Pairs of holds by different grants that intersect.
     pub overlaps: usize,
-    /// Writes by a holder whose hold had ended, or after another client's grant.
+    /// Writes by a holder whose hold had ended, or after another client's
+    /// grant: the sum of the next three.
     pub stale_tried: usize,
+    /// Stale writes accepted before any write of a later grant was: the
+    /// fence could not know them, and they precede the later holder's
+    /// writes in token order.
+    pub stale_unseen: usize,
     /// Stale writes the resource refused: fencing saved it.
     pub stale_rejected: usize,
-    /// Stale writes the resource accepted: the lock and its fence failed.
+    /// Stale writes the resource accepted after it had accepted a write of
+    /// a later grant: two holders' writes interleaved; the lock and its
+    /// fence failed.
     pub stale_accepted: usize,
     /// Writes by a client that still held the lock, refused because a
     /// higher token had been accepted before: the tokens went backwards.
@@ -243,10 +256,12 @@ pub fn check(events: &[Event]) -> Report {
         });
         if stale {
             report.stale_tried += 1;
-            if accepted {
+            if !accepted {
+                report.stale_rejected += 1;
+            } else if own.is_some_and(|own| later_write_accepted(&events, &holds, own, at_ns)) {
                 report.stale_accepted += 1;
             } else {
-                report.stale_rejected += 1;
+                report.stale_unseen += 1;
             }
         } else if !accepted {
             report.valid_rejected += 1;
@@ -258,6 +273,23 @@ pub fn check(events: &[Event]) -> Report {
         .count();
     fault_figures(&events, &holds, &mut report);
     report
+}
+
+/// Whether the resource accepted, before `at_ns`, a write of a grant made
+/// to another client after `own`.
+fn later_write_accepted(events: &[Event], holds: &[Hold], own: &Hold, at_ns: u64) -> bool {
+    events.iter().any(|event| match *event {
+        Event::Write {
+            at_ns: when,
+            client,
+            token,
+            accepted: true,
+            ..
+        } if when < at_ns && client != own.client => holds
+            .iter()
+            .any(|hold| hold.client == client && hold.token == token && hold.from > own.from),
+        _ => false,
+    })
 }
 
 /// The fault's figures: how soon its victim learned, how soon the lock
@@ -419,14 +451,29 @@ mod tests {
         assert_eq!(report.stale_accepted, 0);
         assert_eq!(report.overlaps, 0, "a Lost lease's hold ended at Lost");
 
+        // Before client 2 wrote, the fence could not know: unseen.
+        let unseen = [
+            granted(10, 1, 2),
+            lost(13, 1, 2),
+            granted(14, 2, 4),
+            write(15, 1, 2, true),
+            write(16, 2, 4, true),
+            releasing(17, 2, 4),
+        ];
+        let report = check(&unseen);
+        assert_eq!((report.stale_tried, report.stale_unseen), (1, 1));
+        assert_eq!(report.stale_accepted, 0);
+
+        // A broken fence: it took the stale write after client 2's.
         let broken = [
             granted(10, 1, 2),
             granted(14, 2, 4),
+            write(15, 2, 4, true),
             write(16, 1, 2, true),
             releasing(17, 2, 4),
         ];
         let report = check(&broken);
-        assert_eq!(report.stale_accepted, 1);
+        assert_eq!((report.stale_accepted, report.stale_unseen), (1, 0));
         assert_eq!(
             report.overlaps, 1,
             "client 1 never learned it lost the lock"
@@ -464,8 +511,21 @@ mod tests {
         ];
         let report = check(&history);
         assert_eq!(report.overlaps, 1);
-        assert_eq!((report.stale_tried, report.stale_accepted), (1, 1));
+        assert_eq!((report.stale_tried, report.stale_unseen), (1, 1));
         assert_eq!(report.valid_rejected, 1, "the tokens went backwards");
+
+        // A repeated token: client 2 is granted client 1's token again,
+        // and the fence lets the two holders' writes interleave.
+        let history = [
+            granted(10, 1, 100),
+            granted(20, 2, 100),
+            write(21, 2, 100, true),
+            write(22, 1, 100, true),
+            lost(30, 1, 100),
+            releasing(31, 2, 100),
+        ];
+        let report = check(&history);
+        assert_eq!((report.stale_tried, report.stale_accepted), (1, 1));
     }
 
     #[test]

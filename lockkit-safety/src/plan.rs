@@ -98,11 +98,17 @@ impl Scenario {
         }
     }
 
-    /// Whether the fault is a client process losing its lease while it
-    /// believes it holds (a pause): every backend may then show an overlap,
-    /// and fencing is what must save the resource.
-    pub fn pauses_a_holder(self) -> bool {
-        matches!(self, Self::ClientPause | Self::SessionExpiry)
+    /// Whether the fault ends a holder's lease before the holder can know:
+    /// a pause past its lease, or a session ended by the server
+    /// (`pg_terminate_backend`: lockkit-postgres' docs say the lease turns
+    /// Lost when the connection dies, "because the server has already
+    /// released its locks"). Every backend may then show an overlap, and
+    /// fencing is what must save the resource.
+    pub fn ends_a_lease_unseen(self) -> bool {
+        matches!(
+            self,
+            Self::ClientPause | Self::SessionExpiry | Self::TerminateBackend
+        )
     }
 }
 
@@ -229,9 +235,9 @@ pub struct Promise {
 impl Promise {
     /// The promise of `backend`'s docs in `scenario`.
     pub fn of(backend: Backend, scenario: Scenario) -> Self {
-        // A paused holder believes it holds after its lease ended: every
-        // backend may overlap; fencing must then refuse its writes.
-        let pause = scenario.pauses_a_holder();
+        // A holder believes it holds after its lease ended: every backend
+        // may overlap; fencing must then refuse its writes.
+        let unseen = scenario.ends_a_lease_unseen();
         // Faults the efficiency backends document as losing a grant (and
         // their best-effort fencing counters): a restart without
         // persistence, a failover to a replica that missed writes, a
@@ -242,7 +248,7 @@ impl Promise {
                 | (Backend::Redlock, Scenario::MajorityRestart)
         );
         Self {
-            overlaps_allowed: pause || loses_data,
+            overlaps_allowed: unseen || loses_data,
             stale_accepted_allowed: loses_data,
         }
     }
@@ -251,5 +257,45 @@ impl Promise {
     pub fn kept_by(self, overlaps: usize, stale_accepted: usize) -> bool {
         (self.overlaps_allowed || overlaps == 0)
             && (self.stale_accepted_allowed || stale_accepted == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correctness_backends_never_allow_a_stale_write_and_overlap_only_in_a_pause() {
+        for backend in Backend::ALL.into_iter().filter(|b| b.is_correctness()) {
+            for &scenario in backend.scenarios() {
+                let promise = Promise::of(backend, scenario);
+                assert!(!promise.stale_accepted_allowed, "{backend} {scenario}");
+                assert_eq!(
+                    promise.overlaps_allowed,
+                    scenario.ends_a_lease_unseen(),
+                    "{backend} {scenario}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_documented_faults_let_the_efficiency_backends_lose_a_grant() {
+        let losing: Vec<(Backend, Scenario)> = [Backend::Redis, Backend::Redlock]
+            .into_iter()
+            .flat_map(|backend| backend.scenarios().iter().map(move |&s| (backend, s)))
+            .filter(|&(backend, scenario)| Promise::of(backend, scenario).stale_accepted_allowed)
+            .collect();
+        assert_eq!(
+            losing,
+            [
+                (Backend::Redis, Scenario::ServerKill),
+                (Backend::Redis, Scenario::Failover),
+                (Backend::Redlock, Scenario::MajorityRestart),
+            ]
+        );
+        let promise = Promise::of(Backend::Redis, Scenario::FailoverMinReplicas);
+        assert!(!promise.kept_by(1, 0), "min_replicas promises no overlap");
+        assert!(Promise::of(Backend::Redis, Scenario::Failover).kept_by(1, 1));
     }
 }

@@ -59,7 +59,7 @@ pub fn markdown(machine: &Machine, outcomes: &[Outcome]) -> String {
     let mut text = format!(
         "Commit `{}` on {}, {}.\n\n\
          | backend | scenario | grants | grants/s before · during · after | overlaps | \
-         stale writes tried · refused · **accepted** | holder's writes refused | \
+         stale writes tried · unseen · refused · **accepted** | holder's writes refused | \
          victim Lost after | granted again after | acquire errors | free after stop | promise |\n\
          |---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|\n",
         machine.commit, machine.host, machine.date
@@ -71,7 +71,7 @@ pub fn markdown(machine: &Machine, outcomes: &[Outcome]) -> String {
             None => "–".to_owned(),
         };
         text.push_str(&format!(
-            "| {} | {} | {} | {} · {} · {} | {} | {} · {} · **{}** | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} · {} · {} | {} | {} · {} · {} · **{}** | {} | {} | {} | {} | {} | {} |\n",
             outcome.backend,
             outcome.scenario,
             report.acquisitions,
@@ -80,6 +80,7 @@ pub fn markdown(machine: &Machine, outcomes: &[Outcome]) -> String {
             figure(report.rate_after, 0),
             report.overlaps,
             report.stale_tried,
+            report.stale_unseen,
             report.stale_rejected,
             report.stale_accepted,
             report.valid_rejected,
