@@ -172,6 +172,27 @@ impl GateHold {
     }
 }
 
+impl GateHold {
+    /// Hands the front of the line to the next waiter, before the grant
+    /// that ends this wait is reported: a holder stopped right after its
+    /// grant (a process pause, a kill) must not keep the line for the
+    /// gate's TTL ([`GATE_TTL`]) beyond its own lease. Bounded by the
+    /// response timeout; on failure the gate expires by itself.
+    async fn hand_on(mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        let timeout = self.backend.inner.options.response_timeout;
+        match tokio::time::timeout(timeout, self.member.gate.release(&claim)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "giving up the lock's gate failed; it expires");
+            }
+            Err(_) => tracing::debug!("giving up the lock's gate timed out; it expires"),
+        }
+    }
+}
+
 impl Drop for GateHold {
     fn drop(&mut self) {
         let Some(claim) = self.claim.take() else {
@@ -998,8 +1019,10 @@ impl RedlockBackend {
             };
             let pause = match self.attempt(keys, &value, request.ttl, kind).await {
                 Attempt::Granted(grant) => {
-                    // The gate, if held, goes to the next in line.
-                    drop(gate);
+                    // The gate, if held, goes to the next in line first.
+                    if let Some(gate) = gate {
+                        gate.hand_on().await;
+                    }
                     if contended {
                         self.note_waited(&request.name);
                     }

@@ -56,7 +56,8 @@
 //! whenever a release is announced — a release publishes on each node
 //! while waiters watch the lock — and when the holder's keys run out (read
 //! from their `PTTL`), and hands the front to the next once it holds the
-//! lock. A newcomer that finds waiters in line gives its grants back and
+//! lock, before its acquire returns (so a holder stopped right after its
+//! grant holds the line up for its lease, not for the gate's 3 s). A newcomer that finds waiters in line gives its grants back and
 //! joins the line, and `try_acquire` then fails `Contended`: nobody jumps
 //! the line while the gate node answers. Where it does not — refused at
 //! once, or silent for [`response_timeout`](RedlockOptions::response_timeout),

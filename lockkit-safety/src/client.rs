@@ -9,8 +9,9 @@
 //! write, for the harness to continue it (SIGCONT) later; `long` makes the
 //! next grant a long turn — a write every [`LONG_WRITE_EVERY`] for
 //! [`LONG_TURN`], while the lease stays valid — so that a fault strikes a
-//! holder in the middle of its work; `quiet` makes tasks stop acquiring
-//! after their turn, until `resume`. Closed stdin is `stop`.
+//! holder in the middle of its work; `quiet` makes tasks stop acquiring —
+//! a waiting acquire is dropped, a turn is finished — until `resume`.
+//! Closed stdin is `stop`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,6 +165,9 @@ impl Task {
             let acquired = tokio::select! {
                 acquired = self.locks.acquire(&self.name, options) => acquired,
                 _ = stop.changed() => break,
+                // A quieted waiter leaves the line (a dropped acquire
+                // leaves no grant behind: the contract's cancellation safety).
+                _ = quiet.wait_for(|quiet| *quiet) => continue,
             };
             let lease = match acquired {
                 Ok(lease) => lease,

@@ -198,8 +198,20 @@ fn differing(outcomes: &[Outcome]) -> Result<(), String> {
         .iter()
         .filter(|outcome| !outcome.kept)
         .map(|outcome| {
+            let regranted = match (
+                outcome.promise.regranted_within_ms,
+                outcome.report.regranted_after_ms,
+            ) {
+                (Some(bound), Some(after)) => {
+                    format!(", granted again after {after:.0} ms (promised within {bound:.0})")
+                }
+                (Some(bound), None) => {
+                    format!(", never granted again (promised within {bound:.0} ms)")
+                }
+                (None, _) => String::new(),
+            };
             format!(
-                "{} under {}: {} overlaps, {} stale writes accepted{} (history: {})",
+                "{} under {}: {} overlaps, {} stale writes accepted{regranted}{} (history: {})",
                 outcome.backend,
                 outcome.scenario,
                 outcome.report.overlaps,

@@ -29,6 +29,10 @@ const FAILOVER_STEP: Duration = Duration::from_millis(1500);
 /// How long a killed server stays down.
 const SERVER_DOWN: Duration = Duration::from_secs(1);
 
+/// How long the lock stays free before the failover's cut: longer than a
+/// grant in flight when the clients were told to fall quiet takes to show.
+const QUIET: Duration = Duration::from_millis(300);
+
 /// How long a jumped wall clock stays jumped, each way.
 const JUMP: Duration = Duration::from_secs(3);
 
@@ -219,7 +223,10 @@ impl Nemesis<'_> {
         // between turns, and WAIT sees the replica caught up.
         self.command_all("quiet").await;
         let deadline = Instant::now() + FIND;
-        while holder(&self.lock_history()).is_some() && Instant::now() < deadline {
+        while !self.quiet_for(QUIET) {
+            if Instant::now() > deadline {
+                return Err(format!("the clients did not fall quiet within {FIND:?}"));
+            }
             // Polled: the last turn ends through the clients' events.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -328,6 +335,17 @@ impl Nemesis<'_> {
             // Polled: the grant arrives through the client's events.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// Whether no one holds the lock, and no one was granted it within `quiet`.
+    fn quiet_for(&self, quiet: Duration) -> bool {
+        let history = self.lock_history();
+        let last_grant = history.iter().rev().find_map(|event| match event {
+            Event::Granted { at_ns, .. } => Some(*at_ns),
+            _ => None,
+        });
+        let since = Duration::from_nanos(now_ns().saturating_sub(last_grant.unwrap_or(0)));
+        holder(&history).is_none() && since >= quiet
     }
 
     /// A client process at random.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::history::Report;
+
 /// A lockkit backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -215,6 +217,9 @@ impl fmt::Display for Backend {
 /// Every acquire's TTL, with auto-renewal on.
 pub const TTL: Duration = Duration::from_secs(1);
 
+/// The test bed ZooKeeper's tick (`tickTime`): it expires sessions on ticks.
+pub const ZK_TICK: Duration = Duration::from_secs(1);
+
 /// The TTL of the failover scenarios (see [`Scenario::ttl`]).
 pub const FAILOVER_TTL: Duration = Duration::from_secs(5);
 
@@ -223,13 +228,19 @@ pub const FAILOVER_TTL: Duration = Duration::from_secs(5);
 pub const SESSION: Duration = Duration::from_secs(2);
 
 /// What a backend's docs promise in a scenario, and whether a result keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Promise {
     /// Two holders at once are within the docs' failure model here.
     pub overlaps_allowed: bool,
     /// A stale write may reach the resource: the tokens are best effort
     /// and the fault is one that loses them.
     pub stale_accepted_allowed: bool,
+    /// The longest, in ms, from a holder's pause or kill until the lock is
+    /// granted to another client: the holder's lease or session and the
+    /// backend's own grain (the test bed's ZooKeeper expires sessions on
+    /// ticks of 1 s) with a second to spare. `None` where no bound is
+    /// promised (a paused PostgreSQL session holds its lock by design).
+    pub regranted_within_ms: Option<f64>,
 }
 
 impl Promise {
@@ -247,16 +258,35 @@ impl Promise {
             (Backend::Redis, Scenario::ServerKill | Scenario::Failover)
                 | (Backend::Redlock, Scenario::MajorityRestart)
         );
+        let spare = Duration::from_secs(1);
+        let regranted_within = match (backend, scenario) {
+            (Backend::Redis | Backend::Redlock, Scenario::ClientPause | Scenario::ClientKill) => {
+                Some(scenario.ttl() + spare)
+            }
+            (Backend::Etcd, Scenario::ClientPause | Scenario::ClientKill) => Some(SESSION + spare),
+            (Backend::Zk, Scenario::ClientPause | Scenario::ClientKill) => {
+                Some(SESSION + ZK_TICK + spare)
+            }
+            // A killed session's locks are freed by the server at once.
+            (Backend::Postgres, Scenario::ClientKill) => Some(spare),
+            _ => None,
+        };
         Self {
             overlaps_allowed: unseen || loses_data,
             stale_accepted_allowed: loses_data,
+            regranted_within_ms: regranted_within.map(|bound| bound.as_secs_f64() * 1e3),
         }
     }
 
     /// Whether a checked run keeps this promise.
-    pub fn kept_by(self, overlaps: usize, stale_accepted: usize) -> bool {
-        (self.overlaps_allowed || overlaps == 0)
-            && (self.stale_accepted_allowed || stale_accepted == 0)
+    pub fn kept_by(self, report: &Report) -> bool {
+        (self.overlaps_allowed || report.overlaps == 0)
+            && (self.stale_accepted_allowed || report.stale_accepted == 0)
+            && self.regranted_within_ms.is_none_or(|bound| {
+                report
+                    .regranted_after_ms
+                    .is_some_and(|regranted| regranted <= bound)
+            })
     }
 }
 
@@ -294,8 +324,34 @@ mod tests {
                 (Backend::Redlock, Scenario::MajorityRestart),
             ]
         );
+        let split = Report {
+            overlaps: 1,
+            stale_accepted: 1,
+            ..Report::default()
+        };
         let promise = Promise::of(Backend::Redis, Scenario::FailoverMinReplicas);
-        assert!(!promise.kept_by(1, 0), "min_replicas promises no overlap");
-        assert!(Promise::of(Backend::Redis, Scenario::Failover).kept_by(1, 1));
+        assert!(!promise.kept_by(&split), "min_replicas promises no overlap");
+        assert!(Promise::of(Backend::Redis, Scenario::Failover).kept_by(&split));
+    }
+
+    #[test]
+    fn a_stopped_holder_holds_the_lock_up_for_its_lease_and_no_longer() {
+        let regranted = |ms: f64| Report {
+            overlaps: 1,
+            regranted_after_ms: Some(ms),
+            ..Report::default()
+        };
+        let promise = Promise::of(Backend::Redlock, Scenario::ClientPause);
+        assert!(promise.kept_by(&regranted(1_100.0)));
+        assert!(
+            !promise.kept_by(&regranted(2_990.0)),
+            "the gate's 3 s, not the TTL's 1 s"
+        );
+        assert!(!promise.kept_by(&Report::default()), "never granted again");
+        let postgres = Promise::of(Backend::Postgres, Scenario::ClientPause);
+        assert!(
+            postgres.kept_by(&Report::default()),
+            "a paused session holds"
+        );
     }
 }

@@ -216,7 +216,7 @@ pub async fn run(
     write(&history_path, &text)?;
     let report = history::check(&events);
     let promise = Promise::of(backend, scenario);
-    let kept = promise.kept_by(report.overlaps, report.stale_accepted) && free.is_some();
+    let kept = promise.kept_by(&report) && free.is_some();
     Ok(Outcome {
         backend,
         scenario,
