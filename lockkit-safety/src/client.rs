@@ -210,7 +210,11 @@ impl Task {
                     } else {
                         self.hold_max.mul_f64(fastrand::f64())
                     };
-                    tokio::time::sleep(hold).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(hold) => {}
+                        // Told to stop: the turn ends now, released below.
+                        _ = stop.changed() => break,
+                    }
                 }
                 // The careful client's check: write only while the lease
                 // may be relied on.

@@ -57,15 +57,36 @@ struct Common {
     /// Client processes.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=50))]
     clients: u32,
-    /// How long the clients run, the fault included (`20s`, `1m`).
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    /// How long the clients run, the fault included (`20s`, `1m`; at least 2 s).
+    #[arg(long, default_value = "20s", value_parser = duration)]
     duration: Duration,
-    /// The longest a client holds between its two writes.
-    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    /// The longest a client holds between its two writes (below the 1 s TTL).
+    #[arg(long, default_value = "20ms", value_parser = hold_max)]
     hold_max: Duration,
     /// Where histories, client logs and reports go.
     #[arg(long, default_value = "target/safety")]
     out: PathBuf,
+}
+
+/// `--duration`: a run needs time before and after its fault.
+fn duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration < Duration::from_secs(2) {
+        return Err(format!("{text} is too short: a run takes at least 2s"));
+    }
+    Ok(duration)
+}
+
+/// `--hold-max`: a hold within a lease, so a turn is not a renewal test.
+fn hold_max(text: &str) -> Result<Duration, String> {
+    let hold = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if hold >= lockkit_safety::plan::TTL {
+        return Err(format!(
+            "{text} is not below the clients' TTL ({})",
+            humantime::format_duration(lockkit_safety::plan::TTL)
+        ));
+    }
+    Ok(hold)
 }
 
 impl Common {
@@ -75,6 +96,7 @@ impl Common {
             duration: self.duration,
             hold_max: self.hold_max,
             out: self.out.clone(),
+            interrupt: run::interrupt_signals(),
         }
     }
 }
@@ -123,35 +145,43 @@ async fn run_all(
     readme: bool,
     common: &Common,
 ) -> Result<(), String> {
+    if readme && !(backends.is_empty() && scenarios.is_empty()) {
+        return Err(
+            "--readme writes the whole table: run `all` without --backend and --scenario".into(),
+        );
+    }
+    let cells: Vec<(Backend, Scenario)> = Backend::ALL
+        .into_iter()
+        .filter(|backend| backends.is_empty() || backends.contains(backend))
+        .flat_map(|backend| backend.scenarios().iter().map(move |&s| (backend, s)))
+        .filter(|(_, scenario)| scenarios.is_empty() || scenarios.contains(scenario))
+        .collect();
+    if cells.is_empty() {
+        return Err("no --scenario given applies to any --backend given".into());
+    }
     let servers = Servers::find().await?;
     let settings = common.settings();
+    run::create_out(&settings.out)?;
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut failures = Vec::new();
-    for backend in Backend::ALL {
-        if !backends.is_empty() && !backends.contains(&backend) {
-            continue;
-        }
-        for &scenario in backend.scenarios() {
-            if !scenarios.is_empty() && !scenarios.contains(&scenario) {
-                continue;
+    for (backend, scenario) in cells {
+        eprintln!("lockkit-safety: {backend} under {scenario} …");
+        match run::run(&servers, backend, scenario, &settings).await {
+            Ok(outcome) => {
+                eprintln!(
+                    "lockkit-safety: {backend} under {scenario}: {} grants, {} overlaps, \
+                     {} stale writes accepted — promise {}",
+                    outcome.report.acquisitions,
+                    outcome.report.overlaps,
+                    outcome.report.stale_accepted,
+                    if outcome.kept { "kept" } else { "DIFFERS" }
+                );
+                outcomes.push(outcome);
             }
-            eprintln!("lockkit-safety: {backend} under {scenario} …");
-            match run::run(&servers, backend, scenario, &settings).await {
-                Ok(outcome) => {
-                    eprintln!(
-                        "lockkit-safety: {backend} under {scenario}: {} grants, {} overlaps, \
-                         {} stale writes accepted — promise {}",
-                        outcome.report.acquisitions,
-                        outcome.report.overlaps,
-                        outcome.report.stale_accepted,
-                        if outcome.kept { "kept" } else { "DIFFERS" }
-                    );
-                    outcomes.push(outcome);
-                }
-                Err(error) => {
-                    eprintln!("lockkit-safety: {backend} under {scenario} failed: {error}");
-                    failures.push(format!("{backend} under {scenario}: {error}"));
-                }
+            Err(error) if error == run::INTERRUPTED => return Err(error),
+            Err(error) => {
+                eprintln!("lockkit-safety: {backend} under {scenario} failed: {error}");
+                failures.push(format!("{backend} under {scenario}: {error}"));
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::clock::now_ns;
 use crate::history::Event;
 use crate::plan::{Backend, Scenario, SESSION};
 use crate::proxy::Proxy;
-use crate::run::ClientProcess;
+use crate::run::{application_name, ClientProcess};
 use crate::servers::Servers;
 
 /// How long a paused holder or server stays paused: three leases, so its
@@ -107,8 +107,8 @@ impl Nemesis<'_> {
                 } else {
                     "zk-"
                 };
-                let leader = self.servers.leader(prefix).await?;
                 let victim = self.victim_in_long_turn(self.any_client(), FIND).await?;
+                let leader = self.servers.leader(prefix).await?;
                 self.started(Some(victim));
                 let killed = self.servers.services("kill", Some(&leader)).await;
                 // The fault: the cluster without its old leader, electing another.
@@ -155,8 +155,8 @@ impl Nemesis<'_> {
         Ok(())
     }
 
-    /// `pg_terminate_backend` of every session holding an advisory lock
-    /// (the run's clients are the only ones holding any).
+    /// `pg_terminate_backend` of the run's session holding the lock (the
+    /// run's sessions carry its `application_name`).
     async fn terminate_backend(&mut self) -> Result<(), String> {
         let (session, connection) =
             tokio_postgres::connect(self.servers.postgres_url()?, tokio_postgres::NoTls)
@@ -169,9 +169,10 @@ impl Nemesis<'_> {
             let at_ns = now_ns();
             let terminated = session
                 .query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks \
-                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
-                    &[],
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                     JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1",
+                    &[&application_name()],
                 )
                 .await
                 .map_err(|error| format!("pg_terminate_backend: {error}"))?;
@@ -489,5 +490,29 @@ async fn linked(replica: &str) -> Result<(), String> {
         }
         // Polled: the link comes up after a full resync.
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Puts back what a fault cut short (an error, an interrupt) left broken:
+/// resumes and starts its servers (both harmless on a server that runs).
+/// The failover pair is put back by [`restore_failover_pair`]; stopped
+/// clients are continued when they are told to stop.
+pub(crate) async fn heal(servers: &Servers, backend: Backend, scenario: Scenario) {
+    let touched: &[&str] = match (backend, scenario) {
+        (Backend::Redis, Scenario::ServerKill | Scenario::ServerPause) => &["redis"],
+        (Backend::Postgres, Scenario::ServerKill | Scenario::ServerPause) => &["postgres"],
+        (Backend::Redlock, Scenario::MajorityRestart) => &["redlock-3", "redlock-4", "redlock-5"],
+        (Backend::Etcd, Scenario::LeaderKill | Scenario::MemberRestart) => {
+            &["etcd-1", "etcd-2", "etcd-3"]
+        }
+        (Backend::Zk, Scenario::LeaderKill) => &["zk-1", "zk-2", "zk-3"],
+        _ => &[],
+    };
+    for server in touched {
+        // Resuming a server that is not paused, or is down, fails harmlessly.
+        let _ = servers.services("resume", Some(server)).await;
+        if let Err(error) = servers.services("start", Some(server)).await {
+            eprintln!("lockkit-safety: {server} could not be started again: {error}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use lockkit::{Acquire, LockConfig};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::now_ns;
@@ -32,6 +33,34 @@ pub struct Settings {
     pub hold_max: Duration,
     /// Where histories, configurations and client logs go.
     pub out: PathBuf,
+    /// Turns true on SIGINT or SIGTERM: the run heals its fault, stops its
+    /// clients and ends with [`INTERRUPTED`].
+    pub interrupt: watch::Receiver<bool>,
+}
+
+/// The error of a run ended by SIGINT or SIGTERM.
+pub const INTERRUPTED: &str = "interrupted (SIGINT or SIGTERM); the fault was healed";
+
+/// A receiver that turns true on the first SIGINT or SIGTERM.
+pub fn interrupt_signals() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        eprintln!("lockkit-safety: interrupted: healing the fault and stopping the clients");
+        let _ = sender.send(true);
+    });
+    receiver
 }
 
 /// What a run showed.
@@ -68,6 +97,7 @@ pub(crate) struct ClientProcess {
     pub(crate) pid: i32,
     pub(crate) child: Child,
     pub(crate) stdin: Option<ChildStdin>,
+    log: PathBuf,
     reader: JoinHandle<()>,
 }
 
@@ -110,8 +140,7 @@ pub async fn run(
             names.join(", ")
         ));
     }
-    std::fs::create_dir_all(&settings.out)
-        .map_err(|error| format!("{}: {error}", settings.out.display()))?;
+    create_out(&settings.out)?;
     let cell = format!("{backend}-{scenario}");
     let history = Arc::new(Mutex::new(Vec::new()));
     let resource = Resource::start(Arc::clone(&history))
@@ -133,6 +162,13 @@ pub async fn run(
     };
     let url = match &proxy {
         Some(proxy) => format!("redis://{}", proxy.address()),
+        // The run's PostgreSQL sessions carry its name: the nemesis ends
+        // those, and no one else's.
+        None if backend == Backend::Postgres => {
+            let url = servers.url(backend)?;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}application_name={}", application_name())
+        }
         None => servers.url(backend)?,
     };
     let config = configuration(&url, backend, scenario);
@@ -170,7 +206,8 @@ pub async fn run(
         clients.push(spawn.start(Arc::clone(&history))?);
     }
 
-    let outcome = async {
+    let mut interrupt = settings.interrupt.clone();
+    let body = async {
         let warm = first_grant(&history, &mut clients).await?;
         let mut nemesis = Nemesis {
             servers,
@@ -189,18 +226,28 @@ pub async fn run(
         // The clients work on until the run's end (its figures after the fault).
         tokio::time::sleep_until(end.into()).await;
         Ok::<_, String>(warm)
+    };
+    let outcome = tokio::select! {
+        outcome = body => outcome,
+        _ = interrupt.wait_for(|interrupted| *interrupted) => Err(INTERRUPTED.to_owned()),
+    };
+    if outcome.is_err() {
+        // A fault cut short (an error, an interrupt) is healed before anything else.
+        crate::nemesis::heal(servers, backend, scenario).await;
     }
-    .await;
     let warm_seconds = outcome.as_ref().map(|warm| warm.elapsed().as_secs_f64());
     stop(&mut clients).await;
     let free = match &outcome {
         Ok(_) => free_after(&config, backend.lease_bound(scenario)).await,
         Err(_) => None,
     };
-    if failover {
-        crate::nemesis::restore_failover_pair(servers).await?;
-    }
+    let restored = if failover {
+        crate::nemesis::restore_failover_pair(servers).await
+    } else {
+        Ok(())
+    };
     let seconds = warm_seconds?;
+    restored?;
     drop(resource);
 
     let events = history
@@ -229,6 +276,16 @@ pub async fn run(
         kept,
         history: history_path,
     })
+}
+
+/// Creates the `--out` folder.
+pub fn create_out(out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|error| format!("--out {}: {error}", out.display()))
+}
+
+/// The `application_name` of this harness's PostgreSQL sessions.
+pub(crate) fn application_name() -> String {
+    format!("lockkit-safety-{}", std::process::id())
 }
 
 /// The run's lockkit configuration: the URL, a namespace of its own, and
@@ -336,6 +393,7 @@ impl ClientSpawn<'_> {
         Ok(ClientProcess {
             first_id,
             pid,
+            log: self.log.to_path_buf(),
             stdin: child.stdin.take(),
             child,
             reader,
@@ -360,9 +418,14 @@ async fn first_grant(
         }
         for client in clients.iter_mut() {
             if let Ok(Some(status)) = client.child.try_wait() {
+                let last = std::fs::read_to_string(&client.log)
+                    .ok()
+                    .and_then(|log| log.lines().last().map(str::to_owned))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "client {} exited ({status}) before any grant: see its log",
-                    client.first_id
+                    "client {} exited ({status}) before any grant: {last} (log: {})",
+                    client.first_id,
+                    client.log.display()
                 ));
             }
         }
