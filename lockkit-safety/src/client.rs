@@ -199,6 +199,13 @@ impl Task {
                 }
             });
             let long = self.long.swap(false, Ordering::SeqCst);
+            if long {
+                emit(&Event::LongTurn {
+                    at_ns: now_ns(),
+                    client: self.client,
+                    token,
+                });
+            }
             let turn_ends = Instant::now() + if long { LONG_TURN } else { Duration::ZERO };
             for write in 0.. {
                 if write > 0 {

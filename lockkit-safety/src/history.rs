@@ -78,6 +78,16 @@ pub enum Event {
         /// The error, as the client printed it.
         error: String,
     },
+    /// The client's grant of `token` is a long turn (a nemesis asked for
+    /// one): the fault may strike now. The checker ignores it.
+    LongTurn {
+        /// When, in ns of the monotonic clock.
+        at_ns: u64,
+        /// The client process.
+        client: u32,
+        /// The grant's fencing token.
+        token: u64,
+    },
     /// The harness killed the client's process: every hold of it ends here.
     Killed {
         /// When, in ns of the monotonic clock.
@@ -112,6 +122,7 @@ impl Event {
             | Self::Write { at_ns, .. }
             | Self::Failed { at_ns, .. }
             | Self::Killed { at_ns, .. }
+            | Self::LongTurn { at_ns, .. }
             | Self::FaultStarted { at_ns, .. }
             | Self::FaultEnded { at_ns } => *at_ns,
         }
@@ -338,19 +349,27 @@ fn fault_figures(events: &[Event], holds: &[Hold], report: &mut Report) {
             _ => None,
         });
     }
-    // After the victim's grant too: a fault may start before its victim
-    // is granted (the failover cuts the replica off first).
-    let since = victim
-        .and_then(|victim| {
-            holds
+    // After the grant the fault struck too: a fault may start before its
+    // victim's long turn is granted (the failover cuts the replica off
+    // first, the Redlock scenario takes two nodes down first).
+    let struck = victim.and_then(|victim| {
+        events.iter().rev().find_map(|event| match *event {
+            Event::LongTurn {
+                at_ns,
+                client,
+                token,
+            } if client == victim && at_ns <= end => holds
                 .iter()
-                .find(|hold| hold.client == victim && hold.until > start)
+                .find(|hold| hold.client == victim && hold.token == token)
+                .map(|hold| hold.from),
+            _ => None,
         })
-        .map_or(start, |hold| hold.from.max(start));
+    });
+    let since = struck.map_or(start, |from| from.max(start));
     report.regranted_after_ms = holds
         .iter()
         .find(|hold| hold.from >= since && Some(hold.client) != victim)
-        .map(|hold| ms(hold.from));
+        .map(|hold| (hold.from - since) as f64 / 1e6);
     report.rate_before = rate(first, start);
     report.rate_during = rate(start, end);
     report.rate_after = rate(end, last);
@@ -572,6 +591,38 @@ mod tests {
             "two grants in the fault's second"
         );
         assert_eq!(report.rate_after, Some(1.0));
+    }
+
+    #[test]
+    fn the_lock_moves_on_after_the_grant_the_fault_struck() {
+        // Two nodes go down at 100; the victim's long turn is granted at
+        // 300; another client is granted at 350 (the split) and 900.
+        let history = [
+            Event::FaultStarted {
+                at_ns: 100,
+                fault: "majority-restart".to_owned(),
+                victim: Some(1),
+            },
+            granted(120, 2, 2),
+            releasing(130, 2, 2),
+            granted(300, 1, 4),
+            Event::LongTurn {
+                at_ns: 301,
+                client: 1,
+                token: 4,
+            },
+            granted(350, 2, 3),
+            Event::FaultEnded { at_ns: 400 },
+            lost(500, 1, 4),
+            releasing(600, 2, 3),
+        ];
+        let report = check(&history);
+        assert_eq!(
+            report.regranted_after_ms,
+            Some(50.0 / 1e6),
+            "from the struck grant"
+        );
+        assert_eq!(report.lost_after_ms, Some(400.0 / 1e6));
     }
 
     #[test]

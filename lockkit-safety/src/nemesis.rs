@@ -313,18 +313,19 @@ impl Nemesis<'_> {
     /// the fault then strikes a holder in the middle of its work.
     async fn victim_in_long_turn(&mut self, index: usize, within: Duration) -> Result<u32, String> {
         let victim = self.clients[index].first_id;
-        // Its grant after the command is the long one (one before it may be
-        // a short turn ending).
+        // The client says which grant is the long one: a grant that was on
+        // its way when the command came is a short turn.
         let mark = self.lock_history().len();
         self.clients[index].command("long").await;
         let deadline = Instant::now() + within;
         loop {
             {
                 let history = self.lock_history();
-                let granted = history[mark..].iter().any(
-                    |event| matches!(event, Event::Granted { client, .. } if *client == victim),
-                );
-                if granted && holder(&history) == Some(victim) {
+                let long = history[mark..].iter().find_map(|event| match event {
+                    Event::LongTurn { client, token, .. } if *client == victim => Some(*token),
+                    _ => None,
+                });
+                if long.is_some_and(|token| holds(&history, victim, token)) {
                     return Ok(victim);
                 }
             }
@@ -427,6 +428,23 @@ fn holder(events: &[Event]) -> Option<u32> {
         }
     }
     holding.map(|(client, _)| client)
+}
+
+/// Whether `client`'s grant of `token` has not ended.
+fn holds(events: &[Event], client: u32, token: u64) -> bool {
+    !events.iter().any(|event| match event {
+        Event::Releasing {
+            client: c,
+            token: t,
+            ..
+        }
+        | Event::Lost {
+            client: c,
+            token: t,
+            ..
+        } => *c == client && *t == token,
+        _ => false,
+    })
 }
 
 /// Whether a process is stopped (state `T` in /proc).
