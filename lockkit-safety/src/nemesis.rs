@@ -216,7 +216,8 @@ impl Nemesis<'_> {
         let through = replication.address();
         redis_command(
             &replica,
-            &["REPLICAOF", "127.0.0.1", &through.port().to_string()],
+            "REPLICAOF",
+            &["127.0.0.1", &through.port().to_string()],
         )
         .await?;
         linked(&replica).await?;
@@ -231,7 +232,7 @@ impl Nemesis<'_> {
             // Polled: the last turn ends through the clients' events.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        redis_command(&primary, &["WAIT", "1", "1000"]).await?;
+        redis_command(&primary, "WAIT", &["1", "1000"]).await?;
         replication.cut();
         let at_ns = now_ns();
         // The fault's first part: one client is granted on the primary,
@@ -247,13 +248,13 @@ impl Nemesis<'_> {
         });
         self.command_all("resume").await;
         clients.cut();
-        redis_command(&replica, &["REPLICAOF", "NO", "ONE"]).await?;
+        redis_command(&replica, "REPLICAOF", &["NO", "ONE"]).await?;
         clients.point_to(address(&replica)?);
         // The fault's second part: clients on the promoted replica while the
         // old primary, cut off, still believes it is one.
         tokio::time::sleep(FAILOVER_STEP).await;
         let (host, port) = replica.split_once(':').unwrap_or((&replica, "6379"));
-        redis_command(&primary, &["REPLICAOF", host, port]).await?;
+        redis_command(&primary, "REPLICAOF", &[host, port]).await?;
         self.ended();
         Ok(())
     }
@@ -458,41 +459,39 @@ fn stopped(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// One command to a Redis server at `host:port`.
-async fn redis_command(address: &str, command: &[&str]) -> Result<(), String> {
+/// A connection to the Redis server at `host:port`.
+async fn redis_connection(address: &str) -> Result<redis::aio::MultiplexedConnection, String> {
     let client = redis::Client::open(format!("redis://{address}"))
         .map_err(|error| format!("{address}: {error}"))?;
-    let mut connection = client
+    client
         .get_multiplexed_async_connection()
         .await
-        .map_err(|error| format!("{address}: {error}"))?;
-    let mut cmd = redis::cmd(command[0]);
-    for arg in &command[1..] {
-        cmd.arg(*arg);
-    }
-    cmd.query_async::<()>(&mut connection)
+        .map_err(|error| format!("{address}: {error}"))
+}
+
+/// One command, `name` with `args`, to the Redis server at `host:port`.
+async fn redis_command(address: &str, name: &str, args: &[&str]) -> Result<(), String> {
+    let mut connection = redis_connection(address).await?;
+    redis::cmd(name)
+        .arg(args)
+        .query_async::<()>(&mut connection)
         .await
-        .map_err(|error| format!("{} on {address}: {error}", command.join(" ")))
+        .map_err(|error| format!("{name} {} on {address}: {error}", args.join(" ")))
 }
 
 /// Puts the failover pair back: its first server primary, its second the
 /// replica of it, linked.
 pub(crate) async fn restore_failover_pair(servers: &Servers) -> Result<(), String> {
     let (primary, replica) = servers.failover_pair()?;
-    redis_command(&primary, &["REPLICAOF", "NO", "ONE"]).await?;
+    redis_command(&primary, "REPLICAOF", &["NO", "ONE"]).await?;
     let (host, port) = primary.split_once(':').unwrap_or((&primary, "6379"));
-    redis_command(&replica, &["REPLICAOF", host, port]).await?;
+    redis_command(&replica, "REPLICAOF", &[host, port]).await?;
     linked(&replica).await
 }
 
 /// Waits until the Redis replica at `replica` reports its link to its primary up.
 async fn linked(replica: &str) -> Result<(), String> {
-    let client = redis::Client::open(format!("redis://{replica}"))
-        .map_err(|error| format!("{replica}: {error}"))?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|error| format!("{replica}: {error}"))?;
+    let mut connection = redis_connection(replica).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let info: String = redis::cmd("INFO")
