@@ -477,6 +477,7 @@ async fn free_after(config: &str, lease_bound: Duration) -> Option<Duration> {
         match lockkit::connect(config.clone()).await {
             Ok(locks) => break locks,
             Err(_) if Instant::now() < deadline => {
+                // Polled: a server coming back says nothing of when.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(_) => return None,
