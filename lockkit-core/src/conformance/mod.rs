@@ -143,6 +143,7 @@ macro_rules! conformance_suite {
             waiters_are_served_in_arrival_order,
             wait_deadline_returns_timeout_near_it,
             cancelled_acquire_leaves_nothing_held,
+            woken_waiter_cancelled_while_taking_the_lock_leaves_nothing_held,
             dropped_lease_frees_the_lock,
             lease_dropped_on_any_thread_is_released,
             cancelled_release_still_frees_the_lock,

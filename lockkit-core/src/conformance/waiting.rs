@@ -167,6 +167,48 @@ pub async fn cancelled_acquire_leaves_nothing_held(target: &impl Target) {
     lease.release().await.unwrap();
 }
 
+/// A waiter woken by a release and dropped at any point of taking the lock
+/// — its attempt in flight, its grant arriving, whatever it does after
+/// that before returning — leaves nothing held: the next waiter gets the
+/// lock long before the cancelled one's TTL.
+pub async fn woken_waiter_cancelled_while_taking_the_lock_leaves_nothing_held(
+    target: &impl Target,
+) {
+    let (holder, canceller, next) = (
+        target.client().await,
+        target.client().await,
+        target.client().await,
+    );
+    let timing = Timing::of(&holder);
+    let name = unique_name("woken-cancelled");
+    for step in 0..16u64 {
+        let held = holder
+            .acquire(&name, Acquire::ttl(timing.long_ttl))
+            .await
+            .unwrap();
+        let mut waiter =
+            Box::pin(canceller.acquire(&name, Acquire::ttl(timing.long_ttl).wait(timing.long_ttl)));
+        // No event says the waiter is waiting; give it a head start.
+        let early = tokio::time::timeout(Duration::from_millis(20), &mut waiter).await;
+        assert!(early.is_err(), "a waiter got a held lock");
+        held.release().await.unwrap();
+        if let Ok(lease) =
+            tokio::time::timeout(Duration::from_micros(step * 250), &mut waiter).await
+        {
+            lease.unwrap().release().await.unwrap();
+        }
+        drop(waiter);
+        let lease = next
+            .acquire(
+                &name,
+                Acquire::ttl(timing.long_ttl).wait(Duration::from_secs(5)),
+            )
+            .await
+            .expect("a waiter cancelled while taking the lock left it held");
+        lease.release().await.unwrap();
+    }
+}
+
 /// A lease dropped without release is released in the background, long
 /// before its TTL.
 pub async fn dropped_lease_frees_the_lock(target: &impl Target) {
