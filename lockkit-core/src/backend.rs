@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::capabilities::Capabilities;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fence::FencingToken;
 use crate::name::LockName;
 use crate::owner::OwnerToken;
 use crate::session::SessionWatch;
+use crate::status::LockStatus;
 
 /// How long an acquire may wait for a lock held by someone else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +200,29 @@ pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Releases a held lock and wakes its waiters.
     async fn release(&self, claim: &Claim) -> Result<()>;
+
+    /// Reads whether `name` is held and what the server keeps of its holder,
+    /// without taking the lock and without waiting for it (one snapshot:
+    /// see [`LockStatus`]). A backend that can read it says so in
+    /// [`Capabilities::status`]; the default, for one that cannot, is
+    /// [`Unsupported`](crate::ErrorKind::Unsupported).
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        Err(Error::unsupported(
+            self.name(),
+            format!("backend {} cannot read who holds `{name}`", self.name()),
+        ))
+    }
+
+    /// The lock server's version as it reports it (`7.0.15`; one per server
+    /// for a backend over several independent servers). The default, for a
+    /// backend with no server or one that does not tell, is
+    /// [`Unsupported`](crate::ErrorKind::Unsupported).
+    async fn server_version(&self) -> Result<String> {
+        Err(Error::unsupported(
+            self.name(),
+            format!("backend {} does not report a server version", self.name()),
+        ))
+    }
 
     /// Ends this client's connections or sessions. Session grants end with
     /// them; TTL grants expire on their own. Backends with nothing to close

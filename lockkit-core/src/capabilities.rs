@@ -117,11 +117,15 @@ pub struct Capabilities {
     /// for TTL backends and for sessions that live until their connection
     /// closes (PostgreSQL).
     pub session_timeout: bool,
+    /// Whether [`LockBackend::status`](crate::LockBackend::status) can read
+    /// a lock's state; `Unsupported` when false.
+    pub status: bool,
 }
 
 impl Capabilities {
     /// Capabilities with the given promises, extension supported, TTLs from
-    /// 1 ms to one year and no drift allowance; adjust the fields that differ.
+    /// 1 ms to one year, no drift allowance and no status reads; adjust the
+    /// fields that differ.
     pub fn new(
         safety: SafetyClass,
         fencing: FencingGuarantee,
@@ -141,6 +145,7 @@ impl Capabilities {
             drift: Duration::ZERO,
             drift_ppm: 0,
             session_timeout: false,
+            status: false,
         }
     }
 

@@ -65,6 +65,7 @@ mod owner;
 pub mod repeat;
 mod session;
 pub mod settings;
+mod status;
 pub mod telemetry;
 
 #[cfg(feature = "conformance")]
@@ -92,3 +93,4 @@ pub use repeat::REPEAT_FOR;
 pub use session::{
     session_drift, KeptSession, SessionHealth, SessionSignal, SessionStatus, SessionWatch,
 };
+pub use status::{Expiry, Holder, LockStatus};

@@ -19,6 +19,7 @@ use crate::name::LockName;
 use crate::options::Acquire;
 use crate::owner::OwnerTokens;
 use crate::repeat::REPEAT_FOR;
+use crate::status::LockStatus;
 use crate::telemetry::{AcquireOutcome, Instruments};
 
 /// The TTL used when [`Acquire`] names none and the configuration sets no other.
@@ -156,6 +157,35 @@ impl Locker {
                 Err(error)
             }
         }
+    }
+
+    /// Reads whether `name` is held and what the server keeps of its holder
+    /// — fencing token, remaining TTL or session, since when, who — without
+    /// taking it or waiting for it. A snapshot for diagnosing and reporting:
+    /// the lock may change hands right after.
+    ///
+    /// Errors: [`InvalidInput`](ErrorKind::InvalidInput) for a bad name,
+    /// [`Unsupported`](ErrorKind::Unsupported) where the backend cannot read
+    /// it ([`Capabilities::status`] is false), and the backend's own
+    /// errors. Runs in a `lockkit.status` span.
+    pub async fn status(&self, name: &str) -> Result<LockStatus> {
+        let backend_name = self.backend.name();
+        if self.life.is_closed() {
+            return Err(self.life.closed_error(backend_name));
+        }
+        let lock = LockName::new(name)?;
+        let span = tracing::info_span!("lockkit.status", backend = backend_name, lock = name);
+        self.backend.status(&lock).instrument(span).await
+    }
+
+    /// The lock server's version as it reports it;
+    /// [`Unsupported`](ErrorKind::Unsupported) where there is no server
+    /// (memory) or it does not tell.
+    pub async fn server_version(&self) -> Result<String> {
+        if self.life.is_closed() {
+            return Err(self.life.closed_error(self.backend.name()));
+        }
+        self.backend.server_version().await
     }
 
     /// Closes this client (and its clones).

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fence::FencingToken;
 use crate::name::LockName;
 use crate::owner::OwnerToken;
+use crate::status::{Expiry, Holder as StatusHolder, LockStatus};
 
 const BACKEND: &str = "memory";
 
@@ -58,6 +59,8 @@ struct Entry {
 struct Holder {
     owner: OwnerToken,
     expires_at: Instant,
+    token: FencingToken,
+    since: SystemTime,
 }
 
 struct Waiter {
@@ -105,13 +108,16 @@ impl MemoryBackend {
                     last_waiter: 0,
                     sweep_at: FIRST_SWEEP_AT,
                 }),
-                capabilities: Capabilities::new(
-                    SafetyClass::Correctness,
-                    FencingGuarantee::Linearizable,
-                    LeaseModel::Ttl,
-                    WaitMode::Notify,
-                    Fairness::Fifo,
-                ),
+                capabilities: Capabilities {
+                    status: true,
+                    ..Capabilities::new(
+                        SafetyClass::Correctness,
+                        FencingGuarantee::Linearizable,
+                        LeaseModel::Ttl,
+                        WaitMode::Notify,
+                        Fairness::Fifo,
+                    )
+                },
             }),
         }
     }
@@ -253,11 +259,14 @@ impl LockBackend for MemoryBackend {
                         entry.queue.pop_front();
                         place.granted = true;
                     }
-                    entry.holder = Some(Holder {
+                    let token = table.next_token()?;
+                    // The table was borrowed again for the token.
+                    table.entry(&request.name, now).holder = Some(Holder {
                         owner: request.owner,
                         expires_at,
+                        token,
+                        since: SystemTime::now(),
                     });
-                    let token = table.next_token()?;
                     return Ok(Grant {
                         contended,
                         ..Grant::new(token, Some(expires_at))
@@ -387,6 +396,24 @@ impl LockBackend for MemoryBackend {
             )),
         };
         outcome
+    }
+
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        let table = self.table();
+        let now = Instant::now();
+        let holder = table
+            .locks
+            .get(name)
+            .and_then(|entry| entry.holder.as_ref());
+        Ok(match holder {
+            Some(holder) if now < holder.expires_at => {
+                let mut status = StatusHolder::new(Expiry::In(holder.expires_at - now));
+                status.token = Some(holder.token);
+                status.since = Some(holder.since);
+                LockStatus::Held(status)
+            }
+            _ => LockStatus::Free,
+        })
     }
 }
 

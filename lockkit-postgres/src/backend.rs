@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lockkit_core::{
-    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result,
-    SafetyClass, Undo, UndoStep, Wait, WaitMode, REPEAT_FOR,
+    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Expiry, Fairness,
+    FencingGuarantee, FencingToken, Grant, GrantHandle, Holder, LeaseModel, LockBackend, LockName,
+    LockStatus, OwnerToken, Result, SafetyClass, Undo, UndoStep, Wait, WaitMode, REPEAT_FOR,
 };
 use tracing::Instrument;
 
@@ -84,6 +84,7 @@ impl PostgresBackend {
         );
         // The TTL is not used: a lock lives as long as its session.
         capabilities.drift = Duration::ZERO;
+        capabilities.status = true;
         let background = Background::new();
         let transactions =
             Transactions::new(target.clone(), options.max_transactions, background.clone());
@@ -456,6 +457,45 @@ impl LockBackend for PostgresBackend {
             )),
             Err(error) => Err(from_postgres(&inner.target.server, what(), error)),
         }
+    }
+
+    /// Held or free by `pg_locks`, for any session of the server (a lock
+    /// taken with `pg_advisory_lock` outside lockkit, on the same key,
+    /// counts too); the holder is its session — backend pid, user, client
+    /// address, application name, as far as this user may see them in
+    /// `pg_stat_activity`. No token (the fencing sequence is shared by every
+    /// name) and no grant time (PostgreSQL does not keep one).
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let key = self.key_of(name.as_str())?;
+        let session = inner.shared_session().await?;
+        let holder = session.holder(key).await.map_err(|error| {
+            from_postgres(
+                &inner.target.server,
+                format!("read the holder of `{name}`"),
+                error,
+            )
+        })?;
+        Ok(match holder {
+            Some(who) => {
+                let mut holder = Holder::new(Expiry::Session);
+                holder.holder = Some(who);
+                LockStatus::Held(holder)
+            }
+            None => LockStatus::Free,
+        })
+    }
+
+    /// `SHOW server_version`.
+    async fn server_version(&self) -> Result<String> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let session = inner.shared_session().await?;
+        session
+            .server_version()
+            .await
+            .map_err(|error| from_postgres(&inner.target.server, "SHOW server_version", error))
     }
 
     async fn release(&self, claim: &Claim) -> Result<()> {

@@ -86,6 +86,9 @@ struct Statements {
     unlock: Statement,
     /// `$1` classid, `$2` objid → whether this session holds that lock.
     holds: Statement,
+    /// `$1` classid, `$2` objid → the holding session's pid, user, client
+    /// address and application name, if any session holds that lock.
+    holder: Statement,
     /// `$1` key → the fencing token if free, else NULL; inside a transaction.
     try_xact_lock: Statement,
     /// `$1` key, `$2` lock_timeout → blocks until granted, then the
@@ -248,14 +251,59 @@ impl Session {
 
     /// Whether this session holds `key`, by `pg_locks`.
     pub(crate) async fn holds(&self, key: i64) -> std::result::Result<bool, tokio_postgres::Error> {
-        let bits = u64::from_ne_bytes(key.to_ne_bytes());
-        // A bigint advisory key shows as classid (high half) and objid (low half).
-        let (classid, objid) = ((bits >> 32) as u32, bits as u32);
+        let (classid, objid) = advisory_halves(key);
         let row = self
             .answered(
                 self.client
                     .query_one(&self.statements.holds, &[&classid, &objid]),
             )
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Who holds `key`, by `pg_locks` and `pg_stat_activity`: the holding
+    /// session described as `backend pid 4242 (user app, client 10.0.0.7,
+    /// application billing)`, with what this user may see of it; `None`
+    /// if the lock is free.
+    pub(crate) async fn holder(
+        &self,
+        key: i64,
+    ) -> std::result::Result<Option<String>, tokio_postgres::Error> {
+        let (classid, objid) = advisory_halves(key);
+        let row = self
+            .answered(
+                self.client
+                    .query_opt(&self.statements.holder, &[&classid, &objid]),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let pid: Option<i32> = row.try_get(0)?;
+        let mut facts = Vec::new();
+        for (label, index) in [("user", 1), ("client", 2), ("application", 3)] {
+            if let Some(value) = row.try_get::<_, Option<String>>(index)? {
+                if !value.is_empty() {
+                    facts.push(format!("{label} {value}"));
+                }
+            }
+        }
+        let who = match pid {
+            Some(pid) => format!("backend pid {pid}"),
+            // A prepared transaction holds it (pg_locks shows no pid).
+            None => "a prepared transaction".to_owned(),
+        };
+        Ok(Some(if facts.is_empty() {
+            who
+        } else {
+            format!("{who} ({})", facts.join(", "))
+        }))
+    }
+
+    /// `SHOW server_version`.
+    pub(crate) async fn server_version(
+        &self,
+    ) -> std::result::Result<String, tokio_postgres::Error> {
+        let row = self
+            .answered(self.client.query_one("SHOW server_version", &[]))
             .await?;
         row.try_get(0)
     }
@@ -317,6 +365,13 @@ pub(crate) async fn connect_client(
     Ok((client, signal, driver.abort_handle()))
 }
 
+/// A bigint advisory key as `pg_locks` shows it: classid (the high half)
+/// and objid (the low half).
+fn advisory_halves(key: i64) -> (u32, u32) {
+    let bits = u64::from_ne_bytes(key.to_ne_bytes());
+    ((bits >> 32) as u32, bits as u32)
+}
+
 async fn prepare(
     client: &Client,
     schema: &str,
@@ -341,7 +396,7 @@ async fn prepare(
         "SELECT {fence} FROM (SELECT pg_catalog.set_config('lock_timeout', $2::pg_catalog.text, true), \
          pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int8) OFFSET 0) AS granted"
     );
-    let (try_lock, lock, unlock, holds, try_xact_lock, xact_lock) = tokio::try_join!(
+    let (try_lock, lock, unlock, holds, holder, try_xact_lock, xact_lock) = tokio::try_join!(
         client.prepare(&try_lock),
         client.prepare(&lock),
         client.prepare("SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)"),
@@ -353,6 +408,15 @@ async fn prepare(
              AND objid OPERATOR(pg_catalog.=) $2::pg_catalog.oid \
              AND objsubid OPERATOR(pg_catalog.=) 1 AND granted)"
         ),
+        client.prepare(
+            "SELECT l.pid, a.usename::pg_catalog.text, pg_catalog.host(a.client_addr), \
+             a.application_name FROM pg_catalog.pg_locks l \
+             LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid \
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' \
+             AND l.classid OPERATOR(pg_catalog.=) $1::pg_catalog.oid \
+             AND l.objid OPERATOR(pg_catalog.=) $2::pg_catalog.oid \
+             AND l.objsubid OPERATOR(pg_catalog.=) 1 AND l.granted LIMIT 1"
+        ),
         client.prepare(&try_xact_lock),
         client.prepare(&xact_lock),
     )?;
@@ -361,6 +425,7 @@ async fn prepare(
         lock,
         unlock,
         holds,
+        holder,
         try_xact_lock,
         xact_lock,
     })

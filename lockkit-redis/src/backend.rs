@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lockkit_core::{
-    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
-    FencingGuarantee, FencingToken, Grant, LeaseModel, LockBackend, OwnerToken, Result,
-    SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
+    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Expiry, Fairness,
+    FencingGuarantee, FencingToken, Grant, Holder, LeaseModel, LockBackend, LockName, LockStatus,
+    OwnerToken, Result, SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
 };
 
 use crate::error::{from_redis, unexpected_reply, BACKEND};
@@ -90,6 +90,7 @@ impl RedisBackend {
         );
         capabilities.drift = DRIFT;
         capabilities.min_ttl = DRIFT * 2;
+        capabilities.status = true;
         let user = node.user().to_owned();
         let backend = Self {
             inner: Arc::new(Inner {
@@ -580,6 +581,30 @@ impl LockBackend for RedisBackend {
         let what = Operation("release", &keys);
         let code = self.inner.node.release_script(&keys, &owner, &what).await?;
         self.inner.node.owner_check(code, &what)
+    }
+
+    /// The holder's remaining TTL (`PTTL`). Not its fencing token: the
+    /// fence key also counts refused fast attempts and queue changes, so it
+    /// is at or above the holder's token, not equal to it. Nor a grant time
+    /// or who holds it, which Redis does not keep.
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        let keys = self.keys(name.as_str());
+        Ok(match self.inner.node.holder(&keys).await? {
+            Some((_, left)) => LockStatus::Held(Holder::new(Expiry::In(left))),
+            None => LockStatus::Free,
+        })
+    }
+
+    /// `redis_version` from `INFO server`; `Unsupported` when this user
+    /// may not run `INFO`.
+    async fn server_version(&self) -> Result<String> {
+        self.inner.node.version().await?.ok_or_else(|| {
+            Error::unsupported(
+                BACKEND,
+                "this user may not run INFO, which reports the version",
+            )
+            .at(self.inner.node.server())
+        })
     }
 
     /// Refuses every later call, lets cancelled acquires leave their

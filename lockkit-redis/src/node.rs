@@ -133,22 +133,65 @@ impl Node {
     /// process picks at start, the same whatever address reached it.
     /// `None` if this user may not run `INFO`.
     pub async fn run_id(&self) -> Result<Option<String>> {
+        self.server_info("run_id").await
+    }
+
+    /// The server's `redis_version` (`INFO server`); `None` if this user
+    /// may not run `INFO`.
+    pub async fn version(&self) -> Result<Option<String>> {
+        self.server_info("redis_version").await
+    }
+
+    /// One field of `INFO server`; `None` if absent or if this user may not
+    /// run `INFO`.
+    async fn server_info(&self, field: &str) -> Result<Option<String>> {
         let mut connection = self.connection()?;
         match redis::cmd("INFO")
             .arg("server")
             .query_async::<String>(&mut connection)
             .await
         {
-            Ok(info) => Ok(info
-                .lines()
-                .find_map(|line| line.strip_prefix("run_id:"))
-                .map(|id| id.trim().to_owned())),
+            Ok(info) => Ok(info.lines().find_map(|line| {
+                let value = line.strip_prefix(field)?.strip_prefix(':')?;
+                Some(value.trim().to_owned())
+            })),
             Err(error)
                 if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
             {
                 Ok(None)
             }
             Err(error) => Err(from_redis(&self.server, "INFO server", error)),
+        }
+    }
+
+    /// The lock's holder as this server has it — its owner token and the
+    /// TTL it has left — or `None` if it is free: `GET` and `PTTL` in one
+    /// `MULTI`, one round trip. A lock key without a TTL was written by
+    /// something other than lockkit, whose every grant has one: that is a
+    /// [`Backend`](ErrorKind::Backend) error naming the key.
+    pub async fn holder(&self, keys: &LockKeys) -> Result<Option<(String, Duration)>> {
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .cmd("GET")
+            .arg(keys.lock())
+            .cmd("PTTL")
+            .arg(keys.lock());
+        let what = Operation("read the holder of", keys);
+        let (owner, left): (Option<String>, i64) = self.query(&pipeline, &what).await?;
+        match (owner, u64::try_from(left)) {
+            (Some(owner), Ok(left)) => Ok(Some((owner, Duration::from_millis(left)))),
+            (None, _) => Ok(None),
+            (Some(_), Err(_)) => Err(Error::new(
+                ErrorKind::Backend,
+                BACKEND,
+                format!(
+                    "{what}: key `{}` has no TTL, so lockkit did not write it (every grant \
+                     has one); delete it if nobody holds the lock",
+                    keys.lock()
+                ),
+            )
+            .at(self.server.clone())),
         }
     }
 

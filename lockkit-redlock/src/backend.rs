@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use lockkit_core::{
-    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness, FencingGuarantee,
-    FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName, OwnerToken, Result,
-    SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
+    AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Expiry, Fairness,
+    FencingGuarantee, FencingToken, Grant, GrantHandle, Holder, LeaseModel, LockBackend, LockName,
+    LockStatus, OwnerToken, Result, SafetyClass, Undo, Wait, WaitMode, REPEAT_FOR,
 };
 use lockkit_redis::keys::LockKeys;
 use lockkit_redis::node::{lock_name, millis, Node, Operation};
@@ -327,6 +327,7 @@ impl RedlockBackend {
         // In millionths, rounded up: the allowance is never less than asked.
         capabilities.drift_ppm = (options.drift_factor * 1e6).ceil() as u32;
         capabilities.min_ttl = options.node_timeout * TTL_PER_NODE_TIMEOUT;
+        capabilities.status = true;
         let backend = Self {
             inner: Arc::new(Inner {
                 members,
@@ -1374,6 +1375,100 @@ impl LockBackend for RedlockBackend {
             return Err(self.expired("release", claim, released));
         }
         Err(self.unavailable("release", &keys, &round))
+    }
+
+    /// Held when one owner holds the lock's key on a majority of nodes;
+    /// its remaining TTL is the one the majority holds it for (the
+    /// quorum-th longest). Free when no owner can reach a majority even
+    /// counting the nodes that did not answer; otherwise `Unavailable`.
+    /// Not its fencing token, which a majority's counters bound from above
+    /// only (see [`lockkit_redis`]'s status), nor when or by whom it was
+    /// taken, which Redis does not keep.
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        self.check_open()?;
+        let keys = LockKeys::new(&self.inner.options.namespace, name.as_str());
+        let timeout = self.inner.options.node_timeout;
+        let reads = futures_util::future::join_all(self.inner.members.iter().map(|member| {
+            let node = member.node();
+            let keys = &keys;
+            async move {
+                match tokio::time::timeout(timeout, node.holder(keys)).await {
+                    Ok(read) => read,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Unavailable,
+                        BACKEND,
+                        format!("no answer within {timeout:?}"),
+                    )
+                    .at(node.server())),
+                }
+            }
+        }))
+        .await;
+        let quorum = self.inner.quorum;
+        let mut held: HashMap<String, Vec<Duration>> = HashMap::new();
+        let mut failures = Vec::new();
+        for read in reads {
+            match read {
+                Ok(Some((owner, left))) => held.entry(owner).or_default().push(left),
+                Ok(None) => {}
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+        let most = held.values().map(Vec::len).max().unwrap_or(0);
+        if let Some(mut lefts) = held.into_values().find(|lefts| lefts.len() >= quorum) {
+            lefts.sort_unstable_by(|a, b| b.cmp(a));
+            let left = lefts.get(quorum - 1).copied().unwrap_or_default();
+            return Ok(LockStatus::Held(Holder::new(Expiry::In(left))));
+        }
+        if most + failures.len() < quorum {
+            return Ok(LockStatus::Free);
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!(
+                "read the holder of `{name}`: {} of {} nodes failed, so whether a majority \
+                 holds it is unknown: {}",
+                failures.len(),
+                self.nodes(),
+                failures.join("; ")
+            ),
+        )
+        .at(self.inner.servers.clone()))
+    }
+
+    /// Each node's `redis_version`: one version if they all report the
+    /// same (`7.0.15 on all 5 nodes`), else each node's, with a node that
+    /// failed to answer or hides `INFO` from this user said as such.
+    async fn server_version(&self) -> Result<String> {
+        self.check_open()?;
+        let versions = futures_util::future::join_all(
+            self.inner
+                .members
+                .iter()
+                .map(|member| member.node().version()),
+        )
+        .await;
+        let mut reported = Vec::new();
+        for (member, version) in self.inner.members.iter().zip(versions) {
+            let server = member.node().server();
+            match version {
+                Ok(Some(version)) => reported.push((server, version)),
+                Ok(None) => reported.push((server, "version hidden from this user".to_owned())),
+                Err(error) => reported.push((server, format!("unreachable ({error})"))),
+            }
+        }
+        let first = reported.first().map(|(_, version)| version.clone());
+        if let Some(first) =
+            first.filter(|first| reported.iter().all(|(_, version)| version == first))
+        {
+            return Ok(format!("{first} on all {} nodes", reported.len()));
+        }
+        Ok(reported
+            .iter()
+            .map(|(server, version)| format!("{server}: {version}"))
+            .collect::<Vec<_>>()
+            .join(", "))
     }
 
     /// Refuses every later call, lets late grants be given back (for up to

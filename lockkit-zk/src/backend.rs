@@ -6,14 +6,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, Retryable};
 use lockkit_core::{
-    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Fairness,
-    FencingGuarantee, FencingToken, Grant, GrantHandle, LeaseModel, LockBackend, LockName,
-    OwnerToken, Result, SafetyClass, SessionHealth, SessionSignal, Undo, UndoStep, Wait, WaitMode,
+    repeat, AcquireRequest, Background, Capabilities, Claim, Error, ErrorKind, Expiry, Fairness,
+    FencingGuarantee, FencingToken, Grant, GrantHandle, Holder, LeaseModel, LockBackend, LockName,
+    LockStatus, OwnerToken, Result, SafetyClass, SessionHealth, SessionSignal, Undo, UndoStep,
+    Wait, WaitMode,
 };
 use zookeeper_client::{
     Acls, CreateMode, Error as ZkError, EventType, OneshotWatcher, Stat, WatchedEvent,
@@ -117,6 +118,10 @@ impl Drop for Node {
     }
 }
 
+/// How many times [`ZkBackend::status`] lists a queue whose first node
+/// vanishes before it is read.
+const STATUS_READS: usize = 5;
+
 /// A ZooKeeper grant's [`GrantHandle`]: the node's path, its czxid (the
 /// fencing token), the owner, and the session it lives on.
 struct Held {
@@ -160,6 +165,7 @@ impl ZkBackend {
         );
         capabilities.drift = lockkit_core::session_drift(options.session_timeout);
         capabilities.session_timeout = true;
+        capabilities.status = true;
         let background = Background::new();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -1038,6 +1044,59 @@ impl LockBackend for ZkBackend {
                 Err(error)
             }
         }
+    }
+
+    /// The holder is the lock node with the lowest sequence — lockkit's or
+    /// Curator's alike: its czxid is the token, its ctime (the server's
+    /// clock) the grant time, its `ephemeralOwner` the holder's session
+    /// (`ZooKeeper session 0x…`). A node deleted between the list and its
+    /// stat is read again from a new list.
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let session = inner.live_session().await?;
+        let parent = lock_path(&inner.namespace, name);
+        let what = format!("read the holder of `{name}`");
+        // Each round that finds its first node gone saw that node deleted:
+        // the queue moved on. A queue that moves on this often while read
+        // is reported, not chased for ever.
+        for _ in 0..STATUS_READS {
+            let Some(children) = inner.children(&what, &session, &parent).await? else {
+                return Ok(LockStatus::Free);
+            };
+            let first = children
+                .iter()
+                .filter_map(|child| Some((sequence_of(child)?, child)))
+                .min();
+            let Some((_, first)) = first else {
+                return Ok(LockStatus::Free);
+            };
+            let path = format!("{parent}/{first}");
+            let (stat, _) = inner
+                .ask(&what, &session, |client| {
+                    let path = path.clone();
+                    async move { client.check_stat(&path).await }
+                })
+                .await?;
+            let stat = match stat {
+                Ok(Some(stat)) => stat,
+                Ok(None) => continue,
+                Err(error) => return Err(inner.error(&what, error)),
+            };
+            let mut holder = Holder::new(Expiry::Session);
+            holder.token = u64::try_from(stat.czxid).ok().and_then(FencingToken::new);
+            holder.since = u64::try_from(stat.ctime)
+                .ok()
+                .and_then(|millis| UNIX_EPOCH.checked_add(Duration::from_millis(millis)));
+            holder.holder = Some(format!("ZooKeeper session {:#x}", stat.ephemeral_owner));
+            return Ok(LockStatus::Held(holder));
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!("{what}: its first node was deleted under each of {STATUS_READS} reads"),
+        )
+        .at(inner.ensemble.servers()))
     }
 
     /// Closes the session — the server deletes every node of this client at

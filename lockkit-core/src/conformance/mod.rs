@@ -45,6 +45,7 @@ mod liveness;
 mod ownership;
 mod probe;
 mod renewal;
+mod status;
 mod validity;
 mod waiting;
 
@@ -56,6 +57,7 @@ pub use liveness::*;
 pub use ownership::*;
 pub use probe::ProbedBackend;
 pub use renewal::*;
+pub use status::*;
 pub use validity::*;
 pub use waiting::*;
 
@@ -156,6 +158,7 @@ macro_rules! conformance_suite {
             renewal_stops_after_release_and_drop,
             renewal_respects_max_hold,
             unsupported_operations_say_so,
+            status_reports_the_holder_without_taking_the_lock,
         );
     };
     (@cases $target:expr; $($case:ident),+ $(,)?) => {

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::{
-    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBackend, Result, SessionWatch,
+    AcquireRequest, Capabilities, Claim, Error, ErrorKind, Grant, LockBackend, LockName,
+    LockStatus, Result, SessionWatch,
 };
 
 /// A real backend with its `extend` calls counted, extend failures
@@ -155,6 +156,14 @@ impl LockBackend for ProbedBackend {
             ));
         }
         released
+    }
+
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        self.inner.status(name).await
+    }
+
+    async fn server_version(&self) -> Result<String> {
+        self.inner.server_version().await
     }
 
     async fn close(&self) -> Result<()> {
