@@ -1,0 +1,333 @@
+//! `lockkit run`: acquire, run the program with the fencing token in its
+//! environment, keep the lease, stop the program if the lease is lost,
+//! release when it exits, exit with its status.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitCode, ExitStatus};
+use std::time::{Duration, Instant, SystemTime};
+
+use lockkit::{Acquire, ErrorKind, Lease, LeaseState, LockConfig, Locker};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::exit::{Failure, CANNOT_EXECUTE, EX_SOFTWARE, EX_TEMPFAIL, NOT_FOUND};
+use crate::status::describe_holder;
+use crate::terminal::Foreground;
+use crate::RunArgs;
+
+pub(crate) const LONG_ABOUT: &str = "\
+Acquire NAME, run PROGRAM while holding it, release it when PROGRAM exits, and exit with \
+PROGRAM's status.
+
+PROGRAM runs in its own process group, with these in its environment:
+  LOCKKIT_LOCK_NAME      the lock's name
+  LOCKKIT_FENCING_TOKEN  the grant's fencing token: a number that is higher for every later \
+grant of NAME. Hand it to what PROGRAM writes to, and have that refuse a token lower than \
+the highest it has seen: that keeps a holder that lost the lock (paused, cut off) from \
+writing after the next one began.
+  LOCKKIT_BACKEND        the backend's name (redis, redlock, postgres, etcd, zk, memory)
+
+While PROGRAM runs the lease is renewed (unless --no-renew). If it is lost all the same — \
+its TTL ran out, the session ended, the server failed over — PROGRAM's process group gets \
+SIGTERM, SIGKILL --kill-after later, and lockkit exits 70 saying when the lock was lost. \
+SIGINT, SIGTERM and SIGHUP sent to lockkit are passed to PROGRAM's process group; the lock \
+is released once PROGRAM exits. When lockkit runs in a terminal's foreground, PROGRAM gets \
+the terminal (it can read from it; Ctrl-C reaches it directly).
+
+Not acquired within --wait (or at once, with --no-wait): exit 75 with one line saying who \
+holds NAME, where the backend can tell. If lockkit itself is killed with SIGKILL, PROGRAM \
+runs on unguarded and the lock is freed by its TTL or when lockkit's session ends.";
+
+/// Runs `args.program` under the lock `args.name`.
+pub(crate) async fn run(config: LockConfig, args: RunArgs) -> Result<ExitCode, Failure> {
+    let mut signals = Signals::new()?;
+    let locks = crate::connect(config).await?;
+    let lease = tokio::select! {
+        acquired = acquire(&locks, &args) => acquired,
+        signal = signals.next() => {
+            // Dropping the acquire withdraws it from the lock's queue.
+            locks.close().await.ok();
+            return Err(Failure::new(
+                128 + signal as u8,
+                format!("{signal} while waiting for `{}`; not acquired", args.name),
+            ));
+        }
+    };
+    let lease = match lease {
+        Ok(lease) => lease,
+        Err(failure) => {
+            locks.close().await.ok();
+            return Err(failure);
+        }
+    };
+    let outcome = supervise(&lease, &args, &mut signals).await;
+    let code = match outcome {
+        Ok(Ended::Exited(status)) => {
+            if let Err(error) = lease.release().await {
+                eprintln!(
+                    "lockkit: release `{}`: {error} (it frees by its TTL or session end)",
+                    args.name
+                );
+            }
+            Ok(exit_code(status))
+        }
+        Ok(Ended::Lost) => Ok(ExitCode::from(EX_SOFTWARE)),
+        Err(failure) => {
+            lease.release().await.ok();
+            Err(failure)
+        }
+    };
+    locks.close().await.ok();
+    code
+}
+
+/// Acquires as the arguments say; a lock still held at the end of the wait
+/// is a [`EX_TEMPFAIL`] failure naming its holder where the backend can read it.
+async fn acquire(locks: &Locker, args: &RunArgs) -> Result<Lease, Failure> {
+    let mut options = Acquire::ttl(args.ttl);
+    if !args.no_renew {
+        options = options.auto_renew();
+    }
+    let name = args.name.as_str();
+    if args.no_wait {
+        return match locks.try_acquire(name, options).await {
+            Ok(Some(lease)) => Ok(lease),
+            Ok(None) => Err(not_acquired(locks, name, "held, and --no-wait was given").await),
+            Err(error) => Err(Failure::from_error("acquire", &error)),
+        };
+    }
+    if let Some(wait) = args.wait {
+        options = options.wait(wait);
+    }
+    match locks.acquire(name, options).await {
+        Ok(lease) => Ok(lease),
+        Err(error) if error.kind() == ErrorKind::Timeout => {
+            let waited = args.wait.map_or_else(String::new, |wait| {
+                format!(" within {}", humantime::format_duration(wait))
+            });
+            Err(not_acquired(locks, name, &format!("not acquired{waited}")).await)
+        }
+        Err(error) => Err(Failure::from_error("acquire", &error)),
+    }
+}
+
+/// How long the holder is looked up for the not-acquired line.
+const HOLDER_LOOKUP: Duration = Duration::from_secs(2);
+
+async fn not_acquired(locks: &Locker, name: &str, why: &str) -> Failure {
+    let holder = match tokio::time::timeout(HOLDER_LOOKUP, locks.status(name)).await {
+        Ok(Ok(status)) => match status.holder() {
+            Some(holder) => format!("; holder: {}", describe_holder(holder)),
+            None => "; it is free now".to_owned(),
+        },
+        Ok(Err(error)) if error.kind() == ErrorKind::Unsupported => String::new(),
+        Ok(Err(error)) => format!("; its holder could not be read: {error}"),
+        Err(_) => String::new(),
+    };
+    Failure::new(EX_TEMPFAIL, format!("`{name}`: {why}{holder}"))
+}
+
+/// How the program's run ended.
+enum Ended {
+    /// It exited while the lock was held.
+    Exited(ExitStatus),
+    /// The lock was lost while it ran; it was stopped (and has exited).
+    Lost,
+}
+
+/// Starts the program and watches it, the lease and lockkit's signals
+/// until the program exits.
+async fn supervise(lease: &Lease, args: &RunArgs, signals: &mut Signals) -> Result<Ended, Failure> {
+    let mut child = spawn(lease, args)?;
+    let Some(group) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw)
+    else {
+        // Reaped already: it exited at once.
+        let status = child.wait().await.map_err(wait_failed)?;
+        return Ok(held_until_exit(lease, status));
+    };
+    let foreground = Foreground::give_to(group);
+    let granted = Instant::now();
+    let mut lost = false;
+    let mut kill_at: Option<Instant> = None;
+    let mut warned = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(wait_failed)?,
+            state = lease.lost(), if !lost => {
+                lost = true;
+                kill_at = Some(Instant::now() + args.kill_after);
+                eprintln!(
+                    "lockkit: lost the lock `{}` (token {}) at {} after holding it {:.1}s ({}); \
+                     sent SIGTERM to the program, SIGKILL in {}",
+                    args.name,
+                    lease.fencing_token(),
+                    humantime::format_rfc3339_millis(SystemTime::now()),
+                    granted.elapsed().as_secs_f64(),
+                    why_lost(state),
+                    humantime::format_duration(args.kill_after),
+                );
+                send(group, Signal::SIGTERM);
+            }
+            () = sleep_until(kill_at), if kill_at.is_some() => {
+                kill_at = None;
+                send(group, Signal::SIGKILL);
+            }
+            state = lease.not_held(), if !warned && !lost => {
+                warned = true;
+                if state == LeaseState::Uncertain {
+                    eprintln!(
+                        "lockkit: the lock `{}` is uncertain: renewing it is failing; \
+                         the program is stopped if it is lost",
+                        args.name
+                    );
+                }
+            }
+            signal = signals.next() => send(group, signal),
+        }
+    };
+    drop(foreground);
+    if lost {
+        return Ok(Ended::Lost);
+    }
+    Ok(held_until_exit(lease, status))
+}
+
+/// The program exited: if the lease was lost meanwhile (the loss and the
+/// exit came together), that is said as a loss.
+fn held_until_exit(lease: &Lease, status: ExitStatus) -> Ended {
+    let state = lease.state();
+    if state.is_valid() {
+        return Ended::Exited(status);
+    }
+    eprintln!(
+        "lockkit: lost the lock `{}` (token {}) by {} as the program exited ({}, {})",
+        lease.name(),
+        lease.fencing_token(),
+        humantime::format_rfc3339_millis(SystemTime::now()),
+        why_lost(state),
+        describe_status(status),
+    );
+    Ended::Lost
+}
+
+fn why_lost(state: LeaseState) -> &'static str {
+    match state {
+        LeaseState::Released => "it was released",
+        _ => "its TTL ran out or its session ended",
+    }
+}
+
+fn spawn(lease: &Lease, args: &RunArgs) -> Result<Child, Failure> {
+    let (program, rest) = args
+        .program
+        .split_first()
+        .ok_or_else(|| Failure::new(crate::exit::EX_USAGE, "no PROGRAM after `--`"))?;
+    let mut command = Command::new(program);
+    command
+        .args(rest)
+        .env("LOCKKIT_LOCK_NAME", &args.name)
+        .env(
+            "LOCKKIT_FENCING_TOKEN",
+            lease.fencing_token().get().to_string(),
+        )
+        .env("LOCKKIT_BACKEND", lease.backend())
+        // Its own group: a signal reaches every process it starts.
+        .process_group(0);
+    command
+        .spawn()
+        .map_err(|error| spawn_failed(program, &error))
+}
+
+fn spawn_failed(program: &OsString, error: &std::io::Error) -> Failure {
+    let code = match error.kind() {
+        std::io::ErrorKind::NotFound => NOT_FOUND,
+        _ => CANNOT_EXECUTE,
+    };
+    Failure::new(
+        code,
+        format!("cannot run `{}`: {error}", program.to_string_lossy()),
+    )
+}
+
+fn wait_failed(error: std::io::Error) -> Failure {
+    Failure::new(
+        crate::exit::EX_OSERR,
+        format!("waiting for the program failed: {error}"),
+    )
+}
+
+/// Sends `signal` to the program's process group; one that has exited is
+/// no error.
+fn send(group: Pid, signal: Signal) {
+    if let Err(error) = killpg(group, signal) {
+        if error != nix::errno::Errno::ESRCH {
+            eprintln!("lockkit: cannot send {signal} to the program: {error}");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The program's status as a shell gives it: its exit code, or 128 + the
+/// signal that ended it.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (None, Some(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
+        (None, None) => ExitCode::FAILURE,
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("its status {code}"),
+        (None, Some(signal)) => format!("ended by signal {signal}"),
+        (None, None) => "ended".to_owned(),
+    }
+}
+
+/// The signals lockkit passes on to the program: once listened for, they
+/// no longer end lockkit itself.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, Failure> {
+        let listen = |kind: SignalKind| {
+            signal(kind).map_err(|error| {
+                Failure::new(
+                    crate::exit::EX_OSERR,
+                    format!("cannot listen for signals: {error}"),
+                )
+            })
+        };
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal received.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.interrupt.recv() => Signal::SIGINT,
+            _ = self.terminate.recv() => Signal::SIGTERM,
+            _ = self.hangup.recv() => Signal::SIGHUP,
+        }
+    }
+}
