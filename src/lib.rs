@@ -32,7 +32,10 @@
 //!
 //! Network backends are compiled in by features named after them (`redis`,
 //! `redlock`, `postgres`, `etcd`, `zk`, or `full`); the memory backend is
-//! always present.
+//! always present. Feature `cli` (in `full`) builds the `lockkit` command:
+//! `lockkit run NAME -- PROGRAM` runs a program under a lock with its
+//! fencing token in `LOCKKIT_FENCING_TOKEN`, `lockkit status NAME` reads
+//! who holds a lock ([`Locker::status`]), `lockkit check` tries a backend.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]

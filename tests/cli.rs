@@ -638,7 +638,7 @@ fn check_prints_what_the_backend_promises_and_times_a_probe() {
             printed.contains(&format!("safety     {class}")),
             "{printed}"
         );
-        if backend.name != "memory" && backend.name != "zk" {
+        if backend.name != "memory" {
             assert!(
                 !printed.contains("server     not reported"),
                 "{}: {printed}",

@@ -121,6 +121,15 @@
 //! [`Lease::extend`](lockkit_core::Lease::extend) reads the key: still there
 //! at its create revision, it returns the session's bound.
 //!
+//! # Reading a lock's holder
+//!
+//! `Locker::status` reads the name's queue in one linearizable range: the
+//! holder is the key with the lowest create revision — lockkit's, `etcdctl
+//! lock`'s or a Go `concurrency.Mutex`'s — whose create revision is its
+//! fencing token and whose lease id names it (`etcd lease 694d8a1b2c3d`).
+//! etcd keeps no grant time. `server_version` is the version the `Status`
+//! call of the member in use reports.
+//!
 //! # Cancellation and close
 //!
 //! An acquire dropped at any await deletes its key in the background (its

@@ -186,6 +186,16 @@
 //! restart). Running out is an `Unavailable` error naming the setting,
 //! never a hang.
 //!
+//! # Reading a lock's holder
+//!
+//! `Locker::status` reads `pg_locks` for the name's key, whatever session
+//! holds it (a `pg_advisory_lock` outside lockkit on the same key counts),
+//! and names that session from `pg_stat_activity`: backend pid, user,
+//! client address and application name, as far as this user may see them
+//! (other roles' sessions show less without `pg_read_all_stats`). No
+//! fencing token — the sequence is shared by every name — and no grant
+//! time, which PostgreSQL does not keep.
+//!
 //! # Lock and work in one transaction
 //!
 //! [`PostgresBackend::transaction`] opens a transaction, takes

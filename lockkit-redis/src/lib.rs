@@ -44,6 +44,15 @@
 //! place lasts [`QUEUE_PLACE`] unless renewed (every third of it, while
 //! waiting), so a waiter that dies holds the queue up for at most that.
 //!
+//! # Reading a lock's holder
+//!
+//! `Locker::status` (and `lockkit status`) reads whether a name is held and
+//! the TTL it has left (`GET` and `PTTL` in one `MULTI`). Not the holder's
+//! fencing token — the fence key also counts refused fast attempts and
+//! queue changes, so it is at or above the holder's token — nor when or by
+//! whom it was taken: Redis keeps neither. `server_version` is
+//! `redis_version` from `INFO server`.
+//!
 //! # What connect checks
 //!
 //! - The URL: parts the driver would silently ignore (a `user:password@`

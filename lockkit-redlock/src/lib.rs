@@ -76,6 +76,15 @@
 //! TTL); it is [`NotHeld`](lockkit_core::ErrorKind::NotHeld) when fewer
 //! than a majority still had it (it had expired).
 //!
+//! # Reading a lock's holder
+//!
+//! `Locker::status` reads every node: held when one owner holds the key on
+//! a majority, with the TTL that majority holds it for (the quorum-th
+//! longest); free when no owner can reach a majority even counting the
+//! nodes that did not answer; otherwise `Unavailable`. No token, grant time
+//! or holder: see the Redis backend's reasons. `server_version` gives each
+//! node's `redis_version` (one, if they agree).
+//!
 //! # What connect checks
 //!
 //! - At least 3 nodes; each server once, by address and by `run_id` (two

@@ -1099,6 +1099,15 @@ impl LockBackend for ZkBackend {
         .at(inner.ensemble.servers()))
     }
 
+    /// The version the first server to answer the `srvr` four-letter word
+    /// reports; see [`crate`]'s notes.
+    async fn server_version(&self) -> Result<String> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        crate::version::server_version(&inner.ensemble.servers, inner.options.response_timeout)
+            .await
+    }
+
     /// Closes the session — the server deletes every node of this client at
     /// once — ends every wait and every lease (Lost). Later calls fail with
     /// a non-retryable `Unavailable`.

@@ -119,6 +119,16 @@
 //! turns every lease Lost. Dropping the last clone of a backend closes its
 //! session too, once a server answers.
 //!
+//! # Reading a lock's holder
+//!
+//! `Locker::status` lists the lock's children: the holder is the lock node
+//! with the lowest sequence (lockkit's or Curator's); its czxid is the
+//! fencing token, its ctime the grant time (on the server's clock), its
+//! `ephemeralOwner` the holder's session. `server_version` asks the
+//! servers with the `srvr` four-letter word, which ZooKeeper allows unless
+//! `4lw.commands.whitelist` leaves it out: the client protocol does not
+//! carry a version.
+//!
 //! # URLs
 //!
 //! `zk://host:2181,host:2182,host:2183/chroot`: every server is used, the
@@ -143,6 +153,7 @@ mod options;
 mod request;
 mod session;
 mod url;
+mod version;
 
 pub use backend::ZkBackend;
 pub use options::{ZkConfig, ZkOptions, MIN_SESSION_TIMEOUT};
