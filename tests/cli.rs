@@ -122,10 +122,22 @@ fn finish(mut command: Command) -> Output {
     match outcome.recv_timeout(PATIENCE) {
         Ok(output) => output.expect("lockkit's output"),
         Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
+            stop(id);
             panic!("lockkit (pid {id}) ran past {PATIENCE:?}");
         }
     }
+}
+
+/// Kills a lockkit that ran too long, and its program first: in a process
+/// group of its own, the program would outlive it (and hold the test's
+/// output open).
+fn stop(lockkit: u32) {
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-P", &lockkit.to_string()])
+        .status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &lockkit.to_string()])
+        .status();
 }
 
 fn stderr(output: &Output) -> String {
@@ -218,7 +230,7 @@ fn wait_within(child: &mut Child, within: Duration) -> ExitStatus {
             return status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            stop(child.id());
             panic!("lockkit (pid {}) ran past {within:?}", child.id());
         }
         thread::sleep(Duration::from_millis(20));
