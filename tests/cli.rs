@@ -421,7 +421,8 @@ fn status_shows_the_holder_of_a_name_another_process_holds() {
             "etcd" => assert!(who.starts_with("etcd lease "), "{what}"),
             "zk" => {
                 assert!(who.starts_with("ZooKeeper session 0x"), "{what}");
-                assert!(read["since_unix_ms"].as_u64().is_some(), "{what}");
+                assert!(read["since"].is_null(), "{what}");
+                assert!(read["queued_since"].is_string(), "{what}");
             }
             _ => assert!(read["holder"].is_null(), "{what}"),
         }
@@ -735,4 +736,212 @@ fn help_reads_like_a_manual() {
     command.args(["run", "--help"]);
     let help = stdout(&finish(command));
     assert!(help.contains("LOCKKIT_FENCING_TOKEN"), "{help}");
+}
+
+#[test]
+fn processes_the_program_started_get_the_sigkill_after_a_lost_lease() {
+    let backend = memory();
+    let namespace = unique_namespace();
+    let pids = std::env::temp_dir().join(format!("{namespace}.pid"));
+    let mut command = lockkit(&backend, &namespace);
+    // The program's own process exits at SIGTERM; the one it started
+    // ignores SIGTERM and would run on without the lock. (It lets go of
+    // lockkit's output, so this test sees lockkit end, not it.)
+    command
+        .args([
+            "run",
+            "--ttl",
+            "300ms",
+            "--no-renew",
+            "--kill-after",
+            "300ms",
+        ])
+        .args(["job", "--", "sh", "-c"])
+        .arg(r#"sh -c 'trap "" TERM; echo $$ > "$PIDS"; exec sleep 30 >/dev/null 2>&1' & wait"#)
+        .env("PIDS", &pids);
+    let output = finish(command);
+    assert_status(&output, 70, "a lost lease");
+    let survivor = std::fs::read_to_string(&pids).expect("the started process wrote its pid");
+    // Killed, it is gone or a zombie no one has reaped yet (state Z).
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", survivor.trim()));
+    let running = stat.is_ok_and(|stat| {
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        state != Some(Some('Z'))
+    });
+    let _ = std::fs::remove_file(&pids);
+    assert!(
+        !running,
+        "process {} of the program's group outlived the announced SIGKILL",
+        survivor.trim()
+    );
+}
+
+#[test]
+fn a_program_ended_by_sigint_ends_lockkit_by_sigint() {
+    use std::os::unix::process::ExitStatusExt;
+    let backend = memory();
+    let mut command = lockkit(&backend, &unique_namespace());
+    command.args(["run", "job", "--", "sh", "-c", "kill -INT $$"]);
+    let output = finish(command);
+    assert_eq!(
+        output.status.signal(),
+        Some(2),
+        "a shell loop around lockkit run would not stop at Ctrl-C: {:?}",
+        output.status
+    );
+}
+
+#[test]
+fn run_takes_its_ttl_from_the_configuration_unless_given() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_REDIS_URL") else {
+        return;
+    };
+    let backend = Backend { name: "redis", url };
+    let namespace = unique_namespace();
+    let mut command = lockkit(&backend, &namespace);
+    command
+        .env("LOCKKIT_DEFAULT_TTL", "5m")
+        .args(["run", "configured-ttl", "--", "sh", "-c"])
+        .arg(r#"lockkit_status=$("$LOCKKIT" status --json configured-ttl); echo "$lockkit_status""#)
+        .env("LOCKKIT", env!("CARGO_BIN_EXE_lockkit"));
+    let output = finish(command);
+    assert_status(&output, 0, "run");
+    let read: Value = serde_json::from_str(stdout(&output).trim()).expect("status JSON");
+    let left = read[0]["expires_in_ms"].as_u64().expect("a TTL");
+    assert!(left > 60_000, "default_ttl 5m was not used: {left} ms left");
+}
+
+#[test]
+fn output_that_cannot_be_written_is_one_line_and_status_74() {
+    let mut command = lockkit(&memory(), &unique_namespace());
+    command.args(["status", "job"]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    command.stdout(full).stderr(Stdio::piped());
+    let output = command.output().expect("lockkit runs");
+    assert_eq!(output.status.code(), Some(74), "{:?}", stderr(&output));
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+}
+
+/// A TCP forwarder that can cut its connections half-open: the server's
+/// side is closed, the client's stays open and silent — as behind a
+/// failed middlebox, where no TCP keepalive ever fails.
+struct HalfOpenProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    upstreams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl HalfOpenProxy {
+    fn start(target: String) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let upstreams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut_flag, registry) = (Arc::clone(&cut), Arc::clone(&upstreams));
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                if let Ok(copy) = server.try_clone() {
+                    registry.lock().expect("registry").push(copy);
+                }
+                let (mut client_in, mut server_out) = match (client.try_clone(), server.try_clone())
+                {
+                    (Ok(a), Ok(b)) => (a, b),
+                    _ => continue,
+                };
+                let (mut server_in, mut client_out) = (server, client);
+                let cut = Arc::clone(&cut_flag);
+                thread::spawn(move || {
+                    let mut buffer = [0u8; 8192];
+                    // After the cut, what the client sends goes nowhere.
+                    while let Ok(n) = std::io::Read::read(&mut client_in, &mut buffer) {
+                        if n == 0 {
+                            break;
+                        }
+                        if !cut.load(Ordering::SeqCst) {
+                            let _ = server_out.write_all(&buffer[..n]);
+                        }
+                    }
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_in, &mut client_out);
+                    // The server's side ended: the client's stays open,
+                    // silent, until the client closes it.
+                    let mut hold = [0u8; 1];
+                    let _ = std::io::Read::read(&mut client_out, &mut hold);
+                });
+            }
+        });
+        Self {
+            port,
+            cut,
+            upstreams,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.upstreams.lock().expect("registry").iter() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_postgres_session_cut_off_half_open_stops_the_program_and_exits_70() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (_, after_host) = url.rsplit_once('@').expect("user@host in the test URL");
+    let (address, _) = after_host
+        .split_once('/')
+        .expect("a database in the test URL");
+    let proxy = HalfOpenProxy::start(address.to_owned());
+    let backend = Backend {
+        name: "postgres",
+        url: url.replacen(address, &format!("127.0.0.1:{}", proxy.port), 1),
+    };
+    let namespace = unique_namespace();
+    let mut command = lockkit(&backend, &namespace);
+    command
+        .env("LOCKKIT_POSTGRES_RESPONSE_TIMEOUT", "2s")
+        .args([
+            "run",
+            "--ttl",
+            "3s",
+            "--kill-after",
+            "1s",
+            "cut-off",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg("echo ready; sleep 30; echo ran-on")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("lockkit starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let cut_at = Instant::now();
+    proxy.cut();
+    let status = wait_within(&mut child, PATIENCE);
+    let took = cut_at.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "a lock lost half-open went unnoticed"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "noticed only {took:?} after the cut"
+    );
+    assert!(lines.next().is_none(), "the program ran on");
 }

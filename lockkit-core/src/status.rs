@@ -42,9 +42,12 @@ pub struct Holder {
     pub token: Option<FencingToken>,
     /// What keeps the grant alive: the TTL it has left, or its session.
     pub expiry: Expiry,
-    /// When the lock was granted, on the clock of whoever stamped it (the
-    /// ZooKeeper server's for a node's ctime), where the backend records it.
+    /// When the lock was granted, where the backend records it (memory).
     pub since: Option<SystemTime>,
+    /// When the holder joined the lock's queue — at or before the grant —
+    /// on the server's clock, where the backend records that and not the
+    /// grant (ZooKeeper: its node's ctime).
+    pub queued_since: Option<SystemTime>,
     /// Who holds it, as the server knows the holder: a PostgreSQL backend
     /// pid and client address, an etcd lease id, a ZooKeeper session id.
     /// Never the owner token, which would let a reader release the lock.
@@ -58,6 +61,7 @@ impl Holder {
             token: None,
             expiry,
             since: None,
+            queued_since: None,
             holder: None,
         }
     }

@@ -1047,10 +1047,11 @@ impl LockBackend for ZkBackend {
     }
 
     /// The holder is the lock node with the lowest sequence — lockkit's or
-    /// Curator's alike: its czxid is the token, its ctime (the server's
-    /// clock) the grant time, its `ephemeralOwner` the holder's session
-    /// (`ZooKeeper session 0x…`). A node deleted between the list and its
-    /// stat is read again from a new list.
+    /// Curator's alike: its czxid is the token, its `ephemeralOwner` the
+    /// holder's session (`ZooKeeper session 0x…`), its ctime (the server's
+    /// clock) [`queued_since`](Holder::queued_since). No `since`: ZooKeeper
+    /// does not record when the node became first. A node
+    /// deleted between the list and its stat is read again from a new list.
     async fn status(&self, name: &LockName) -> Result<LockStatus> {
         let inner = &self.inner;
         inner.check_open()?;
@@ -1085,7 +1086,9 @@ impl LockBackend for ZkBackend {
             };
             let mut holder = Holder::new(Expiry::Session);
             holder.token = u64::try_from(stat.czxid).ok().and_then(FencingToken::new);
-            holder.since = u64::try_from(stat.ctime)
+            // The node's ctime is when it joined the queue, at or before
+            // the grant: not the grant time `since` promises.
+            holder.queued_since = u64::try_from(stat.ctime)
                 .ok()
                 .and_then(|millis| UNIX_EPOCH.checked_add(Duration::from_millis(millis)));
             holder.holder = Some(format!("ZooKeeper session {:#x}", stat.ephemeral_owner));

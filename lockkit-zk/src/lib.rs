@@ -123,8 +123,9 @@
 //!
 //! `Locker::status` lists the lock's children: the holder is the lock node
 //! with the lowest sequence (lockkit's or Curator's); its czxid is the
-//! fencing token, its ctime the grant time (on the server's clock), its
-//! `ephemeralOwner` the holder's session. `server_version` asks the
+//! fencing token, its `ephemeralOwner` the holder's session, its ctime
+//! (the server's clock) when it joined the queue — at or before the grant,
+//! which ZooKeeper does not record. `server_version` asks the
 //! servers with the `srvr` four-letter word, which ZooKeeper allows unless
 //! `4lw.commands.whitelist` leaves it out: the client protocol does not
 //! carry a version.

@@ -51,11 +51,17 @@ pub async fn status_reports_the_holder_without_taking_the_lock(target: &impl Tar
         (LeaseModel::Session, Expiry::Session) => {}
         (model, expiry) => panic!("a {model:?} grant read as expiring {expiry:?}"),
     }
+    let slack = Duration::from_secs(5);
     if let Some(since) = read.since {
-        let slack = Duration::from_secs(5);
         assert!(
             since + slack >= before && since <= SystemTime::now() + slack,
             "granted at {since:?}, outside the acquire"
+        );
+    }
+    if let Some(queued) = read.queued_since {
+        assert!(
+            queued + slack >= before && queued <= SystemTime::now() + slack,
+            "queued at {queued:?}, outside the acquire"
         );
     }
     let look_alike = format!("{name}:other");

@@ -10,6 +10,7 @@ use lockkit::{
 };
 
 use crate::exit::{Failure, EX_UNAVAILABLE};
+use crate::output::Lines;
 
 /// The probe lock's TTL: it is released at once, and expires by itself
 /// if lockkit dies first.
@@ -29,7 +30,7 @@ pub(crate) async fn check(config: LockConfig) -> Result<ExitCode, Failure> {
         Err(error) if error.kind() == ErrorKind::Unsupported => "not reported".to_owned(),
         Err(error) => {
             locks.close().await.ok();
-            return Err(Failure::from_error("read the server's version", &error));
+            return Err(Failure::from_error(&error));
         }
     };
     let probe = probe_name()?;
@@ -38,7 +39,7 @@ pub(crate) async fn check(config: LockConfig) -> Result<ExitCode, Failure> {
         let lease = locks
             .try_acquire(&probe, Acquire::ttl(PROBE_TTL))
             .await
-            .map_err(|error| Failure::from_error("probe: acquire", &error))?
+            .map_err(|error| Failure::from_error(&error))?
             .ok_or_else(|| {
                 Failure::new(
                     EX_UNAVAILABLE,
@@ -49,41 +50,43 @@ pub(crate) async fn check(config: LockConfig) -> Result<ExitCode, Failure> {
         lease
             .release()
             .await
-            .map_err(|error| Failure::from_error("probe: release", &error))?;
+            .map_err(|error| Failure::from_error(&error))?;
         Ok::<_, Failure>((sent.elapsed(), token))
     }
     .await;
     locks.close().await.ok();
     let (took, token) = probed?;
     let name = locks.backend().name();
-    println!("backend    {name}");
-    println!("url        {url}");
-    println!("namespace  {namespace}");
-    println!("server     {server}");
-    println!("safety     {}", safety(&capabilities));
-    println!("fencing    {}", fencing(&capabilities));
-    println!("lease      {}", lease(&capabilities));
-    println!("waiting    {}", waiting(&capabilities));
-    println!(
+    let mut lines = Lines::default();
+    lines.line(format_args!("backend    {name}"));
+    lines.line(format_args!("url        {url}"));
+    lines.line(format_args!("namespace  {namespace}"));
+    lines.line(format_args!("server     {server}"));
+    lines.line(format_args!("safety     {}", safety(&capabilities)));
+    lines.line(format_args!("fencing    {}", fencing(&capabilities)));
+    lines.line(format_args!("lease      {}", lease(&capabilities)));
+    lines.line(format_args!("waiting    {}", waiting(&capabilities)));
+    lines.line(format_args!(
         "status     {}",
         if capabilities.status {
             "readable (lockkit status)"
         } else {
             "not readable on this backend"
         }
-    );
-    println!("connect    {:.1} ms", millis(connected));
-    println!(
+    ));
+    lines.line(format_args!("connect    {:.1} ms", millis(connected)));
+    lines.line(format_args!(
         "probe      acquire + release of `{probe}` in {:.1} ms (token {token})",
         millis(took)
-    );
+    ));
+    lines.emit()?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// A probe name of this run's own, so two checks never contend.
 fn probe_name() -> Result<String, Failure> {
     let suffix = OwnerToken::generate()
-        .map_err(|error| Failure::from_error("probe", &error))?
+        .map_err(|error| Failure::from_error(&error))?
         .to_hex();
     Ok(format!(
         "lockkit-check:{}",

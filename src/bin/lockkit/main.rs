@@ -6,6 +6,7 @@
 
 mod check;
 mod exit;
+mod output;
 mod run;
 mod status;
 mod terminal;
@@ -106,13 +107,14 @@ enum Command {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// How long the lock lives unless renewed (TTL backends; session
-    /// backends hold it as long as lockkit's session lives). E.g. 500ms, 30s, 2m
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
-    ttl: Duration,
+    /// backends hold it as long as lockkit's session lives). E.g. 500ms, 30s,
+    /// 2m [default: the configuration's default_ttl, 30s unless set]
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    ttl: Option<Duration>,
 
     /// Wait at most this long for the lock, then exit 75. Without --wait or
     /// --no-wait, wait as long as it takes
-    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "no_wait")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "no_wait", allow_hyphen_values = true)]
     wait: Option<Duration>,
 
     /// Exit 75 at once if the lock is held
@@ -129,7 +131,7 @@ struct RunArgs {
     no_renew: bool,
 
     /// After the lock is lost, how long the program has between SIGTERM and SIGKILL
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s", allow_hyphen_values = true)]
     kill_after: Duration,
 
     /// The lock's name
@@ -233,7 +235,12 @@ fn usage_error(error: &clap::Error) -> ExitCode {
         .collect();
     let joined = paragraph.join(" ");
     let line = joined.strip_prefix("error: ").unwrap_or(&joined);
-    Failure::new(EX_USAGE, format!("{line} (see lockkit --help)")).report()
+    let hint = if error.kind() == ErrorKind::UnknownArgument {
+        "; the program and its arguments go after `--`: lockkit run NAME -- PROGRAM [ARGS…]"
+    } else {
+        ""
+    };
+    Failure::new(EX_USAGE, format!("{line}{hint} (see lockkit --help)")).report()
 }
 
 /// The configuration: `--config FILE`, else `--url`, else the environment.
@@ -274,5 +281,5 @@ fn configuration(cli: &Cli) -> Result<LockConfig, Failure> {
 async fn connect(config: LockConfig) -> Result<Locker, Failure> {
     lockkit::connect(config)
         .await
-        .map_err(|error| Failure::from_error("connect", &error))
+        .map_err(|error| Failure::from_error(&error))
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lockkit::{Acquire, ErrorKind, Lease, LeaseState, LockConfig, Locker};
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::exit::{Failure, CANNOT_EXECUTE, EX_SOFTWARE, EX_TEMPFAIL, NOT_FOUND};
+use crate::output::warn;
 use crate::status::describe_holder;
 use crate::terminal::Foreground;
 use crate::RunArgs;
@@ -63,31 +65,74 @@ pub(crate) async fn run(config: LockConfig, args: RunArgs) -> Result<ExitCode, F
             return Err(failure);
         }
     };
-    let outcome = supervise(&lease, &args, &mut signals).await;
+    let confirm_ttl = (!args.no_renew).then(|| args.ttl.unwrap_or(locks.default_ttl()));
+    let outcome = supervise(&lease, &args, &mut signals, confirm_ttl).await;
     let code = match outcome {
-        Ok(Ended::Exited(status)) => {
-            if let Err(error) = lease.release().await {
-                eprintln!(
-                    "lockkit: release `{}`: {error} (it frees by its TTL or session end)",
-                    args.name
-                );
+        Ok(Ended::Exited(status)) => match lease.release().await {
+            Ok(()) => Ok(Exit::Program(status)),
+            // Not held at the release: it was lost while the program ran,
+            // unnoticed until now (its connection died as it exited).
+            Err(error) if error.kind() == ErrorKind::NotHeld => {
+                warn(format_args!(
+                    "{error}: the lock was lost before the program exited ({})",
+                    describe_status(status)
+                ));
+                Ok(Exit::Code(ExitCode::from(EX_SOFTWARE)))
             }
-            Ok(exit_code(status))
-        }
-        Ok(Ended::Lost) => Ok(ExitCode::from(EX_SOFTWARE)),
+            Err(error) => {
+                warn(format_args!(
+                    "{error} (the lock frees by its TTL or session end)"
+                ));
+                Ok(Exit::Program(status))
+            }
+        },
+        Ok(Ended::Lost) => Ok(Exit::Code(ExitCode::from(EX_SOFTWARE))),
         Err(failure) => {
             lease.release().await.ok();
             Err(failure)
         }
     };
     locks.close().await.ok();
-    code
+    code.map(Exit::finish)
+}
+
+/// What `lockkit run` ends with.
+enum Exit {
+    /// The program's own status, passed on.
+    Program(ExitStatus),
+    /// lockkit's own status.
+    Code(ExitCode),
+}
+
+impl Exit {
+    /// The status to exit with. A program ended by SIGINT, SIGTERM or
+    /// SIGHUP ends lockkit by the same signal, as a shell expects of the
+    /// command it waits for: a loop around `lockkit run` stops at Ctrl-C.
+    fn finish(self) -> ExitCode {
+        match self {
+            Self::Code(code) => code,
+            Self::Program(status) => {
+                let reraised = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+                if let Some(signal) = status
+                    .signal()
+                    .filter(|signal| reraised.iter().any(|known| *known as i32 == *signal))
+                {
+                    // Returns only if the signal could not be raised.
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
+                exit_code(status)
+            }
+        }
+    }
 }
 
 /// Acquires as the arguments say; a lock still held at the end of the wait
 /// is a [`EX_TEMPFAIL`] failure naming its holder where the backend can read it.
 async fn acquire(locks: &Locker, args: &RunArgs) -> Result<Lease, Failure> {
-    let mut options = Acquire::ttl(args.ttl);
+    let mut options = Acquire::default();
+    if let Some(ttl) = args.ttl {
+        options = options.with_ttl(ttl);
+    }
     if !args.no_renew {
         options = options.auto_renew();
     }
@@ -96,7 +141,7 @@ async fn acquire(locks: &Locker, args: &RunArgs) -> Result<Lease, Failure> {
         return match locks.try_acquire(name, options).await {
             Ok(Some(lease)) => Ok(lease),
             Ok(None) => Err(not_acquired(locks, name, "held, and --no-wait was given").await),
-            Err(error) => Err(Failure::from_error("acquire", &error)),
+            Err(error) => Err(Failure::from_error(&error)),
         };
     }
     if let Some(wait) = args.wait {
@@ -110,7 +155,7 @@ async fn acquire(locks: &Locker, args: &RunArgs) -> Result<Lease, Failure> {
             });
             Err(not_acquired(locks, name, &format!("not acquired{waited}")).await)
         }
-        Err(error) => Err(Failure::from_error("acquire", &error)),
+        Err(error) => Err(Failure::from_error(&error)),
     }
 }
 
@@ -140,7 +185,12 @@ enum Ended {
 
 /// Starts the program and watches it, the lease and lockkit's signals
 /// until the program exits.
-async fn supervise(lease: &Lease, args: &RunArgs, signals: &mut Signals) -> Result<Ended, Failure> {
+async fn supervise(
+    lease: &Lease,
+    args: &RunArgs,
+    signals: &mut Signals,
+    confirm_ttl: Option<Duration>,
+) -> Result<Ended, Failure> {
     let mut child = spawn(lease, args)?;
     let Some(group) = child
         .id()
@@ -151,19 +201,22 @@ async fn supervise(lease: &Lease, args: &RunArgs, signals: &mut Signals) -> Resu
         let status = child.wait().await.map_err(wait_failed)?;
         return Ok(held_until_exit(lease, status));
     };
-    let foreground = Foreground::give_to(group);
+    let mut foreground = Foreground::give_to(group);
     let granted = Instant::now();
     let mut lost = false;
     let mut kill_at: Option<Instant> = None;
     let mut warned = false;
+    let mut confirm = std::pin::pin!(confirm_session(lease, confirm_ttl));
+    let mut changed = signals.child.take();
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(wait_failed)?,
             state = lease.lost(), if !lost => {
                 lost = true;
-                kill_at = Some(Instant::now() + args.kill_after);
-                eprintln!(
-                    "lockkit: lost the lock `{}` (token {}) at {} after holding it {:.1}s ({}); \
+                // Past the clock's range, the program is never killed.
+                kill_at = Instant::now().checked_add(args.kill_after);
+                warn(format_args!(
+                    "lost the lock `{}` (token {}) at {} after holding it {:.1}s ({}); \
                      sent SIGTERM to the program, SIGKILL in {}",
                     args.name,
                     lease.fencing_token(),
@@ -171,8 +224,9 @@ async fn supervise(lease: &Lease, args: &RunArgs, signals: &mut Signals) -> Resu
                     granted.elapsed().as_secs_f64(),
                     why_lost(state),
                     humantime::format_duration(args.kill_after),
-                );
+                ));
                 send(group, Signal::SIGTERM);
+                send(group, Signal::SIGCONT);
             }
             () = sleep_until(kill_at), if kill_at.is_some() => {
                 kill_at = None;
@@ -181,21 +235,95 @@ async fn supervise(lease: &Lease, args: &RunArgs, signals: &mut Signals) -> Resu
             state = lease.not_held(), if !warned && !lost => {
                 warned = true;
                 if state == LeaseState::Uncertain {
-                    eprintln!(
-                        "lockkit: the lock `{}` is uncertain: renewing it is failing; \
+                    warn(format_args!(
+                        "the lock `{}` is uncertain: renewing it is failing; \
                          the program is stopped if it is lost",
                         args.name
-                    );
+                    ));
                 }
             }
-            signal = signals.next() => send(group, signal),
+            () = &mut confirm => {}
+            Some(_) = child_changed(&mut changed) => {
+                if stopped(group) {
+                    foreground.suspend(group);
+                }
+            }
+            signal = signals.next() => {
+                send(group, signal);
+                // A stopped program would not act on it until continued.
+                send(group, Signal::SIGCONT);
+            }
         }
     };
     drop(foreground);
-    if lost {
-        return Ok(Ended::Lost);
+    if !lost {
+        return Ok(held_until_exit(lease, status));
     }
-    Ok(held_until_exit(lease, status))
+    // Processes the program started may outlive it in its group: they get
+    // the SIGKILL that was announced, at its time.
+    if let Some(at) = kill_at {
+        if group_lives_until(group, at).await {
+            send(group, Signal::SIGKILL);
+        }
+    }
+    Ok(Ended::Lost)
+}
+
+/// The next SIGCHLD; never, without a listener.
+async fn child_changed(listener: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How often a process group that outlived its leader is looked at until
+/// its SIGKILL is due: nothing signals the end of a process that is not
+/// lockkit's child.
+const GROUP_LOOK: Duration = Duration::from_millis(50);
+
+/// Whether any process of `group` is still alive at `at`.
+async fn group_lives_until(group: Pid, at: Instant) -> bool {
+    while killpg(group, None).is_ok() {
+        if Instant::now() >= at {
+            return true;
+        }
+        tokio::time::sleep(GROUP_LOOK.min(at.saturating_duration_since(Instant::now()))).await;
+    }
+    false
+}
+
+/// Whether the program (the leader of `group`) has stopped (Ctrl-Z,
+/// SIGTTIN, SIGSTOP). Reports stops only: its exit stays for
+/// `Child::wait` to collect.
+fn stopped(group: Pid) -> bool {
+    matches!(
+        waitid(Id::Pid(group), WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG),
+        Ok(WaitStatus::Stopped(..))
+    )
+}
+
+/// For a lease with no time bound of its own (a PostgreSQL session, which
+/// the server never times out), confirms every third of `ttl` that the
+/// session still holds the lock; a session cut off without its connection
+/// closing (a half-open TCP connection) is found within the backend's
+/// response timeout, and the lease turns Lost. Never ends otherwise.
+async fn confirm_session(lease: &Lease, ttl: Option<Duration>) {
+    let Some(ttl) = ttl.filter(|_| lease.valid_until().is_none()) else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match lease.extend(ttl).await {
+            Ok(()) => {}
+            // Lost now (NotHeld), or never confirmable (Unsupported): the
+            // lease says which.
+            Err(error) if matches!(error.kind(), ErrorKind::NotHeld | ErrorKind::Unsupported) => {
+                return std::future::pending().await;
+            }
+            Err(error) => warn(format_args!("confirming the lock failed: {error}")),
+        }
+    }
 }
 
 /// The program exited: if the lease was lost meanwhile (the loss and the
@@ -205,14 +333,14 @@ fn held_until_exit(lease: &Lease, status: ExitStatus) -> Ended {
     if state.is_valid() {
         return Ended::Exited(status);
     }
-    eprintln!(
-        "lockkit: lost the lock `{}` (token {}) by {} as the program exited ({}, {})",
+    warn(format_args!(
+        "lost the lock `{}` (token {}) by {} as the program exited ({}, {})",
         lease.name(),
         lease.fencing_token(),
         humantime::format_rfc3339_millis(SystemTime::now()),
         why_lost(state),
         describe_status(status),
-    );
+    ));
     Ended::Lost
 }
 
@@ -267,7 +395,7 @@ fn wait_failed(error: std::io::Error) -> Failure {
 fn send(group: Pid, signal: Signal) {
     if let Err(error) = killpg(group, signal) {
         if error != nix::errno::Errno::ESRCH {
-            eprintln!("lockkit: cannot send {signal} to the program: {error}");
+            warn(format_args!("cannot send {signal} to the program: {error}"));
         }
     }
 }
@@ -297,12 +425,14 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// The signals lockkit passes on to the program: once listened for, they
-/// no longer end lockkit itself.
+/// The signals lockkit passes on to the program — once listened for, they
+/// no longer end lockkit itself — and SIGCHLD, which says the program
+/// stopped (or exited).
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
+    child: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -319,6 +449,7 @@ impl Signals {
             interrupt: listen(SignalKind::interrupt())?,
             terminate: listen(SignalKind::terminate())?,
             hangup: listen(SignalKind::hangup())?,
+            child: Some(listen(SignalKind::child())?),
         })
     }
 

@@ -7,6 +7,7 @@ use lockkit::{Expiry, Holder, LockConfig, LockStatus};
 use serde_json::{json, Value};
 
 use crate::exit::Failure;
+use crate::output::Lines;
 use crate::StatusArgs;
 
 /// Prints each name's status, one line each (or one JSON array).
@@ -18,7 +19,7 @@ pub(crate) async fn status(config: LockConfig, args: StatusArgs) -> Result<ExitC
         match locks.status(name).await {
             Ok(status) => read.push((name, status)),
             Err(error) => {
-                failure = Some(Failure::from_error(&format!("status `{name}`"), &error));
+                failure = Some(Failure::from_error(&error));
                 break;
             }
         }
@@ -27,20 +28,24 @@ pub(crate) async fn status(config: LockConfig, args: StatusArgs) -> Result<ExitC
     if let Some(failure) = failure {
         return Err(failure);
     }
+    let mut lines = Lines::default();
     if args.json {
         let entries: Vec<Value> = read
             .iter()
             .map(|(name, status)| to_json(name, status))
             .collect();
-        println!("{}", Value::Array(entries));
+        lines.line(Value::Array(entries));
     } else {
         for (name, status) in &read {
             match status.holder() {
-                Some(holder) => println!("{name}: held — {}", describe_holder(holder)),
-                None => println!("{name}: free"),
+                Some(holder) => {
+                    lines.line(format_args!("{name}: held — {}", describe_holder(holder)))
+                }
+                None => lines.line(format_args!("{name}: free")),
             }
         }
     }
+    lines.emit()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -58,13 +63,17 @@ pub(crate) fn describe_holder(holder: &Holder) -> String {
         _ => "until it expires".to_owned(),
     });
     if let Some(since) = holder.since {
-        let ago = SystemTime::now()
-            .duration_since(since)
-            .map(|ago| format!(" ({:.0}s ago)", ago.as_secs_f64()))
-            .unwrap_or_default();
         parts.push(format!(
-            "since {}{ago}",
-            humantime::format_rfc3339_seconds(since)
+            "since {}{}",
+            humantime::format_rfc3339_seconds(since),
+            ago(since)
+        ));
+    }
+    if let Some(queued) = holder.queued_since {
+        parts.push(format!(
+            "in the queue since {}{}",
+            humantime::format_rfc3339_seconds(queued),
+            ago(queued)
         ));
     }
     if let Some(who) = &holder.holder {
@@ -73,11 +82,30 @@ pub(crate) fn describe_holder(holder: &Holder) -> String {
     parts.join(", ")
 }
 
+/// ` (12s ago)`; nothing for a time ahead of this clock.
+fn ago(at: SystemTime) -> String {
+    SystemTime::now()
+        .duration_since(at)
+        .map(|ago| format!(" ({:.0}s ago)", ago.as_secs_f64()))
+        .unwrap_or_default()
+}
+
 /// `{"name", "state": "free"|"held", "token", "expires_in_ms", "session",
-/// "since", "since_unix_ms", "holder"}`; what the backend cannot read is `null`.
+/// "since", "since_unix_ms", "queued_since", "holder"}`, every key always present: what the
+/// backend cannot read, and all but the name and state of a free lock, is `null`.
 fn to_json(name: &str, status: &LockStatus) -> Value {
     let Some(holder) = status.holder() else {
-        return json!({ "name": name, "state": "free" });
+        return json!({
+            "name": name,
+            "state": "free",
+            "token": null,
+            "expires_in_ms": null,
+            "session": null,
+            "since": null,
+            "since_unix_ms": null,
+            "queued_since": null,
+            "holder": null,
+        });
     };
     let expires_in_ms = match holder.expiry {
         Expiry::In(left) => Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
@@ -95,6 +123,7 @@ fn to_json(name: &str, status: &LockStatus) -> Value {
         "session": holder.expiry == Expiry::Session,
         "since": holder.since.map(|since| humantime::format_rfc3339_millis(since).to_string()),
         "since_unix_ms": since_unix_ms,
+        "queued_since": holder.queued_since.map(|at| humantime::format_rfc3339_millis(at).to_string()),
         "holder": holder.holder,
     })
 }
