@@ -41,9 +41,10 @@ EXIT STATUS:
   64       bad arguments, URL or configuration (EX_USAGE)
   69       the backend could not be reached or refused the operation (EX_UNAVAILABLE)
   70       run: the lock was lost while the program ran; the program was stopped (EX_SOFTWARE)
+  74       standard output could not be written (EX_IOERR)
   75       run: the lock was not acquired within --wait, or at once with --no-wait (EX_TEMPFAIL)
   126/127  run: the program could not be started / was not found
-  128+N    run: the program was ended by signal N
+  128+N    run: the program was ended by signal N (SIGINT, SIGTERM, SIGHUP: lockkit ends by it too)
 
 ENVIRONMENT:
   LOCKKIT_URL        the backend, when neither --url nor --config is given
@@ -71,7 +72,8 @@ EXAMPLES:
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
-    propagate_version = true
+    propagate_version = true,
+    max_term_width = 100
 )]
 struct Cli {
     /// The lock backend: redis://HOST[:PORT], redlock://H1:P1,H2:P2,H3:P3,

@@ -32,12 +32,18 @@ the highest it has seen: that keeps a holder that lost the lock (paused, cut off
 writing after the next one began.
   LOCKKIT_BACKEND        the backend's name (redis, redlock, postgres, etcd, zk, memory)
 
-While PROGRAM runs the lease is renewed (unless --no-renew). If it is lost all the same — \
-its TTL ran out, the session ended, the server failed over — PROGRAM's process group gets \
-SIGTERM, SIGKILL --kill-after later, and lockkit exits 70 saying when the lock was lost. \
-SIGINT, SIGTERM and SIGHUP sent to lockkit are passed to PROGRAM's process group; the lock \
-is released once PROGRAM exits. When lockkit runs in a terminal's foreground, PROGRAM gets \
-the terminal (it can read from it; Ctrl-C reaches it directly).
+While PROGRAM runs the lease is renewed (unless --no-renew); on PostgreSQL, whose sessions \
+the server never times out, the lock is confirmed every third of --ttl instead, so a \
+connection cut off without closing is found within that plus the response timeout. If the \
+lease is lost all the same — its TTL ran out, the session ended, the server failed over — \
+PROGRAM's process group gets SIGTERM, SIGKILL --kill-after later (also any process of the \
+group still alive then), and lockkit exits 70 saying when the lock was lost. SIGINT, \
+SIGTERM and SIGHUP sent to lockkit are passed to PROGRAM's process group; the lock is \
+released once PROGRAM exits, and if PROGRAM died of one of those signals lockkit ends by it \
+too, so a shell loop around it stops. The lock is released when PROGRAM itself exits: \
+processes it left running in the background are not waited for. When lockkit runs in a \
+terminal's foreground, PROGRAM gets the terminal (it can read from it; Ctrl-C reaches it \
+directly; Ctrl-Z stops it and lockkit, and `fg` continues both).
 
 Not acquired within --wait (or at once, with --no-wait): exit 75 with one line saying who \
 holds NAME, where the backend can tell. If lockkit itself is killed with SIGKILL, PROGRAM \
