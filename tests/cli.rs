@@ -531,6 +531,7 @@ fn bad_arguments_exit_64_with_one_line_naming_the_field() {
         let said = stderr(&output);
         assert_eq!(said.lines().count(), 1, "{arguments:?}: {said}");
         assert!(said.contains(names), "{arguments:?}: {said}");
+        assert!(!said.contains("lockkit: lockkit:"), "{said}");
         if arguments[1] == "--ttl" && arguments[2] == "abc" {
             assert!(said.contains("--ttl"), "{said}");
         }
@@ -620,6 +621,24 @@ fn signals_to_lockkit_reach_the_program_and_the_lock_is_released_after() {
     // Released, not expired: its TTL was 30 s.
     let read = status_json(&backend, &namespace, &name);
     assert_eq!(read["state"], "free", "{read}");
+
+    // A signal with no meaning to lockkit is the program's too: it does
+    // not end lockkit and leave the program running without the lock.
+    let mut command = lockkit(&backend, &namespace);
+    command
+        .args(["run", &name, "--", "sh", "-c"])
+        .arg(r#"trap 'exit 5' USR1; echo ready; while :; do sleep 0.05; done"#)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("lockkit starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let sent = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    assert_eq!(wait_within(&mut child, PATIENCE).code(), Some(5));
 }
 
 #[test]

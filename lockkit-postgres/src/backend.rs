@@ -459,9 +459,9 @@ impl LockBackend for PostgresBackend {
         }
     }
 
-    /// Held or free by `pg_locks`, for any session of the server (a lock
-    /// taken with `pg_advisory_lock` outside lockkit, on the same key,
-    /// counts too); the holder is its session — backend pid, user, client
+    /// Held or free by `pg_locks`, for any session in this database (a
+    /// lock taken with `pg_advisory_lock` outside lockkit, on the same key,
+    /// counts too; one in another database is another lock); the holder is its session — backend pid, user, client
     /// address, application name, as far as this user may see them in
     /// `pg_stat_activity`. No token (the fencing sequence is shared by every
     /// name) and no grant time (PostgreSQL does not keep one).

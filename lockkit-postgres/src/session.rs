@@ -87,7 +87,8 @@ struct Statements {
     /// `$1` classid, `$2` objid → whether this session holds that lock.
     holds: Statement,
     /// `$1` classid, `$2` objid → the holding session's pid, user, client
-    /// address and application name, if any session holds that lock.
+    /// address and application name, if any session holds that lock in
+    /// this database (advisory locks of other databases are other locks).
     holder: Statement,
     /// `$1` key → the fencing token if free, else NULL; inside a transaction.
     try_xact_lock: Statement,
@@ -415,7 +416,9 @@ async fn prepare(
              WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' \
              AND l.classid OPERATOR(pg_catalog.=) $1::pg_catalog.oid \
              AND l.objid OPERATOR(pg_catalog.=) $2::pg_catalog.oid \
-             AND l.objsubid OPERATOR(pg_catalog.=) 1 AND l.granted LIMIT 1"
+             AND l.objsubid OPERATOR(pg_catalog.=) 1 AND l.granted \
+             AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database \
+             WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) LIMIT 1"
         ),
         client.prepare(&try_xact_lock),
         client.prepare(&xact_lock),

@@ -709,3 +709,47 @@ async fn close_rolls_back_an_open_locked_transaction() {
     );
     assert_eq!(mine.connections(), 0);
 }
+
+#[tokio::test]
+async fn status_names_the_holding_session_and_ignores_other_databases() {
+    let Some(url) = server_from_env("LOCKKIT_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let backend = backend(&url, &namespace).await;
+    let locks = Locker::new(backend.clone());
+    let key = backend.key_of("elsewhere").unwrap();
+
+    // The same key, locked by a session of another database: another lock.
+    let (head, _) = url.rsplit_once('/').expect("a database in the test URL");
+    let other = raw(&format!("{head}/postgres")).await;
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+    assert_eq!(
+        locks.status("elsewhere").await.unwrap(),
+        lockkit_core::LockStatus::Free
+    );
+
+    // The same key in this database, taken outside lockkit: held, and by whom.
+    let here = raw(&url).await;
+    let pid: i32 = here
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    here.execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+    let status = locks.status("elsewhere").await.unwrap();
+    let holder = status.holder().expect("held in this database");
+    assert_eq!(holder.expiry, lockkit_core::Expiry::Session);
+    assert_eq!(
+        holder.token, None,
+        "the fencing sequence is shared by every name"
+    );
+    let who = holder.holder.as_deref().unwrap_or_default();
+    assert!(who.starts_with(&format!("backend pid {pid}")), "{who}");
+    locks.close().await.unwrap();
+}

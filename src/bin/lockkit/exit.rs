@@ -56,7 +56,11 @@ impl Failure {
             ErrorKind::Contended | ErrorKind::Timeout => EX_TEMPFAIL,
             _ => EX_UNAVAILABLE,
         };
-        Self::new(code, error.to_string())
+        // lockkit's own refusals (a name, a URL) are said once, not as
+        // `lockkit: lockkit: …`.
+        let text = error.to_string();
+        let text = text.strip_prefix("lockkit: ").unwrap_or(&text);
+        Self::new(code, text)
     }
 
     /// Prints the line on stderr and gives the status.

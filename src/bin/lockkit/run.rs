@@ -8,16 +8,16 @@ use std::process::{ExitCode, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
 
 use lockkit::{Acquire, ErrorKind, Lease, LeaseState, LockConfig, Locker};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{killpg, raise, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{getpgrp, Pid};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::exit::{Failure, CANNOT_EXECUTE, EX_SOFTWARE, EX_TEMPFAIL, NOT_FOUND};
 use crate::output::warn;
 use crate::status::describe_holder;
-use crate::terminal::Foreground;
+use crate::terminal::Terminal;
 use crate::RunArgs;
 
 pub(crate) const LONG_ABOUT: &str = "\
@@ -38,12 +38,14 @@ connection cut off without closing is found within that plus the response timeou
 lease is lost all the same — its TTL ran out, the session ended, the server failed over — \
 PROGRAM's process group gets SIGTERM, SIGKILL --kill-after later (also any process of the \
 group still alive then), and lockkit exits 70 saying when the lock was lost. SIGINT, \
-SIGTERM and SIGHUP sent to lockkit are passed to PROGRAM's process group; the lock is \
-released once PROGRAM exits, and if PROGRAM died of one of those signals lockkit ends by it \
-too, so a shell loop around it stops. The lock is released when PROGRAM itself exits: \
-processes it left running in the background are not waited for. When lockkit runs in a \
-terminal's foreground, PROGRAM gets the terminal (it can read from it; Ctrl-C reaches it \
-directly; Ctrl-Z stops it and lockkit, and `fg` continues both).
+SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM sent to lockkit are passed to \
+PROGRAM's process group; the lock is released once PROGRAM exits, and if PROGRAM died of \
+SIGINT, SIGTERM or SIGHUP lockkit ends by it too, so a shell loop around it stops. SIGTSTP \
+(Ctrl-Z, `kill -TSTP %1`) stops PROGRAM and lockkit together; continued, lockkit checks the \
+lease before it continues PROGRAM. The lock is released when PROGRAM itself exits: \
+processes it left running in the background are not waited for. While lockkit's job is a \
+terminal's foreground, PROGRAM's group is (it can read the terminal, even with stdin \
+redirected; Ctrl-C reaches it directly).
 
 Not acquired within --wait (or at once, with --no-wait): exit 75 with one line saying who \
 holds NAME, where the backend can tell. If lockkit itself is killed with SIGKILL, PROGRAM \
@@ -53,17 +55,27 @@ runs on unguarded and the lock is freed by its TTL or when lockkit's session end
 pub(crate) async fn run(config: LockConfig, args: RunArgs) -> Result<ExitCode, Failure> {
     let mut signals = Signals::new()?;
     let locks = crate::connect(config).await?;
-    let lease = tokio::select! {
-        acquired = acquire(&locks, &args) => acquired,
-        signal = signals.next() => {
-            // Dropping the acquire withdraws it from the lock's queue.
-            locks.close().await.ok();
-            return Err(Failure::new(
-                128 + signal as u8,
-                format!("{signal} while waiting for `{}`; not acquired", args.name),
-            ));
+    let mut acquiring = Box::pin(acquire(&locks, &args));
+    let mut suspend = signals.suspend.take();
+    let lease = loop {
+        tokio::select! {
+            acquired = &mut acquiring => break acquired,
+            // Ctrl-Z while waiting: no program yet, lockkit stops alone.
+            Some(_) = suspended(&mut suspend) => {
+                let _ = raise(Signal::SIGSTOP);
+            }
+            signal = signals.next() => {
+                // Dropping the acquire withdraws it from the lock's queue.
+                drop(acquiring);
+                locks.close().await.ok();
+                warn(format_args!("{signal} while waiting for `{}`; not acquired", args.name));
+                // Ends by the signal, so a shell loop around lockkit stops.
+                die_by(signal);
+                return Err(Failure::silent(128 + signal as u8));
+            }
         }
     };
+    signals.suspend = suspend;
     let lease = match lease {
         Ok(lease) => lease,
         Err(failure) => {
@@ -71,7 +83,9 @@ pub(crate) async fn run(config: LockConfig, args: RunArgs) -> Result<ExitCode, F
             return Err(failure);
         }
     };
-    let confirm_ttl = (!args.no_renew).then(|| args.ttl.unwrap_or(locks.default_ttl()));
+    // Confirming a session the server never times out is no renewal: it
+    // runs with --no-renew too.
+    let confirm_ttl = Some(args.ttl.unwrap_or(locks.default_ttl()));
     let outcome = supervise(&lease, &args, &mut signals, confirm_ttl).await;
     let code = match outcome {
         Ok(Ended::Exited(status)) => match lease.release().await {
@@ -102,6 +116,15 @@ pub(crate) async fn run(config: LockConfig, args: RunArgs) -> Result<ExitCode, F
     code.map(Exit::finish)
 }
 
+/// Ends lockkit by SIGINT, SIGTERM or SIGHUP (their default action:
+/// termination), as a shell expects of the command it waits for; returns
+/// for any other signal, or if that failed.
+fn die_by(signal: Signal) {
+    if matches!(signal, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP) {
+        let _ = signal_hook::low_level::emulate_default_handler(signal as i32);
+    }
+}
+
 /// What `lockkit run` ends with.
 enum Exit {
     /// The program's own status, passed on.
@@ -118,13 +141,11 @@ impl Exit {
         match self {
             Self::Code(code) => code,
             Self::Program(status) => {
-                let reraised = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
                 if let Some(signal) = status
                     .signal()
-                    .filter(|signal| reraised.iter().any(|known| *known as i32 == *signal))
+                    .and_then(|number| Signal::try_from(number).ok())
                 {
-                    // Returns only if the signal could not be raised.
-                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    die_by(signal);
                 }
                 exit_code(status)
             }
@@ -207,15 +228,21 @@ async fn supervise(
         let status = child.wait().await.map_err(wait_failed)?;
         return Ok(held_until_exit(lease, status));
     };
-    let mut foreground = Foreground::give_to(group);
+    let mut terminal = Terminal::open();
+    terminal.lend(group);
+    // It may have read the terminal before it was its own, and stopped.
+    send(group, Signal::SIGCONT);
     let granted = Instant::now();
     let mut lost = false;
     let mut kill_at: Option<Instant> = None;
     let mut warned = false;
     let mut confirm = std::pin::pin!(confirm_session(lease, confirm_ttl));
     let mut changed = signals.child.take();
+    let mut suspend = signals.suspend.take();
     let status = loop {
         tokio::select! {
+            // A loss is acted on before anything else that is ready.
+            biased;
             status = child.wait() => break status.map_err(wait_failed)?,
             state = lease.lost(), if !lost => {
                 lost = true;
@@ -250,8 +277,20 @@ async fn supervise(
             }
             () = &mut confirm => {}
             Some(_) = child_changed(&mut changed) => {
-                if stopped(group) {
-                    foreground.suspend(group);
+                // Stopped at the terminal (Ctrl-Z, or reading it from the
+                // background): the job stops, as the shell expects.
+                if stopped(group) && terminal.exists() && lease.state().is_valid() {
+                    terminal.take_back();
+                    let _ = killpg(getpgrp(), Signal::SIGTSTP);
+                }
+            }
+            Some(_) = suspended(&mut suspend) => {
+                stop_job(&mut terminal, group);
+                // Continued. A lease that ran out meanwhile is not handed
+                // back to the program: the loss is acted on first.
+                terminal.lend(group);
+                if lease.state().is_valid() {
+                    send(group, Signal::SIGCONT);
                 }
             }
             signal = signals.next() => {
@@ -261,7 +300,7 @@ async fn supervise(
             }
         }
     };
-    drop(foreground);
+    drop(terminal);
     if !lost {
         return Ok(held_until_exit(lease, status));
     }
@@ -281,6 +320,21 @@ async fn child_changed(listener: &mut Option<tokio::signal::unix::Signal>) -> Op
         Some(listener) => listener.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The next SIGTSTP to lockkit (Ctrl-Z, `kill -TSTP %1`); never, without a listener.
+async fn suspended(listener: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    child_changed(listener).await
+}
+
+/// Stops the program's group, then lockkit itself, having taken the
+/// terminal back: the job is stopped as a whole, so no program runs on
+/// while its lockkit, which renews the lease, is stopped. Returns once
+/// lockkit is continued.
+fn stop_job(terminal: &mut Terminal, group: Pid) {
+    send(group, Signal::SIGSTOP);
+    terminal.take_back();
+    let _ = raise(Signal::SIGSTOP);
 }
 
 /// How often a process group that outlived its leader is looked at until
@@ -432,13 +486,19 @@ fn describe_status(status: ExitStatus) -> String {
 }
 
 /// The signals lockkit passes on to the program — once listened for, they
-/// no longer end lockkit itself — and SIGCHLD, which says the program
-/// stopped (or exited).
+/// no longer end lockkit, which would leave the program running without
+/// the lock — SIGCHLD, which says the program stopped (or exited), and
+/// SIGTSTP, which stops the job.
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+    user2: tokio::signal::unix::Signal,
+    alarm: tokio::signal::unix::Signal,
     child: Option<tokio::signal::unix::Signal>,
+    suspend: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -455,16 +515,25 @@ impl Signals {
             interrupt: listen(SignalKind::interrupt())?,
             terminate: listen(SignalKind::terminate())?,
             hangup: listen(SignalKind::hangup())?,
+            quit: listen(SignalKind::quit())?,
+            user1: listen(SignalKind::user_defined1())?,
+            user2: listen(SignalKind::user_defined2())?,
+            alarm: listen(SignalKind::alarm())?,
             child: Some(listen(SignalKind::child())?),
+            suspend: Some(listen(SignalKind::from_raw(Signal::SIGTSTP as i32))?),
         })
     }
 
-    /// The next signal received.
+    /// The next signal to pass on.
     async fn next(&mut self) -> Signal {
         tokio::select! {
             _ = self.interrupt.recv() => Signal::SIGINT,
             _ = self.terminate.recv() => Signal::SIGTERM,
             _ = self.hangup.recv() => Signal::SIGHUP,
+            _ = self.quit.recv() => Signal::SIGQUIT,
+            _ = self.user1.recv() => Signal::SIGUSR1,
+            _ = self.user2.recv() => Signal::SIGUSR2,
+            _ = self.alarm.recv() => Signal::SIGALRM,
         }
     }
 }
