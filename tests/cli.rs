@@ -591,6 +591,33 @@ fn a_killed_lockkit_leaves_the_lock_free_by_its_ttl_or_session_end() {
     }
 }
 
+/// Runs `script` under `lockkit run`, sends `signal` to lockkit once the
+/// program printed `ready`, and returns lockkit's status and the program's
+/// later lines.
+fn signal_run(
+    backend: &Backend,
+    namespace: &str,
+    name: &str,
+    script: &str,
+    signal: &str,
+) -> (ExitStatus, Vec<String>) {
+    let mut command = lockkit(backend, namespace);
+    command
+        .args(["run", name, "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("lockkit starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = wait_within(&mut child, PATIENCE);
+    (status, lines.map_while(Result::ok).collect())
+}
+
 #[test]
 fn signals_to_lockkit_reach_the_program_and_the_lock_is_released_after() {
     let Some(backend) = network_backends().into_iter().next() else {
@@ -598,47 +625,29 @@ fn signals_to_lockkit_reach_the_program_and_the_lock_is_released_after() {
     };
     let namespace = unique_namespace();
     let name = unique_name("signal");
-    let mut command = lockkit(&backend, &namespace);
-    command
-        .args(["run", &name, "--", "sh", "-c"])
-        .arg(r#"trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done"#)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("lockkit starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let status = wait_within(&mut child, PATIENCE);
-    assert_eq!(status.code(), Some(3), "the program's own status");
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("got-term")
+    let (status, later) = signal_run(
+        &backend,
+        &namespace,
+        &name,
+        "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+        "-TERM",
     );
+    assert_eq!(status.code(), Some(3), "the program's own status");
+    assert_eq!(later, ["got-term"]);
     // Released, not expired: its TTL was 30 s.
     let read = status_json(&backend, &namespace, &name);
     assert_eq!(read["state"], "free", "{read}");
 
     // A signal with no meaning to lockkit is the program's too: it does
     // not end lockkit and leave the program running without the lock.
-    let mut command = lockkit(&backend, &namespace);
-    command
-        .args(["run", &name, "--", "sh", "-c"])
-        .arg(r#"trap 'exit 5' USR1; echo ready; while :; do sleep 0.05; done"#)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("lockkit starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
-    let sent = Command::new("kill")
-        .args(["-USR1", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    assert_eq!(wait_within(&mut child, PATIENCE).code(), Some(5));
+    let (status, _) = signal_run(
+        &backend,
+        &namespace,
+        &name,
+        "trap 'exit 5' USR1; echo ready; while :; do sleep 0.05; done",
+        "-USR1",
+    );
+    assert_eq!(status.code(), Some(5));
 }
 
 #[test]
